@@ -1,0 +1,5 @@
+import sys
+
+from indexnet.cli import main
+
+sys.exit(main())

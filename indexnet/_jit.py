@@ -1,0 +1,67 @@
+"""The three builds of a kernel source.
+
+Every loop kernel is one Python function compiled in up to three ways:
+
+``literal``  ``njit(cache=True)``: serial, exact IEEE arithmetic; the reading form.
+``exact``    ``njit(parallel=True, cache=True)``: ``prange`` over output elements,
+             every reduction sequential inside one iteration, no fastmath. Results are
+             bit-identical to a serial run and independent of the thread count. The
+             oracle and the equality tests use this build.
+``fast``     ``njit(parallel=True, fastmath=FAST_FLAGS, cache=True)``: the same source,
+             allowed to reassociate reductions so they vectorize. The trainer uses it.
+
+Numba's on-disk cache keys an entry by the function's qualified name, bytecode and
+signature, but not by its compile flags, so two dispatchers of one function would read
+each other's cache entries. :func:`fast` therefore compiles a renamed copy of the
+function (``<name>__fast``), which gets its own cache file.
+"""
+from __future__ import annotations
+
+import types
+from typing import Callable
+
+import numba
+
+#: fastmath flags of the fast build. ``reassoc`` lets reductions vectorize, ``contract``
+#: allows FMA. ``nnan``/``ninf`` are left out on purpose: they would delete the NaN/Inf
+#: checks the trainer relies on to stop a diverging run.
+FAST_FLAGS = frozenset({"reassoc", "contract", "arcp", "nsz"})
+
+
+def literal(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile the literal (reading) form: serial, exact, cached."""
+    return numba.njit(cache=True)(fn)
+
+
+def exact(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile the exact parallel build: ``prange`` over outputs, no fastmath."""
+    return numba.njit(parallel=True, cache=True)(fn)
+
+
+def serial(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a small helper that is inlined into other kernels (no threads)."""
+    return numba.njit(cache=True)(fn)
+
+
+def renamed(fn: Callable, suffix: str) -> Callable:
+    """Return a copy of ``fn`` whose ``__qualname__`` ends in ``suffix``.
+
+    The copy shares code, globals, defaults and closure; only the name differs, so
+    numba's cache stores its compiled form in a separate file.
+    """
+    copy = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+    )
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__doc__ = fn.__doc__
+    copy.__module__ = fn.__module__
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return copy
+
+
+def fast(dispatcher_or_fn) -> numba.core.registry.CPUDispatcher:
+    """Compile the fastmath build of an exact kernel (or of a plain function)."""
+    fn = getattr(dispatcher_or_fn, "py_func", dispatcher_or_fn)
+    return numba.njit(parallel=True, fastmath=set(FAST_FLAGS), cache=True)(
+        renamed(fn, "__fast")
+    )

@@ -1,0 +1,177 @@
+"""The equation map: which kernel implements which numbered equation.
+
+One source of truth, read from the two places a reader looks:
+
+* each kernel form's docstring names its equation as ``derivations/<file>.md#<ID>``;
+* each numbered equation in ``derivations/*.md`` sits under an anchor
+  ``<a id="ID"></a>`` whose caption line names its kernel as
+  ``Kernel: `<module>.<formula>` `` (or ``Kernel: none`` for a definition or an
+  intermediate step that has no code of its own).
+
+:func:`kernel_forms` and :func:`equations` read both sides; ``indexnet explain``, the
+derivations index and ``tests/test_equation_map.py`` all use them, so the two sides
+cannot drift apart unnoticed.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMS = ("literal", "loops", "numpy")
+EQUATION_REF = re.compile(r"derivations/([\w-]+\.md)#([A-Z]+[\w.]*\w)")
+ANCHOR = re.compile(r'^<a id="([A-Z]+[\w.]*\w)"></a>\s*$')
+CAPTION = re.compile(r"^\*\*\((?P<id>[A-Z]+[\w.]*\w)\)\s*(?P<title>.*?)\*\*(?P<rest>.*)$")
+KERNEL = re.compile(r"Kernel:\s*(?:`(?P<kernel>[\w.]+)`|(?P<none>none))")
+SEED = re.compile(r"(seeds? \d{3}[^.;]*?(?:eq\.|section|appendix|§)\s*[\w.\-–, ]+\w)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class KernelForm:
+    """One form (literal, loops or numpy) of one formula."""
+
+    module: str  # e.g. "dense"
+    formula: str  # e.g. "weight_grad"
+    form: str  # "literal" | "loops" | "numpy"
+    file: str  # absolute path of the source file
+    line: int  # first line of the function
+    equation_file: str  # e.g. "dense.md"
+    equation: str  # e.g. "D2.5"
+
+    @property
+    def kernel(self) -> str:
+        return f"{self.module}.{self.formula}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.formula}_{self.form}"
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One numbered equation of a derivation."""
+
+    id: str
+    file: str  # file name inside derivations/, e.g. "dense.md"
+    line: int
+    title: str
+    latex: str
+    kernel: str | None  # "<module>.<formula>", or None for a definition
+    seed: str | None  # the seed equation it re-derives, as written in the caption
+
+
+def derivations_dir() -> Path:
+    """The folder holding the derivations (shipped inside the package)."""
+    return Path(__file__).resolve().parent / "derivations"
+
+
+def kernel_modules() -> list[str]:
+    """Names of the modules in :mod:`indexnet.kernels`."""
+    import indexnet.kernels as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+
+def kernel_forms() -> list[KernelForm]:
+    """Every public ``<formula>_<form>`` function of every kernel module.
+
+    Raises
+    ------
+    ValueError
+        A kernel form whose docstring names no equation, or more than one.
+    """
+    found = []
+    for modname in kernel_modules():
+        module = importlib.import_module(f"indexnet.kernels.{modname}")
+        for name, obj in vars(module).items():
+            if name.startswith("_") or "_" not in name:
+                continue
+            formula, _, form = name.rpartition("_")
+            if form not in FORMS:
+                continue
+            fn = getattr(obj, "py_func", obj)
+            if not callable(fn) or getattr(fn, "__module__", None) != module.__name__:
+                continue
+            refs = set(EQUATION_REF.findall(inspect.getdoc(fn) or ""))
+            if len(refs) != 1:
+                raise ValueError(
+                    f"kernel {modname}.{name}: expected its docstring to name exactly one "
+                    f"equation as derivations/<file>.md#<ID>, found {sorted(refs) or 'none'}"
+                )
+            (eq_file, eq_id), = refs
+            found.append(
+                KernelForm(
+                    module=modname,
+                    formula=formula,
+                    form=form,
+                    file=inspect.getsourcefile(fn),
+                    line=inspect.getsourcelines(fn)[1],
+                    equation_file=eq_file,
+                    equation=eq_id,
+                )
+            )
+    return sorted(found, key=lambda k: (k.module, k.formula, FORMS.index(k.form)))
+
+
+def parse_derivation(path: Path) -> list[Equation]:
+    """The anchored equations of one derivation file, in reading order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if ANCHOR.match(line)]
+    out = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        eq_id = ANCHOR.match(lines[start]).group(1)
+        block = lines[start + 1 : end]
+        caption = next((line for line in block if line.strip()), "")
+        m = CAPTION.match(caption)
+        if not m or m.group("id") != eq_id:
+            raise ValueError(
+                f"{path.name}:{start + 2}: expected a caption '**({eq_id}) Title.** ...' "
+                f"under the anchor, got {caption[:60]!r}"
+            )
+        km = KERNEL.search(caption)
+        if not km:
+            raise ValueError(
+                f"{path.name}:{start + 2}: caption of {eq_id} must say 'Kernel: `module.formula`' "
+                f"or 'Kernel: none'"
+            )
+        latex = []
+        inside = False
+        for line in block:
+            if line.strip().startswith("$$"):
+                if inside:
+                    break
+                inside = True
+                rest = line.strip()[2:]
+                if rest.endswith("$$") and rest != "":
+                    latex.append(rest[:-2])
+                    break
+                continue
+            if inside:
+                latex.append(line)
+        seed = SEED.search(m.group("rest"))
+        out.append(
+            Equation(
+                id=eq_id,
+                file=path.name,
+                line=start + 1,
+                title=m.group("title").strip().rstrip("."),
+                latex="\n".join(latex).strip(),
+                kernel=km.group("kernel"),
+                seed=seed.group(1) if seed else None,
+            )
+        )
+    return out
+
+
+def equations() -> list[Equation]:
+    """Every anchored equation of every derivation, file by file."""
+    out = []
+    for path in sorted(derivations_dir().glob("*.md")):
+        if path.name == "README.md":
+            continue
+        out.extend(parse_derivation(path))
+    return out
