@@ -5,7 +5,7 @@ Every layer follows :class:`indexnet.layers.base.Layer`: a frozen description
 kernels of one engine. Parameters live outside the layer, in the network, so the same
 layer description serves any number of parameter sets.
 """
-from indexnet.layers.base import ENGINES, Layer, LayerCache
+from indexnet.layers.base import Layer, LayerCache, LayerGrads
 from indexnet.layers.dense import Dense
 
-__all__ = ["ENGINES", "Layer", "LayerCache", "Dense"]
+__all__ = ["Layer", "LayerCache", "LayerGrads", "Dense"]

@@ -5,10 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: ``literal``: serial reading forms (small shapes only); ``loops``: the exact parallel
-#: build (oracle, deterministic); ``numpy``: vectorized matrix forms; ``fast``: the
-#: fastmath build of the loops forms, for the trainer.
-ENGINES = ("literal", "loops", "numpy", "fast")
+from indexnet.engine import ENGINES  # noqa: F401  (literal | loops | numpy | fast)
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""indexnet: neural networks written as explicit index loops.
+
+Every formula of ``derivations/`` is a kernel in three forms (literal, loops, numpy)
+in :mod:`indexnet.kernels`. The public API:
+
+- :class:`Network`, :class:`Dense` (and the conv layers) — build, run and differentiate a network;
+- :func:`get_loss` — the losses of the seeds;
+- :func:`check_gradients`, :func:`check_network` — finite-difference and directional checks;
+- :mod:`indexnet.oracle` — reference values for other projects' tests.
+
+Attributes are imported on first use, so ``import indexnet`` (and ``indexnet --help``)
+compiles nothing.
+"""
+from __future__ import annotations
+
+import importlib
+
+from indexnet._version import __version__
+
+_EXPORTS = {
+    "Network": "indexnet.network",
+    "Backprop": "indexnet.network",
+    "Dense": "indexnet.layers.dense",
+    "Conv2D": "indexnet.layers.conv",
+    "MaxPool2D": "indexnet.layers.pooling",
+    "AvgPool2D": "indexnet.layers.pooling",
+    "Flatten": "indexnet.layers.flatten",
+    "Loss": "indexnet.losses",
+    "LOSSES": "indexnet.losses",
+    "get_loss": "indexnet.losses",
+    "check_gradients": "indexnet.gradcheck",
+    "check_network": "indexnet.gradcheck",
+    "GradcheckReport": "indexnet.gradcheck",
+    "oracle": "indexnet.oracle",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'indexnet' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    return module if name == "oracle" else getattr(module, name)
+
+
+def __dir__():
+    return sorted(__all__)

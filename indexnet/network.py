@@ -1,0 +1,259 @@
+"""A feed-forward network: layers, a loss, and their parameters.
+
+The forward pass stores every intermediate by its derivation name, and the backward
+pass runs the recursion of ``derivations/dense.md`` (Δ^(L) from the loss, then
+H^(l) = Δ^(l) ⊙ σ'_l, ∂J/∂W^(l) = H^(l) A^(l-1)ᵗ, ∂J/∂b^(l) = H^(l) J_N,
+Δ^(l-1) = W^(l)ᵗ H^(l)) with the kernels of one engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from indexnet._validate import check_array
+from indexnet.engine import check_engine
+from indexnet.layers.base import Layer, LayerCache
+from indexnet.layers.dense import Dense
+from indexnet.losses import Loss, get_loss
+
+
+@dataclass
+class Backprop:
+    """Everything one forward + backward pass computed, by derivation name.
+
+    Lists are indexed by layer l = 1..L at position l-1, except ``A`` whose position 0
+    is the input X = A^(0) (so ``A[l]`` is A^(l)), and ``Delta`` whose position 0 is
+    ∂J/∂X = Δ^(0) (so ``Delta[l]`` is Δ^(l)).
+    """
+
+    loss: float
+    Z: list
+    A: list
+    Delta: list
+    H: list
+    grads: list  # per layer: dict parameter name -> ∂J/∂θ
+    caches: list = field(repr=False, default_factory=list)
+
+    @property
+    def dX(self) -> np.ndarray:
+        """∂J/∂X (seed 003 §3.3): Δ^(0)."""
+        return self.Delta[0]
+
+
+class Network:
+    """A feed-forward network.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        Layer descriptions (:class:`indexnet.layers.Dense`, conv, pooling, flatten).
+    input_shape : tuple of int
+        Shape of one sample: ``(S_0,)`` for dense input, ``(C, H, W)`` for images.
+    loss : str
+        Loss name (see :mod:`indexnet.losses`).
+    dtype : numpy dtype
+        float64 (default) or float32.
+    seed : int
+        Seed of the initialisation (NumPy ``default_rng``).
+    params : list of tuple of ndarray, optional
+        Parameters to use instead of a fresh initialisation (checked against the shapes).
+
+    Examples
+    --------
+    Seed 002's 2-3-4-1 ReLU network has 30 parameters:
+
+    >>> net = Network.from_sizes([2, 3, 4, 1], ["relu", "relu", "identity"], "half_se")
+    >>> net.n_params
+    30
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape, loss: str, *, dtype=np.float64,
+                 seed: int = 0, params=None):
+        self.layers = tuple(layers)
+        if not self.layers:
+            raise ValueError("layers: expected at least one layer, got none")
+        for k, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{k}]: expected an indexnet Layer, got {type(layer).__name__}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.loss_fn: Loss = get_loss(loss)
+        self.shapes = [self.input_shape]
+        for layer in self.layers:
+            self.shapes.append(tuple(layer.output_shape(self.shapes[-1])))
+        need = self.loss_fn.output_activation
+        last = getattr(self.layers[-1], "activation", None)
+        if need is not None and last != need:
+            raise ValueError(
+                f"loss {loss!r} needs a {need} output layer (its value is computed stably from "
+                f"that layer's Z), got output activation {last!r}"
+            )
+        if last == "softmax" and loss != "cross_entropy":
+            pass  # softmax with another loss is allowed: H^(L) goes through the Jacobian (S3)
+        self.seed = seed
+        if params is None:
+            rng = np.random.default_rng(seed)
+            params = [layer.init_params(shape, rng, self.dtype) for layer, shape in zip(self.layers, self.shapes)]
+        self.params = self._checked_params(params)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_sizes(cls, sizes: Sequence[int], activations: Sequence[str], loss: str, **kwargs) -> "Network":
+        """A dense network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``, one activation per layer."""
+        sizes = list(sizes)
+        activations = list(activations)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least 2 sizes (input and output), got {sizes}")
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(
+                f"activations: expected {len(sizes) - 1} (one per layer after the input), got {len(activations)}"
+            )
+        layers = [Dense(int(s), a) for s, a in zip(sizes[1:], activations)]
+        return cls(layers, (int(sizes[0]),), loss, **kwargs)
+
+    def _checked_params(self, params):
+        params = [tuple(p) for p in params]
+        if len(params) != len(self.layers):
+            raise ValueError(f"params: expected {len(self.layers)} entries (one per layer), got {len(params)}")
+        for l, (layer, shape, p) in enumerate(zip(self.layers, self.shapes, params), start=1):
+            want = layer.param_shapes(shape)
+            if len(p) != len(want):
+                raise ValueError(f"params of layer {l}: expected {len(want)} arrays {layer.param_names}, got {len(p)}")
+            for name, arr, w in zip(layer.param_names, p, want):
+                check_array(f"layer {l} {name}", arr, shape=w, dtype=self.dtype, min_samples=None)
+        return params
+
+    # ---------------------------------------------------------------------- structure
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[-1]
+
+    def param_counts(self) -> list[int]:
+        """Number of parameters of each layer."""
+        return [int(sum(a.size for a in p)) for p in self.params]
+
+    @property
+    def n_params(self) -> int:
+        """Total number of parameters, Σ_l S_l (S_{l-1} + 1) for a dense net (derivations/init.md)."""
+        return sum(self.param_counts())
+
+    def summary(self) -> str:
+        """A table: layer, output shape, parameter shapes and counts."""
+        rows = [("#", "layer", "output", "parameters", "count"), ("0", "input", str(self.input_shape), "", "")]
+        for l, (layer, shape, p) in enumerate(zip(self.layers, self.shapes[1:], self.params), start=1):
+            pshapes = ", ".join(f"{n}{tuple(a.shape)}" for n, a in zip(layer.param_names, p))
+            rows.append((str(l), layer.spec(), str(shape), pshapes, str(sum(a.size for a in p))))
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        lines = ["  ".join(r[c].ljust(widths[c]) for c in range(5)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"total parameters: {self.n_params}   loss: {self.loss_fn.name}   dtype: {self.dtype}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        specs = ", ".join(layer.spec() for layer in self.layers)
+        return f"Network(input={self.input_shape}, layers=[{specs}], loss={self.loss_fn.name!r}, dtype={self.dtype})"
+
+    # ------------------------------------------------------------------ checked input
+    def check_inputs(self, X, Y=None) -> None:
+        """X is ``(*input_shape, N)`` and Y is ``(*output_shape, N)`` of the network's dtype."""
+        check_array("X", X, shape=(*self.input_shape, None), dtype=self.dtype)
+        if Y is not None:
+            check_array("Y", Y, shape=(*self.output_shape, X.shape[-1]), dtype=self.dtype)
+            self.loss_fn.check_targets(Y, "Y")
+
+    # ------------------------------------------------------------------------ passes
+    def forward(self, X: np.ndarray, engine: str = "loops", *, check: bool = True) -> list[LayerCache]:
+        """Z^(l) and A^(l) of every layer (eq. D1.4)."""
+        check_engine(engine)
+        if check:
+            self.check_inputs(X)
+        caches = []
+        A = X
+        for layer, p in zip(self.layers, self.params):
+            cache = layer.forward(p, A, engine)
+            caches.append(cache)
+            A = cache.A
+        return caches
+
+    def predict(self, X: np.ndarray, engine: str = "loops") -> np.ndarray:
+        """A^(L), the network's output."""
+        return self.forward(X, engine)[-1].A
+
+    def loss(self, X: np.ndarray, Y: np.ndarray, engine: str = "loops") -> float:
+        """J(Y, A^(L))."""
+        self.check_inputs(X, Y)
+        last = self.forward(X, engine, check=False)[-1]
+        return self.loss_fn.value(last.Z, last.A, Y, engine)
+
+    def backward(self, X: np.ndarray, Y: np.ndarray, engine: str = "loops", *, fused: bool = True,
+                 check: bool = True, input_grad: bool = True) -> Backprop:
+        """Loss, every gradient and every intermediate (Z, A, Δ, H) of one pass.
+
+        Parameters
+        ----------
+        fused : bool
+            For softmax + cross-entropy and sigmoid + binary cross-entropy, take
+            H^(L) = (A - Y)/N directly (eq. L7). With ``fused=False`` H^(L) goes the long
+            way, Δ^(L) (L6, L9) through the activation's Jacobian (S3, D2.13); the two
+            agree to rounding.
+        input_grad : bool
+            Also compute Δ^(0) = ∂J/∂X.
+        """
+        check_engine(engine)
+        if check:
+            self.check_inputs(X, Y)
+        caches = self.forward(X, engine, check=False)
+        last = caches[-1]
+        J = self.loss_fn.value(last.Z, last.A, Y, engine)
+        L = len(self.layers)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Delta = self.loss_fn.delta(last.A, Y, engine)
+        H_out = None
+        if fused and self.loss_fn.output_activation is not None:
+            H_out = self.loss_fn.fused_H(last.A, Y, engine)
+        deltas = [None] * (L + 1)
+        deltas[L] = Delta
+        Hs, grads = [None] * L, [None] * L
+        for l in range(L, 0, -1):
+            layer, cache = self.layers[l - 1], caches[l - 1]
+            out = layer.backward(self.params[l - 1], cache, deltas[l], engine,
+                                 need_input_grad=(l > 1 or input_grad), H=H_out if l == L else None)
+            Hs[l - 1] = out.H
+            grads[l - 1] = dict(zip(layer.param_names, out.grads))
+            deltas[l - 1] = out.Delta_prev
+        return Backprop(
+            loss=J,
+            Z=[c.Z for c in caches],
+            A=[X] + [c.A for c in caches],
+            Delta=deltas,
+            H=Hs,
+            grads=grads,
+            caches=caches,
+        )
+
+    def gradients(self, X: np.ndarray, Y: np.ndarray, engine: str = "loops", **kwargs) -> list[dict]:
+        """∂J/∂θ of every layer: a list of dicts ``{"W": ..., "b": ...}``."""
+        return self.backward(X, Y, engine, **kwargs).grads
+
+    # -------------------------------------------------------------- flat parameters
+    def flat_params(self) -> np.ndarray:
+        """All parameters concatenated (layer by layer, W before b, row-major)."""
+        return np.concatenate([a.ravel() for p in self.params for a in p]) if self.n_params else np.zeros(0, self.dtype)
+
+    def set_flat_params(self, theta: np.ndarray) -> None:
+        """Overwrite the parameters from a flat vector laid out as :meth:`flat_params`."""
+        check_array("theta", theta, shape=(self.n_params,), dtype=self.dtype, min_samples=None)
+        k = 0
+        for p in self.params:
+            for a in p:
+                a.ravel()[:] = theta[k : k + a.size]
+                k += a.size
+
+    def copy(self) -> "Network":
+        """A network with the same layers and a deep copy of the parameters."""
+        return Network(self.layers, self.input_shape, self.loss_fn.name, dtype=self.dtype,
+                       seed=self.seed, params=[tuple(a.copy() for a in p) for p in self.params])

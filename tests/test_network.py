@@ -1,0 +1,205 @@
+"""The assembled network: engines agree, gradients are right, bad input is refused."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from indexnet.gradcheck import check_gradients, check_network
+from indexnet.network import Network
+
+ELEMENTWISE = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
+#: (loss, output activation, target kind)
+HEADS = [
+    ("mse", "identity", "real"),
+    ("half_se", "tanh", "real"),
+    ("euclidean", "sigmoid", "unit"),
+    ("cross_entropy", "softmax", "one_hot"),
+    ("binary_cross_entropy", "sigmoid", "one_hot"),
+    ("euclidean", "softmax", "unit"),
+]
+
+
+def targets(kind, S, N, rng):
+    if kind == "one_hot":
+        return np.ascontiguousarray(np.eye(S)[:, rng.integers(0, S, N)])
+    if kind == "unit":
+        return rng.random((S, N))
+    return rng.standard_normal((S, N))
+
+
+@st.composite
+def networks(draw):
+    depth = draw(st.integers(1, 4))
+    sizes = [draw(st.integers(1, 5)) for _ in range(depth + 1)]
+    loss, out_act, kind = draw(st.sampled_from(HEADS))
+    if kind == "one_hot" or out_act == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    acts = [draw(st.sampled_from(ELEMENTWISE)) for _ in range(depth - 1)] + [out_act]
+    N = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**16))
+    return sizes, acts, loss, kind, N, seed
+
+
+def make(sizes, acts, loss, kind, N, seed):
+    rng = np.random.default_rng(seed)
+    net = Network.from_sizes(sizes, acts, loss, seed=seed)
+    # keep pre-activations away from the ReLU kink so finite differences are valid
+    X = rng.standard_normal((sizes[0], N))
+    return net, X, targets(kind, sizes[-1], N, rng)
+
+
+def test_seed_002_network_has_30_parameters():
+    """Seed 002 §3 counts (2x3+3) + (3x4+4) + (4x1+1) = 30 parameters for 2-3-4-1."""
+    net = Network.from_sizes([2, 3, 4, 1], ["relu", "relu", "identity"], "half_se")
+    assert net.n_params == 30
+    assert net.param_counts() == [9, 16, 5]
+
+
+def test_seed_001_network_shapes():
+    """Seed 001's 784-800-10 net (corrected from 768 inputs) has 784·800+800 + 800·10+10 parameters."""
+    net = Network.from_sizes([784, 800, 10], ["relu", "softmax"], "cross_entropy")
+    assert net.n_params == 784 * 800 + 800 + 800 * 10 + 10
+    assert net.params[0][0].shape == (800, 784) and net.params[1][0].shape == (10, 800)
+
+
+@given(networks())
+def test_literal_equals_loops_bit_for_bit(case):
+    """Through a whole network of depth 1-4, the literal and loops engines give identical
+    loss, gradients and intermediates in float64 (softmax layers excepted: the softmax
+    JVP's literal form differs by rounding, see S3, so those compare with rtol 1e-12)."""
+    net, X, Y = make(*case)
+    a = net.backward(X, Y, "literal", fused=False)
+    b = net.backward(X, Y, "loops", fused=False)
+    exact = "softmax" not in case[1]
+    for l in range(len(net.layers)):
+        for name in ("W", "b"):
+            if exact:
+                assert np.array_equal(a.grads[l][name], b.grads[l][name])
+            else:
+                np.testing.assert_allclose(a.grads[l][name], b.grads[l][name], rtol=1e-12, atol=1e-15)
+        assert np.array_equal(a.Z[l], b.Z[l]) and np.array_equal(a.A[l + 1], b.A[l + 1])
+    assert a.loss == b.loss
+
+
+@given(networks())
+def test_loops_match_numpy(case):
+    """Loops and numpy engines agree within rtol 1e-12 (atol 1e-14) on loss, gradients and ∂J/∂X."""
+    net, X, Y = make(*case)
+    a = net.backward(X, Y, "loops")
+    b = net.backward(X, Y, "numpy")
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
+    for l in range(len(net.layers)):
+        for name in ("W", "b"):
+            np.testing.assert_allclose(a.grads[l][name], b.grads[l][name], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.dX, b.dX, rtol=1e-12, atol=1e-14)
+
+
+@given(networks())
+def test_gradients_match_finite_differences_and_directional_test(case):
+    """Every parameter gradient and ∂J/∂X agree with central differences (G1) and with
+    seed 002 §9's directional test (G2), for every loss and depth."""
+    net, X, Y = make(*case)
+    report = check_network(net, X, Y, "loops", eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("loss,act", [("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")])
+def test_fused_output_gradient_equals_the_long_way(loss, act, rng):
+    """H^(L) = (A - Y)/N (L7) equals Δ^(L) (L6/L9) pushed through the activation's
+    Jacobian (S3/D2.13), for every parameter, to rounding."""
+    net = Network.from_sizes([4, 5, 3], ["tanh", act], loss)
+    X = rng.standard_normal((4, 6))
+    Y = np.ascontiguousarray(np.eye(3)[:, rng.integers(0, 3, 6)])
+    a = net.backward(X, Y, "loops", fused=True)
+    b = net.backward(X, Y, "loops", fused=False)
+    for l in range(2):
+        for name in ("W", "b"):
+            np.testing.assert_allclose(a.grads[l][name], b.grads[l][name], rtol=1e-10, atol=1e-15)
+
+
+def test_fast_engine_close_to_exact(rng):
+    """The fastmath build may reassociate sums; it stays within 1e-12 relative in float64."""
+    net = Network.from_sizes([30, 20, 10], ["relu", "softmax"], "cross_entropy")
+    X = rng.standard_normal((30, 17))
+    Y = np.ascontiguousarray(np.eye(10)[:, rng.integers(0, 10, 17)])
+    a, b = net.backward(X, Y, "loops"), net.backward(X, Y, "fast")
+    for l in range(2):
+        np.testing.assert_allclose(a.grads[l]["W"], b.grads[l]["W"], rtol=1e-12, atol=1e-15)
+
+
+def test_float32_network_tracks_float64(rng):
+    """A float32 network computes the same loss as float64 within float32 rounding."""
+    net64 = Network.from_sizes([8, 6, 3], ["tanh", "softmax"], "cross_entropy")
+    params32 = [tuple(a.astype(np.float32) for a in p) for p in net64.params]
+    net32 = Network(net64.layers, (8,), "cross_entropy", dtype=np.float32, params=params32)
+    X = rng.standard_normal((8, 5))
+    Y = np.ascontiguousarray(np.eye(3)[:, rng.integers(0, 3, 5)])
+    assert abs(net32.loss(X.astype(np.float32), Y.astype(np.float32)) - net64.loss(X, Y)) < 1e-5
+
+
+def test_check_gradients_reports_the_worst_element():
+    """A deliberately wrong gradient fails, naming the argument, index and both values."""
+    f = lambda x, y: float(np.sum(x**2) + 3 * np.sum(y))  # noqa: E731
+    x, y = np.arange(4.0).reshape(2, 2), np.ones(3)
+    wrong = [2 * x, np.full(3, 3.0)]
+    wrong[0][1, 0] += 0.5
+    report = check_gradients(f, [x, y], wrong, names=["x", "y"])
+    assert not report.ok
+    assert report.worst.argument == "x" and report.worst.index == (1, 0)
+    assert report.worst.analytic == pytest.approx(4.5) and report.worst.numeric == pytest.approx(4.0)
+    with pytest.raises(AssertionError, match=r"x\[1, 0\]"):
+        check_gradients(f, [x, y], wrong, names=["x", "y"], raise_on_failure=True)
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def clf():
+    return Network.from_sizes([4, 3], ["softmax"], "cross_entropy")
+
+
+def _onehot(cols):
+    return np.ascontiguousarray(np.eye(3)[:, cols])
+
+
+@pytest.mark.parametrize(
+    "X,Y,err,match",
+    [
+        (np.zeros((5, 2)), _onehot([0, 1]), ValueError, r"X: expected shape \(4, \*\), got \(5, 2\)"),
+        (np.zeros((4, 2), np.float32), _onehot([0, 1]), TypeError, "X: expected dtype float64, got float32"),
+        (np.zeros((4, 2), np.int64), _onehot([0, 1]), TypeError, "X: expected dtype"),
+        (np.full((4, 2), np.nan), _onehot([0, 1]), ValueError, "X: expected finite values, got nan"),
+        (np.full((4, 2), np.inf), _onehot([0, 1]), ValueError, "X: expected finite values, got inf"),
+        (np.zeros((2, 4)).T, _onehot([0, 1]), ValueError, "X: expected a C-contiguous array"),
+        (np.zeros((4, 0)), np.zeros((3, 0)), ValueError, "X: expected at least 1 sample"),
+        (np.zeros((4, 2)), np.ones((3, 2)) / 3, ValueError, "Y: expected one-hot columns"),
+        (np.zeros((4, 2)), _onehot([0, 1, 2]), ValueError, r"Y: expected shape \(3, 2\), got \(3, 3\)"),
+        ([[0.0]], _onehot([0]), TypeError, "X: expected a numpy.ndarray, got list"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_error(clf, X, Y, err, match):
+    """Wrong shape, dtype, NaN/Inf, non-contiguous, N = 0, non-one-hot targets: a clear
+    error naming the argument, the expected and the actual value; nothing is coerced."""
+    with pytest.raises(err, match=match):
+        clf.backward(X, Y)
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: Network.from_sizes([3, 2], ["swish"], "mse"), "activation: expected one of .* got 'swish'"),
+        (lambda: Network.from_sizes([3, 2], ["relu"], "hinge"), "loss: expected one of .* got 'hinge'"),
+        (lambda: Network.from_sizes([3, 2], ["relu"], "cross_entropy"), "needs a softmax output layer"),
+        (lambda: Network.from_sizes([3, 2], ["relu", "relu"], "mse"), "activations: expected 1"),
+        (lambda: Network.from_sizes([3, 0], ["relu"], "mse"), "units: expected an integer >= 1, got 0"),
+    ],
+)
+def test_bad_architecture_is_refused(build, match):
+    """Unknown activation or loss, a loss without its output activation, mismatched lists."""
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_unknown_engine_is_refused(clf):
+    """An engine name outside literal/loops/numpy/fast is an error listing the choices."""
+    with pytest.raises(ValueError, match="engine: expected one of 'literal', 'loops', 'numpy', 'fast', got 'blas'"):
+        clf.forward(np.zeros((4, 1)), "blas")
