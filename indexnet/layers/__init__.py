@@ -5,7 +5,36 @@ Every layer follows :class:`indexnet.layers.base.Layer`: a frozen description
 kernels of one engine. Parameters live outside the layer, in the network, so the same
 layer description serves any number of parameter sets.
 """
+from __future__ import annotations
+
+import importlib
+
 from indexnet.layers.base import Layer, LayerCache, LayerGrads
 from indexnet.layers.dense import Dense
 
-__all__ = ["Layer", "LayerCache", "LayerGrads", "Dense"]
+#: layer kind (as in ``to_config()["kind"]``) -> (module, class)
+KINDS = {
+    "dense": ("indexnet.layers.dense", "Dense"),
+    "conv2d": ("indexnet.layers.conv", "Conv2D"),
+    "maxpool2d": ("indexnet.layers.pooling", "MaxPool2D"),
+    "avgpool2d": ("indexnet.layers.pooling", "AvgPool2D"),
+    "flatten": ("indexnet.layers.flatten", "Flatten"),
+}
+
+
+def layer_class(kind: str):
+    """The class of a layer kind; ValueError listing the kinds otherwise."""
+    if kind not in KINDS:
+        raise ValueError(f"layer kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def layer_from_config(config: dict) -> Layer:
+    """Rebuild a layer from its ``to_config()`` dictionary."""
+    config = dict(config)
+    cls = layer_class(config.pop("kind", None))
+    return cls(**config)
+
+
+__all__ = ["Layer", "LayerCache", "LayerGrads", "Dense", "KINDS", "layer_class", "layer_from_config"]
