@@ -26,7 +26,7 @@ EQUATION_REF = re.compile(r"derivations/([\w-]+\.md)#([A-Z]+[\w.]*\w)")
 ANCHOR = re.compile(r'^<a id="([A-Z]+[\w.]*\w)"></a>\s*$')
 CAPTION = re.compile(r"^\*\*\((?P<id>[A-Z]+[\w.]*\w)\)\s*(?P<title>.*?)\*\*(?P<rest>.*)$")
 KERNEL = re.compile(r"Kernel:\s*(?:`(?P<kernel>[\w.]+)`|(?P<none>none))")
-SEED = re.compile(r"(seeds? \d{3}[^.;]*?(?:eq\.|section|appendix|§)\s*[\w.\-–, ]+\w)", re.IGNORECASE)
+SEED = re.compile(r"(seeds? \d{3}[^.;]*?(?:eqs?\.|section|appendix|algorithm|§)\s*[\w.\-–, ]*?\w)(?=\.?\s+(?-i:[A-Z])|\.?\s*$|\s*[;()])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
