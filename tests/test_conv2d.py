@@ -6,6 +6,7 @@ K (C_out, C_in, kh, kw), Z (C_out, Ho, Wo, N).
 """
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -106,6 +107,19 @@ def test_fast_build_matches_exact(formula):
     """The fastmath twin (reassociated sums) stays within 1e-12 relative of the exact build."""
     c = make_case(3, 4, 8, 7, 5, 3, 3, 2, 1)
     assert_close(run(formula, fast(form(formula, "loops")), c), run(formula, form(formula, "loops"), c))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_loops_independent_of_thread_count(formula):
+    """The exact build gives identical bits on 1 and 2 Numba threads (prange over output elements only)."""
+    c = make_case(4, 3, 8, 7, 6, 3, 2, 1, 1)
+    fn, before = form(formula, "loops"), numba.get_num_threads()
+    try:
+        results = [numba.set_num_threads(t) or run(formula, fn, c) for t in (1, 2)]
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(*results)
 
 
 # ------------------------------------------------------------ independent references

@@ -5,6 +5,7 @@ avgpool_forward (P4), avgpool_backward (P5). Layout samples last: X (C, H, W, N)
 """
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -89,6 +90,20 @@ def test_fast_build_matches_exact(formula):
     rng = np.random.default_rng(4)
     c = Case(X=rng.standard_normal((3, 8, 7, 5)), G=rng.standard_normal((3, 3, 3, 5)), k=3, stride=2)
     assert_results_close(run(formula, "fast", c), run(formula, "loops", c))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_loops_independent_of_thread_count(formula):
+    """The exact build gives identical bits (and argmax) on 1 and 2 Numba threads."""
+    rng = np.random.default_rng(2)
+    c = Case(X=rng.standard_normal((4, 8, 8, 6)), G=rng.standard_normal((4, 4, 4, 6)), k=2, stride=2)
+    before = numba.get_num_threads()
+    try:
+        results = [numba.set_num_threads(t) or run(formula, "loops", c) for t in (1, 2)]
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_equal(*results)
 
 
 @pytest.mark.parametrize("name", ["literal", "loops", "numpy"])

@@ -286,8 +286,9 @@ def input_grad_numpy(K, H, stride, pad, dX):
     """∂J/∂X = full correlation of the dilated H with the flipped kernel, cropped (eq. C10). derivations/conv2d.md#C9
 
     H is spread onto a zero grid with step s (the dilation), framed by kh-1 and kw-1
-    zeros, correlated with K flipped in both spatial axes and summed over o; the
-    result lives on the padded input and is cropped by p.
+    zeros; for each tap (u', v') of the flipped kernel the shifted grid is contracted
+    over o with K[:, :, kh-1-u', kw-1-v'] and added. The result lives on the padded
+    input and is cropped by p.
     """
     C_out, C_in, kh, kw = K.shape
     _, Hin, Win, N = dX.shape
@@ -295,7 +296,9 @@ def input_grad_numpy(K, H, stride, pad, dX):
     Hp, Wp = Hin + 2 * pad, Win + 2 * pad
     G = np.zeros((C_out, Hp + kh - 1, Wp + kw - 1, N), dtype=H.dtype)
     G[:, kh - 1 : kh - 1 + stride * Ho : stride, kw - 1 : kw - 1 + stride * Wo : stride] = H
-    windows = np.lib.stride_tricks.sliding_window_view(G, (kh, kw), axis=(1, 2))
-    full = np.tensordot(windows, K[:, :, ::-1, ::-1], axes=([0, 4, 5], [0, 2, 3]))
-    np.copyto(dX, full.transpose(3, 0, 1, 2)[:, pad : pad + Hin, pad : pad + Win])
+    dP = np.zeros((C_in, Hp, Wp, N), dtype=dX.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            dP += np.tensordot(K[:, :, kh - 1 - u, kw - 1 - v], G[:, u : u + Hp, v : v + Wp], axes=(0, 0))
+    np.copyto(dX, dP[:, pad : pad + Hin, pad : pad + Win])
     return dX
