@@ -1,0 +1,90 @@
+"""Gradient check for any callable the user brings (a thin front to :func:`indexnet.gradcheck.check_gradients`)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from indexnet.gradcheck import GradcheckReport, check_gradients
+from indexnet.oracle._core import as_float64
+
+
+def _scalar(value: Any) -> float:
+    """f's value as a float; f must return a scalar."""
+    arr = as_float64("f(*args)", value)
+    if arr.size != 1:
+        raise TypeError(f"f: expected a scalar value (float or size-1 array), got shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
+def gradcheck(
+    f: Callable[..., Any],
+    args: Sequence | Mapping[str, Any],
+    grads: Sequence | Mapping[str, Any] | Callable[..., Sequence] | None = None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-8,
+    rtol: float = 1e-6,
+    seed: int = 0,
+    n_directions: int = 3,
+    max_elements: int | None = None,
+    raise_on_failure: bool = False,
+) -> GradcheckReport:
+    """Check a scalar function's analytic gradients by central differences and random directions.
+
+    In the manner of ``torch.autograd.gradcheck`` and JAX's ``check_grads``: bring
+    ``f`` and its gradients; every element is compared with the central difference
+    (derivations/gradcheck.md, G1) and ``n_directions`` seeded random directions with the
+    total differential (G2). Arguments are copied to float64 (ints accepted).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(*args) -> float``; or, when ``grads`` is None, ``f(*args) -> (value, grads)``
+        with ``grads`` a sequence (or a dict keyed like ``args``) of arrays.
+    args : sequence of array, or dict name -> array
+        The point to check at; a dict names the arguments in the report.
+    grads : sequence, dict, callable or None
+        ∂f/∂arg for each argument (same shapes), a callable ``grads(*args)``, or None
+        (``f`` returns them).
+    eps, atol, rtol, seed, n_directions, max_elements, raise_on_failure
+        As in :func:`indexnet.gradcheck.check_gradients`: step, tolerances (an element
+        passes when ``|analytic - numeric| <= atol + rtol·|numeric|``), seed of the
+        directions and of the element sample, number of directions, a cap on the
+        elements checked one by one, raise AssertionError instead of returning.
+
+    Returns
+    -------
+    GradcheckReport
+        ``ok``, ``failures``, and ``worst``: the worst element's argument, index, analytic
+        and numeric values and relative error; ``str(report)`` prints them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> report = gradcheck(lambda x: float(np.sum(x ** 3)), {"x": np.array([1.0, 2.0])},
+    ...                    {"x": np.array([3.0, 12.0])})
+    >>> report.ok
+    True
+    """
+    names = list(args) if isinstance(args, Mapping) else None
+    values = [as_float64(f"args[{n!r}]" if names else f"args[{k}]", a)
+              for k, (n, a) in enumerate(zip(names or range(len(args)), args.values() if names else args))]
+
+    def ordered(gs: Sequence | Mapping) -> list:
+        if isinstance(gs, Mapping):
+            if names is None or set(gs) != set(names):
+                raise ValueError(f"grads: expected keys {names} (those of args), got {sorted(gs)}")
+            return [gs[n] for n in names]
+        return list(gs)
+
+    if grads is None:
+        value_only = lambda *a: _scalar(f(*a)[0])  # noqa: E731
+        grads = ordered(f(*[v.copy() for v in values])[1])
+    else:
+        value_only = lambda *a: _scalar(f(*a))  # noqa: E731
+        grads = ordered(grads(*[v.copy() for v in values]) if callable(grads) else grads)
+    grads = [as_float64(f"grads[{k}]", g) for k, g in enumerate(grads)]
+    return check_gradients(value_only, values, grads, names=names, eps=eps, atol=atol, rtol=rtol,
+                           n_directions=n_directions, seed=seed, max_elements=max_elements,
+                           raise_on_failure=raise_on_failure)
