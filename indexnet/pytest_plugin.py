@@ -4,14 +4,17 @@ Installed with indexnet and loaded by pytest automatically. Provides
 
 - the fixture ``indexnet_oracle``: the :mod:`indexnet.oracle` module
   (``indexnet_oracle.dense(...)``, ``.network(...)``, ``.gradcheck(...)``);
-- :func:`assert_gradients_match`, importable from here or from :mod:`indexnet.oracle`.
+- ``assert_gradients_match(mine, reference, *, rtol=1e-7, atol=0, names=None)``,
+  importable from here or from :mod:`indexnet.oracle`: the failure message names each
+  differing array by its path (``layer 1 / W``), how many of its elements are off, and
+  the worst one (index, both values, relative error); shape mismatches too.
 
 Kept import-light: importing this module imports neither NumPy nor Numba nor torch;
 the fixture and the helper import them on first use.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,21 +31,14 @@ def indexnet_oracle() -> "ModuleType":
     return oracle
 
 
-def assert_gradients_match(
-    mine: Any,
-    reference: Any,
-    *,
-    rtol: float = 1e-7,
-    atol: float = 0.0,
-    names: Sequence[str] | None = None,
-) -> None:
-    """Assert that nested gradients agree; see :func:`indexnet.oracle.compare.assert_gradients_match`.
+def __getattr__(name: str) -> Any:
+    """``assert_gradients_match`` is :func:`indexnet.oracle.compare.assert_gradients_match`,
+    imported on first use so that loading the plugin stays light."""
+    if name == "assert_gradients_match":
+        from indexnet.oracle.compare import assert_gradients_match
 
-    The failure message names each differing array by its path (``layer 1 / W``), how
-    many of its elements are off, and the worst one: index, both values and the
-    relative error; shape mismatches and missing entries are named too.
-    """
-    __tracebackhide__ = True
-    from indexnet.oracle.compare import assert_gradients_match as _impl
+        return assert_gradients_match
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    _impl(mine, reference, rtol=rtol, atol=atol, names=names)
+
+__all__ = ["indexnet_oracle", "assert_gradients_match"]

@@ -5,27 +5,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexnet import oracle
+from indexnet.kernels.activations import CODES
+from indexnet.losses import LOSSES
 from indexnet.network import Network
 
-ELEMENTWISE = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
-#: (loss, output activation, target kind): every loss, every output activation it allows
-HEADS = [
-    ("mse", "identity", "real"),
-    ("mse", "relu", "real"),
-    ("half_se", "tanh", "real"),
-    ("half_se", "leaky_relu", "real"),
-    ("euclidean", "sigmoid", "unit"),
-    ("euclidean", "softmax", "unit"),
-    ("cross_entropy", "softmax", "one_hot"),
-    ("binary_cross_entropy", "sigmoid", "unit"),
-]
+ELEMENTWISE = list(CODES)
+#: (loss, output activation, target kind): every loss with the output activation it
+#: requires, or, for the squared errors, with every output activation it allows
+HEADS = [(loss.name, act, loss.targets) for loss in LOSSES.values()
+         for act in ([loss.output_activation] if loss.output_activation else ELEMENTWISE + ["softmax"])]
 
 
 def targets(kind, N, S, rng):
     """Targets in samples-first layout (N, S)."""
     if kind == "one_hot":
         return np.eye(S)[rng.integers(0, S, N)]
-    if kind == "unit":
+    if kind == "unit" or (kind == "real" and rng.random() < 0.5):
         return rng.random((N, S))
     return rng.standard_normal((N, S))
 
