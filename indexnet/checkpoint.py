@@ -1,0 +1,187 @@
+"""Training checkpoints: everything a run needs to continue bit for bit.
+
+A checkpoint is an indexnet ``.npz`` file (:mod:`indexnet.io`: written to a temporary
+file, flushed, then renamed over the target, so a crash mid-write leaves the previous
+checkpoint valid; no pickle). It holds
+
+- the model's arrays (``layer{l}.{name}``) and its architecture, so
+  :func:`indexnet.io.load_model` also reads a checkpoint as a model;
+- the optimiser's ``state_dict``: its arrays as ``optim.{key}`` and its numbers
+  (step counter ``t``, hyperparameters) in the JSON meta;
+- the batch generator's ``bit_generator.state`` (JSON: PCG64's 128-bit integers are
+  exact in JSON), the number of epochs and steps done, the history so far, the best
+  validation result, and the full training configuration.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexnet.io import load_npz, network_from_arrays, network_to_arrays, save_npz_atomic
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "write_file_atomic", "OPTIM_PREFIX"]
+
+OPTIM_PREFIX = "optim."
+KIND = "checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes
+    ----------
+    net : Network
+        The model with the parameters of the end of epoch ``epoch``.
+    optimizer : str
+        The optimiser's name (``sgd``, ``momentum``, ``adam``).
+    optimizer_state : dict
+        Its ``state_dict`` (arrays and numbers), ready for ``load_state_dict``.
+    rng_state : dict
+        ``numpy.random.Generator.bit_generator.state`` after epoch ``epoch``.
+    epoch, step : int
+        Epochs and optimisation steps completed.
+    history : list of dict
+        One record per completed epoch.
+    config : dict
+        The training configuration.
+    best : dict or None
+        The best validation result so far (epoch and metrics).
+    meta : dict
+        The whole JSON document (data scaling and anything else stored).
+    """
+
+    net: Any
+    optimizer: str
+    optimizer_state: dict
+    rng_state: dict
+    epoch: int
+    step: int
+    history: list
+    config: dict
+    best: dict | None = None
+    meta: dict = field(default_factory=dict, repr=False)
+
+    def make_rng(self) -> np.random.Generator:
+        """A Generator in exactly the stored state."""
+        name = self.rng_state.get("bit_generator")
+        bitgen_cls = getattr(np.random, str(name), None)
+        if bitgen_cls is None or not isinstance(bitgen_cls, type) or not issubclass(bitgen_cls, np.random.BitGenerator):
+            raise ValueError(f"checkpoint rng_state: expected a NumPy bit generator name, got {name!r}")
+        bitgen = bitgen_cls()
+        bitgen.state = self.rng_state
+        return np.random.Generator(bitgen)
+
+
+def save_checkpoint(
+    path,
+    *,
+    net,
+    optimizer_name: str,
+    optimizer_state: dict,
+    rng: np.random.Generator,
+    epoch: int,
+    step: int,
+    history: list,
+    config: dict,
+    best: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically; return its path.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (``.npz``); its folder is created if needed.
+    net : Network
+    optimizer_name : str
+    optimizer_state : dict
+        ``Optimizer.state_dict()``: arrays are stored as arrays, numbers in the JSON.
+    rng : numpy.random.Generator
+        The batch generator; its state is stored, not advanced.
+    epoch, step : int
+        Epochs and steps completed.
+    history : list of dict
+    config : dict
+        JSON-able training configuration.
+    best : dict, optional
+    extra : dict, optional
+        More JSON meta (e.g. the data scaling).
+    """
+    arrays, meta = network_to_arrays(net)
+    numbers = {}
+    for key, value in optimizer_state.items():
+        if isinstance(value, np.ndarray):
+            arrays[OPTIM_PREFIX + key] = value
+        else:
+            numbers[key] = value.item() if isinstance(value, np.generic) else value
+    meta.update(
+        kind=KIND,
+        optimizer={"name": optimizer_name, "numbers": numbers},
+        rng_state=rng.bit_generator.state,
+        epoch=int(epoch),
+        step=int(step),
+        history=history,
+        config=config,
+        best=best,
+        **(extra or {}),
+    )
+    return save_npz_atomic(path, arrays, meta)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not an indexnet file, a damaged archive, or a model file rather than a
+        checkpoint (it has no optimiser or generator state to resume from).
+    """
+    arrays, meta = load_npz(path)
+    if meta.get("kind") != KIND:
+        raise ValueError(
+            f"checkpoint: {path} is an indexnet {meta.get('kind', 'file')!r}, expected a {KIND!r} "
+            f"(written at the end of every epoch as checkpoint.npz in the run folder)"
+        )
+    net = network_from_arrays({k: v for k, v in arrays.items() if k.startswith("layer")}, meta)
+    state: dict = dict(meta["optimizer"]["numbers"])
+    state.update({k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)})
+    return Checkpoint(
+        net=net,
+        optimizer=meta["optimizer"]["name"],
+        optimizer_state=state,
+        rng_state=meta["rng_state"],
+        epoch=int(meta["epoch"]),
+        step=int(meta["step"]),
+        history=list(meta["history"]),
+        config=dict(meta["config"]),
+        best=meta.get("best"),
+        meta=meta,
+    )
+
+
+def write_file_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed and
+    renamed over the target: readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

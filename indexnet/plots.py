@@ -1,0 +1,150 @@
+"""PNG figures with matplotlib: training curves, confusion matrix, fitted functions.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no ``pyplot``, no
+global backend switch), rendered by the Agg canvas into memory and written atomically.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from indexnet.checkpoint import write_file_atomic
+
+__all__ = ["plot_history", "plot_confusion", "plot_square_fit", "plot_sphere_fit", "plot_fit"]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return write_file_atomic(path, buf.getvalue())
+
+
+def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
+    """Loss (left) and accuracy or RMSE (right) per epoch, train and validation.
+
+    Parameters
+    ----------
+    history : list of dict
+        The trainer's history records.
+    path : path-like
+        The PNG to write.
+    title : str
+    """
+    if not history:
+        raise ValueError("history: expected at least one epoch to plot, got none")
+    epochs = [r["epoch"] for r in history]
+    key = "acc" if "val_acc" in history[0] else "rmse"
+    fig = _figure(10, 3.8)
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    for split, style in (("train", "-"), ("val", "--")):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
+        scale = 100.0 if key == "acc" else 1.0
+        ax_metric.plot(epochs, [scale * r[f"{split}_{key}"] for r in history], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss per example", title="loss")
+    positive = all(r[f"{s}_loss"] > 0 for r in history for s in ("train", "val"))
+    if positive:
+        ax_loss.set_yscale("log")
+    ax_metric.set(xlabel="epoch", ylabel="accuracy (%)" if key == "acc" else "RMSE",
+                  title="accuracy" if key == "acc" else "RMSE")
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, path, title: str = "", class_names: Sequence[str] | None = None) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm: expected a square matrix, got shape {cm.shape}")
+    k = cm.shape[0]
+    names = [str(i) for i in range(k)] if class_names is None else list(class_names)
+    size = max(4.0, 0.45 * k + 2)
+    fig = _figure(size, size)
+    ax = fig.subplots()
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
+           xlabel="predicted class", ylabel="true class", title=title or "confusion matrix")
+    if k <= 20:
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > threshold else "black")
+    return _save(fig, path)
+
+
+def plot_square_fit(x_data: np.ndarray, t_data: np.ndarray, x_grid: np.ndarray, y_grid: np.ndarray, path,
+                    title: str = "") -> Path:
+    """Seed 003's Figure 2: the data of f(x) = x² and the network's curve."""
+    fig = _figure(6, 4.2)
+    ax = fig.subplots()
+    ax.scatter(x_data, t_data, s=8, alpha=0.5, label="test data: x²")
+    ax.plot(x_grid, x_grid**2, "k:", lw=1, label="f(x) = x²")
+    ax.plot(x_grid, y_grid, "r-", lw=2, label="network")
+    ax.set(xlabel="x", ylabel="y", title=title or "approximating f(x) = x²")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_sphere_fit(true_points: np.ndarray, predicted: np.ndarray, path, title: str = "") -> Path:
+    """Seed 003's Figure 1: predicted points (coloured by error) beside the unit sphere."""
+    fig = _figure(6, 6)
+    ax = fig.add_subplot(projection="3d")
+    u, v = np.meshgrid(np.linspace(0, 2 * math.pi, 30), np.linspace(0, math.pi, 15))
+    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.8", linewidth=0.5)
+    err = np.linalg.norm(predicted - true_points, axis=0)
+    sc = ax.scatter(predicted[0], predicted[1], predicted[2], c=err, cmap="viridis", s=10)
+    fig.colorbar(sc, ax=ax, shrink=0.6, label="distance to the true point")
+    ax.set(xlabel="x", ylabel="y", zlabel="z", title=title or "approximation points on a sphere")
+    ax.set_box_aspect((1, 1, 1))
+    return _save(fig, path)
+
+
+def plot_fit(net, splits, path, engine: str = "numpy") -> Path | None:
+    """The fitted-function figure for seed 003's sets (square, sphere); None for others."""
+    from indexnet.data import apply_scaling
+    from indexnet.metrics import predict
+
+    test = splits.test
+    if test.name == "square":
+        low, high = splits.info.get("low", -1.0), splits.info.get("high", 1.0)
+        grid = np.linspace(low, high, 400)[None, :]
+        y = predict(net, apply_scaling(grid, test.scaling, net.dtype), engine)
+        raw_x = _unscale(test.X, test.scaling)
+        rmse = float(np.sqrt(np.mean((predict(net, np.ascontiguousarray(test.X), engine) - test.T) ** 2)))
+        return plot_square_fit(raw_x[0], test.T[0], grid[0], y[0], path,
+                               title=f"f(x) = x²: test RMSE {rmse:.4f}")
+    if test.name == "sphere":
+        pred = predict(net, np.ascontiguousarray(test.X), engine).astype(np.float64)
+        rmse = float(np.sqrt(np.mean((pred - test.T) ** 2)))
+        return plot_sphere_fit(np.asarray(test.T, dtype=np.float64), pred, path,
+                               title=f"points on a sphere: test RMSE {rmse:.4f}")
+    return None
+
+
+def _unscale(X: np.ndarray, scaling: dict) -> np.ndarray:
+    """Raw inputs back from scaled ones (for axis labels in data units)."""
+    X = np.asarray(X, dtype=np.float64)
+    if scaling["method"] == "divide":
+        return X * scaling["value"]
+    if scaling["method"] == "standardize":
+        return X * np.asarray(scaling["std"])[:, None] + np.asarray(scaling["mean"])[:, None]
+    return X

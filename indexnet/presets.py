@@ -1,0 +1,110 @@
+"""Named networks and their training settings: the seeds' networks, ready to train.
+
+``indexnet train --preset NAME`` starts from a preset; every option given on the
+command line overrides it. Without ``--preset`` the data set picks one
+(:data:`DATA_PRESETS`): digits, MNIST and Fashion-MNIST train seed 001's network,
+x² seed 000's, the sphere the ``sphere`` preset.
+
+=========  ===========================================  ==============  =========
+preset     layers (input from the data)                 loss            data
+=========  ===========================================  ==============  =========
+seed001    800:relu,10:softmax (64-800-10 on digits,    cross_entropy   digits
+           seed 001's 784-800-10 on MNIST)
+seed000    16:relu,16:relu,1:identity (1-16-16-1:       mse             square
+           seed 000's 3-layer regression net, trained
+           by full-batch gradient descent, its eq. 3
+           with the sign corrected)
+seed002    3:relu,4:relu,3:identity (seed 002's         half_se         sphere
+           2-3-4-1 ReLU net with 3 outputs: the sphere
+           maps 2 angles to a 3-D point, so 2-3-4-3;
+           trained by its Algorithm 1, one example
+           drawn uniformly per step)
+sphere     64:tanh,64:tanh,3:identity                   mse             sphere
+cnn        conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:    cross_entropy   digits
+           relu,maxpool2,10:softmax
+dense-cnn  28:relu,10:softmax (a dense net with about   cross_entropy   digits
+           the cnn preset's parameter count)
+=========  ===========================================  ==============  =========
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexnet._validate import check_choice
+
+__all__ = ["Preset", "PRESETS", "DATA_PRESETS", "get_preset", "preset_for_data"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named network and the training settings that suit it.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+    layers : str
+        A ``--layers`` spec (see :mod:`indexnet.spec`).
+    loss : str
+    data : str
+        The data set it is meant for (used when ``--data`` is not given).
+    settings : dict
+        Training options (``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``mode``,
+        ``schedule``, ...) as :class:`indexnet.train.TrainConfig` fields.
+    """
+
+    name: str
+    description: str
+    layers: str
+    loss: str
+    data: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+_CLASSIFIER = {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "schedule": "cosine",
+               "batch_size": 32, "epochs": 20, "mode": "minibatch"}
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("seed001", "seed 001's digit classifier: one 800-unit ReLU layer, softmax, cross-entropy",
+               "800:relu,10:softmax", "cross_entropy", "digits", dict(_CLASSIFIER)),
+        Preset("seed000", "seed 000's 3-layer regression net, full-batch gradient descent (eq. 3, sign corrected)",
+               "16:relu,16:relu,1:identity", "mse", "square",
+               {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "mode": "fullbatch", "epochs": 4000,
+                "log_every": 400, "checkpoint_every": 400}),
+        Preset("seed002", "seed 002's 2-3-4-1 ReLU net as 2-3-4-3 on the sphere, Algorithm 1 SGD",
+               "3:relu,4:relu,3:identity", "half_se", "sphere",
+               {"optimizer": "sgd", "lr": 0.01, "schedule": "constant", "mode": "sgd", "epochs": 30}),
+        Preset("sphere", "a 2-64-64-3 tanh net mapping (θ, φ) to the point on the sphere (seed 003, Figure 1)",
+               "64:tanh,64:tanh,3:identity", "mse", "sphere",
+               {"optimizer": "adam", "lr": 0.003, "schedule": "cosine", "batch_size": 32, "epochs": 60,
+                "mode": "minibatch", "log_every": 10}),
+        Preset("cnn", "a small CNN on the digits images (1, 8, 8)",
+               "conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:relu,maxpool2,10:softmax", "cross_entropy", "digits",
+               dict(_CLASSIFIER, epochs=30)),
+        Preset("dense-cnn", "a dense net with about the cnn preset's parameter count, for comparison",
+               "28:relu,10:softmax", "cross_entropy", "digits", dict(_CLASSIFIER, epochs=30)),
+    )
+}
+
+#: the preset a data set trains when neither ``--preset`` nor ``--layers`` is given
+DATA_PRESETS: dict[str, str] = {
+    "digits": "seed001",
+    "mnist": "seed001",
+    "fashion": "seed001",
+    "square": "seed000",
+    "sphere": "sphere",
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a ValueError lists the choices otherwise."""
+    return PRESETS[check_choice("--preset", name, PRESETS)]
+
+
+def preset_for_data(data: str) -> Preset | None:
+    """The default preset of a data set, or None (CSV: the network is sized from the file)."""
+    name = DATA_PRESETS.get(data)
+    return None if name is None else PRESETS[name]

@@ -1,0 +1,662 @@
+"""The trainer: epochs, batches, progress, metrics, checkpoints.
+
+:class:`TrainConfig` holds every choice of a run as plain JSON values;
+:class:`Trainer` owns the loop::
+
+    cfg = resolve_config(data="digits")            # seed 001's net, scaled to 64 inputs
+    trainer = Trainer(cfg, out="runs/digits")
+    trainer.fit()                                   # checkpoints every epoch
+    print(trainer.evaluate("test"))
+    trainer.save_outputs()                          # model.npz, history, plots
+
+Modes (``mode``)
+    ``minibatch``  shuffled epochs: a permutation of the training set cut into batches of
+                   ``batch_size`` (the last one smaller when it does not divide N);
+    ``sgd``        seed 002's Algorithm 1: each step draws one example j uniformly from
+                   1..N (with replacement) and takes θ ← θ − α ∇J^(j); an epoch is
+                   ``steps_per_epoch`` such steps (default N);
+    ``fullbatch``  gradient descent on the whole training set, seed 000's eq. 3 with its
+                   sign corrected (θ ← θ − μ ∂J/∂θ); an epoch is ``steps_per_epoch``
+                   steps (default 1).
+
+Engines (``engine``)
+    ``loops`` runs the Numba kernels' fastmath build (kernel engine ``"fast"`` of
+    :mod:`indexnet.engine`, via :func:`indexnet.train_step.make_train_step`); ``numpy``
+    the vectorized NumPy forms. Evaluation uses the same engine.
+
+Reproducibility
+    The initial weights come from ``seed``, the batches from a
+    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from.
+    Every checkpoint stores the parameters, the optimiser's state, that Generator's
+    state, the epoch and step counts, the history and this configuration, so
+    :meth:`Trainer.resume` continues exactly as if the run had never stopped (timings
+    aside).
+
+Divergence
+    The loss of every step is checked; the first NaN or Inf stops the run with
+    :class:`TrainingDiverged`, naming the epoch and step. Checkpoints are written only at
+    the end of an epoch whose parameters and losses are all finite, so the last
+    checkpoint is always a good one.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from indexnet._validate import check_choice, check_positive_int
+from indexnet.metrics import evaluate, format_metrics, per_example
+
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_config", "load_splits", "MODES", "ENGINE_MAP",
+           "DATASETS", "write_history"]
+
+MODES = ("minibatch", "sgd", "fullbatch")
+#: trainer engine -> kernel engine of :mod:`indexnet.engine`
+ENGINE_MAP = {"loops": "fast", "numpy": "numpy"}
+DATASETS = ("digits", "mnist", "fashion", "square", "sphere", "csv")
+#: options that may differ on --resume without changing what is computed
+RESUME_OVERRIDES = ("epochs", "log_every", "checkpoint_every", "eval_batch_size")
+
+CHECKPOINT_FILE = "checkpoint.npz"
+BEST_FILE = "best.npz"
+MODEL_FILE = "model.npz"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the message names the epoch and step.
+
+    Attributes
+    ----------
+    epoch, step : int
+        Where it happened (epoch counted from 1, step within the epoch from 1).
+    checkpoint : Path or None
+        The last good checkpoint (from the end of the last finite epoch), if any.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+
+
+# ------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every choice of a training run, as JSON values (stored in each checkpoint).
+
+    Attributes
+    ----------
+    data : str
+        ``digits``, ``mnist``, ``fashion``, ``square``, ``sphere`` or ``csv``.
+    data_dir : str or None
+        Folder of the four IDX files (mnist, fashion).
+    csv : str or None
+        Path of the CSV file (data ``csv``); ``target`` names its target column(s) by
+        index or header name, ``task`` is ``classification`` or ``regression``.
+    split_seed : int
+        Seed of the train / validation / test split (fixed by default, so test figures
+        of different ``seed`` compare).
+    preset : str or None
+        The preset the settings came from (informational).
+    layers : str or None
+        ``--layers`` spec; None: one hidden layer of 64 ReLU units and an output layer
+        sized to the data.
+    loss : str or None
+        None: from the output activation (softmax -> cross_entropy, sigmoid ->
+        binary_cross_entropy, else mse).
+    optimizer, lr, momentum, beta1, beta2, eps, weight_decay
+        ``sgd``, ``momentum`` or ``adam`` and its hyperparameters; ``weight_decay`` is
+        L2 on weights and kernels, not biases.
+    schedule, step_size, gamma, lr_min
+        ``constant``, ``step`` (× ``gamma`` every ``step_size`` epochs, default a third
+        of the run) or ``cosine`` (to ``lr_min`` at the last step).
+    mode, batch_size, steps_per_epoch, epochs
+        See the module docstring.
+    seed : int
+        Seed of the initial weights and of the batch Generator.
+    engine : str
+        ``loops`` (Numba, fastmath build) or ``numpy``.
+    dtype : str
+        ``float32`` or ``float64``.
+    eval_batch_size : int
+        Examples per forward pass when evaluating.
+    train_eval_size : int
+        The training accuracy of each epoch is measured on the first this many
+        training examples (the training loss is the mean of the epoch's step losses).
+    checkpoint_every, log_every : int
+        Write a checkpoint / print a line every this many epochs (and after the last).
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    csv: str | None = None
+    target: str = "-1"
+    task: str = "classification"
+    split_seed: int = 0
+    preset: str | None = None
+    layers: str | None = None
+    loss: str | None = None
+    optimizer: str = "momentum"
+    lr: float = 0.05
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    step_size: int | None = None
+    gamma: float = 0.1
+    lr_min: float = 0.0
+    mode: str = "minibatch"
+    batch_size: int = 32
+    steps_per_epoch: int | None = None
+    epochs: int = 20
+    seed: int = 0
+    engine: str = "loops"
+    dtype: str = "float64"
+    eval_batch_size: int = 1000
+    train_eval_size: int = 10000
+    checkpoint_every: int = 1
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice("--data", self.data, DATASETS)
+        check_choice("--mode", self.mode, MODES)
+        check_choice("--engine", self.engine, tuple(ENGINE_MAP))
+        check_choice("--dtype", self.dtype, ("float32", "float64"))
+        check_choice("--schedule", self.schedule, ("constant", "step", "cosine"))
+        check_choice("--optimizer", self.optimizer, ("sgd", "momentum", "adam"))
+        check_choice("--task", self.task, ("classification", "regression"))
+        for name in ("batch_size", "epochs", "eval_batch_size", "train_eval_size", "checkpoint_every", "log_every"):
+            check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
+        for name in ("seed", "split_seed"):
+            check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
+        for name in ("steps_per_epoch", "step_size"):
+            if getattr(self, name) is not None:
+                check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
+        if self.mode == "minibatch" and self.steps_per_epoch is not None:
+            raise ValueError(
+                f"--steps-per-epoch: applies to --mode sgd or fullbatch; mode minibatch takes "
+                f"ceil(N / batch size) steps per epoch, got --steps-per-epoch {self.steps_per_epoch}"
+            )
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr: expected a number > 0, got {self.lr!r}")
+        if self.data in ("mnist", "fashion") and not self.data_dir:
+            raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
+        if self.data == "csv" and not self.csv:
+            raise ValueError("--csv: expected the path of a CSV file for --data csv, got none")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :meth:`to_dict`; unknown keys are an error naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown}; expected some of {sorted(names)}")
+        return cls(**d)
+
+
+def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset and explicit options.
+
+    Order: the dataclass defaults, then the preset's data set, layers, loss and
+    settings (the preset named, or the data set's default preset when neither
+    ``preset`` nor ``layers`` is given), then every option that is not None.
+
+    Raises
+    ------
+    ValueError
+        An unknown preset or option name, or an invalid value (naming the option).
+    """
+    from indexnet.presets import get_preset, preset_for_data
+
+    options = {k: v for k, v in options.items() if v is not None}
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"options: unknown {unknown}; expected some of {sorted(names)}")
+    if preset is not None:
+        chosen = get_preset(preset)
+    elif "layers" not in options:
+        chosen = preset_for_data(options.get("data", TrainConfig.data))
+    else:
+        chosen = None
+    values: dict[str, Any] = {}
+    if chosen is not None:
+        values.update(data=chosen.data, layers=chosen.layers, loss=chosen.loss, preset=chosen.name, **chosen.settings)
+    values.update(options)
+    if "layers" in options and "loss" not in options:
+        values["loss"] = None  # the preset's loss belongs to the preset's layers
+    return TrainConfig(**values)
+
+
+def infer_loss(layers_spec: str) -> str:
+    """The natural loss of a spec's output activation."""
+    act = layers_spec.rsplit(",", 1)[-1].rsplit(":", 1)[-1].strip().lower()
+    return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}.get(act, "mse")
+
+
+def load_splits(config: TrainConfig, scaling: dict | None = None):
+    """The data set a configuration names, split and in its dtype.
+
+    ``scaling`` (a stored record, at evaluation time) replaces the scaling a CSV file
+    would compute from its training split; the other sets have a fixed scaling.
+    """
+    from indexnet import data as D
+
+    dtype = np.dtype(config.dtype)
+    if config.data in ("mnist", "fashion"):
+        return D.load_mnist(config.data_dir, config.data, dtype=dtype)
+    if config.data == "csv":
+        target: Any = int(config.target) if config.target.lstrip("-").isdigit() else config.target
+        return D.load_csv(config.csv, target_columns=target, kind=config.task, seed=config.split_seed,
+                          scaling=scaling, dtype=dtype)
+    return D.load(config.data, seed=config.split_seed, dtype=dtype)
+
+
+def data_meta(config: TrainConfig, splits) -> dict[str, Any]:
+    """What a model file records about its data: the source, the split and the scaling."""
+    train = splits.train
+    return {
+        "name": train.name, "kind": train.kind, "scaling": train.scaling, "n_classes": train.n_classes,
+        "image_shape": None if train.image_shape is None else list(train.image_shape),
+        "n_features": train.n_features, "n_outputs": train.n_outputs, "split": splits.info,
+        "source": {k: getattr(config, k) for k in ("data", "data_dir", "csv", "target", "task", "split_seed")},
+    }
+
+
+# ------------------------------------------------------------------------------ trainer
+class Trainer:
+    """Trains one network on one data set; see the module docstring.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    splits : indexnet.data.Splits, optional
+        The data; default: loaded from ``config`` with :func:`load_splits`.
+    out : path-like, optional
+        Folder for checkpoints and outputs; None writes nothing.
+    log : callable, optional
+        Receives the per-epoch lines (default ``print``); None for silence.
+    progress : bool, optional
+        Show a tqdm bar per epoch; default: when stdout is a terminal.
+
+    Attributes
+    ----------
+    net : Network
+    optimizer : indexnet.optim.Optimizer
+    schedule : indexnet.optim.Schedule
+    rng : numpy.random.Generator
+        The batch Generator.
+    epoch, step : int
+        Epochs and optimisation steps completed.
+    history : list of dict
+        One record per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``, ``val_loss``,
+        ``train_acc``/``val_acc`` (classification) or ``train_rmse``/``val_rmse``,
+        ``seconds`` (training time of the epoch) and ``eval_seconds``.
+    """
+
+    def __init__(self, config: TrainConfig, *, splits=None, out=None, log: Callable[[str], Any] | None = print,
+                 progress: bool | None = None, _net=None):
+        from indexnet.network import Network
+        from indexnet.spec import build_layers
+
+        self.config = config
+        self.splits = load_splits(config) if splits is None else splits.astype(config.dtype)
+        train = self.splits.train
+        layers_spec = config.layers or self._default_layers()
+        self.loss_name = config.loss or infer_loss(layers_spec)
+        layers, input_shape = build_layers(layers_spec, train.n_features, train.image_shape, train.n_outputs)
+        self.layers_spec = layers_spec
+        if _net is None:
+            self.net = Network(layers, input_shape, self.loss_name, dtype=np.dtype(config.dtype), seed=config.seed)
+        else:
+            self.net = _net
+        self.engine = ENGINE_MAP[config.engine]
+        self.out = None if out is None else Path(out)
+        self.log = log
+        self.progress = sys.stdout.isatty() if progress is None else bool(progress)
+        self.rng = np.random.default_rng([config.seed, 1])
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.optimizer = self._make_optimizer()
+        self.schedule = self._make_schedule()
+        from indexnet.train_step import make_train_step
+
+        self._step = make_train_step(self.net, self.optimizer, self.engine)
+        # private, writable, C-contiguous copies (Dataset arrays are read-only views)
+        self._X = np.array(train.X, order="C", copy=True)
+        self._T = np.array(train.T, order="C", copy=True)
+
+    # -------------------------------------------------------------------- construction
+    def _default_layers(self) -> str:
+        train = self.splits.train
+        out_act = "softmax" if train.kind == "classification" else "identity"
+        return f"64:relu,{train.n_outputs}:{out_act}"
+
+    def _make_optimizer(self):
+        from indexnet.optim import make_optimizer
+
+        c = self.config
+        kw: dict[str, Any] = {"lr": c.lr, "weight_decay": c.weight_decay, "engine": self.engine}
+        if c.optimizer == "momentum":
+            kw["mu"] = c.momentum
+        elif c.optimizer == "adam":
+            kw.update(beta1=c.beta1, beta2=c.beta2, eps=c.eps)
+        return make_optimizer(c.optimizer, **kw)
+
+    @property
+    def n_train(self) -> int:
+        return self.splits.train.n_samples
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one epoch."""
+        c = self.config
+        if c.mode == "minibatch":
+            return -(-self.n_train // c.batch_size)
+        if c.mode == "sgd":
+            return c.steps_per_epoch or self.n_train
+        return c.steps_per_epoch or 1
+
+    def _make_schedule(self):
+        from indexnet.optim import make_schedule
+
+        c = self.config
+        if c.schedule == "step":
+            every = c.step_size or max(1, c.epochs // 3)
+            return make_schedule("step", lr=c.lr, step_size=every * self.steps_per_epoch, gamma=c.gamma)
+        if c.schedule == "cosine":
+            return make_schedule("cosine", lr=c.lr, total_steps=c.epochs * self.steps_per_epoch, lr_min=c.lr_min)
+        return make_schedule("constant", lr=c.lr)
+
+    @classmethod
+    def resume(cls, checkpoint, *, splits=None, out=None, log=print, progress=None, **overrides) -> "Trainer":
+        """A trainer in exactly the state stored in ``checkpoint``.
+
+        Parameters
+        ----------
+        checkpoint : path-like
+            A ``checkpoint.npz`` of an earlier run.
+        splits : Splits, optional
+            The data (default: reloaded from the stored configuration).
+        out : path-like, optional
+            Output folder; default the checkpoint's folder.
+        **overrides
+            ``epochs`` (extend or shorten the run; note that a cosine or default step
+            schedule is laid out over ``epochs``, so changing it changes the rates),
+            ``log_every``, ``checkpoint_every``, ``eval_batch_size``.
+
+        Raises
+        ------
+        ValueError
+            Not a checkpoint, or an override that would change what is computed.
+        """
+        from indexnet.checkpoint import load_checkpoint
+
+        path = Path(checkpoint)
+        ck = load_checkpoint(path)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+        if bad:
+            raise ValueError(
+                f"--resume: options {bad} cannot change when resuming (the run continues with its stored "
+                f"configuration); only {list(RESUME_OVERRIDES)} can"
+            )
+        config = replace(TrainConfig.from_dict(ck.config), **overrides)
+        trainer = cls(config, splits=splits, out=path.parent if out is None else out, log=log, progress=progress,
+                      _net=ck.net)
+        trainer.optimizer.load_state_dict(ck.optimizer_state)
+        trainer.rng = ck.make_rng()
+        trainer.epoch, trainer.step = ck.epoch, ck.step
+        trainer.history = ck.history
+        trainer.best = ck.best
+        return trainer
+
+    # ------------------------------------------------------------------------ the loop
+    def _epoch_plan(self) -> list:
+        """The index sets of this epoch's steps (None: the whole training set)."""
+        from indexnet.data import batches
+
+        c = self.config
+        if c.mode == "minibatch":
+            return batches(self.n_train, c.batch_size, self.rng)
+        if c.mode == "sgd":
+            # Algorithm 1 of seed 002: j ~ U{1..N} independently for every step
+            return list(self.rng.integers(0, self.n_train, size=(self.steps_per_epoch, 1)))
+        return [None] * self.steps_per_epoch
+
+    def _batch(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        shape = self.net.input_shape
+        if idx is None:
+            X, T = self._X, self._T
+        else:
+            X, T = np.take(self._X, idx, axis=1), np.take(self._T, idx, axis=1)
+        return X.reshape(shape + (X.shape[-1],)), T
+
+    def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
+        ck = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+        where = f"epoch {epoch}, step {k} of {self.steps_per_epoch} (global step {self.step})"
+        keep = (f"the last good checkpoint {ck} (end of epoch {self._last_checkpoint_epoch}) is kept" if ck else
+                "no checkpoint had been written yet")
+        return TrainingDiverged(
+            f"training diverged: {what} at {where}; lr was {self.optimizer.lr:.4g}. Try a smaller --lr "
+            f"(now {self.config.lr:g}); {keep}.", epoch, k, ck)
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out is None else self.out / CHECKPOINT_FILE
+
+    @property
+    def _last_checkpoint_epoch(self) -> int | None:
+        from indexnet.io import load_npz
+
+        try:
+            return int(load_npz(self.checkpoint_path)[1]["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def fit(self, until_epoch: int | None = None) -> list[dict[str, Any]]:
+        """Train from the current epoch to ``until_epoch`` (default ``config.epochs``).
+
+        Returns
+        -------
+        list of dict
+            The history (all epochs so far).
+
+        Raises
+        ------
+        TrainingDiverged
+            A NaN or Inf loss or parameter; the last good checkpoint is kept.
+        """
+        last = self.config.epochs if until_epoch is None else check_positive_int("until_epoch", until_epoch)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/Inf are caught below
+            while self.epoch < last:
+                self._run_epoch(self.epoch + 1)
+        return self.history
+
+    def _run_epoch(self, epoch: int) -> None:
+        """One epoch's steps, then its metrics, checkpoint and log line."""
+        from tqdm import tqdm
+
+        c = self.config
+        t0 = time.perf_counter()
+        plan = self._epoch_plan()
+        loss_sum, count = 0.0, 0
+        with tqdm(total=len(plan), desc=f"epoch {epoch}/{c.epochs}", unit="step", leave=False,
+                  disable=not self.progress, dynamic_ncols=True, mininterval=0.2) as bar:
+            for k, idx in enumerate(plan, start=1):
+                X, T = self._batch(idx)
+                lr = self.schedule.lr_at(self.optimizer.t)
+                self.optimizer.lr = lr
+                J = self._step(X, T)
+                self.step += 1
+                if not math.isfinite(J):
+                    raise self._diverged(f"the loss is {J}", epoch, k)
+                n = X.shape[-1]
+                loss_sum += per_example(self.net.loss_fn, J, n) * n
+                count += n
+                bar.update(1)
+                if k % 20 == 0 or k == len(plan):
+                    bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+        seconds = time.perf_counter() - t0
+        self._end_epoch(epoch, lr, loss_sum / count, seconds)
+
+    def _end_epoch(self, epoch: int, lr: float, train_loss: float, seconds: float) -> None:
+        c = self.config
+        t0 = time.perf_counter()
+        train_m = evaluate(self.net, self.splits.train, self.engine, c.eval_batch_size, limit=c.train_eval_size)
+        val_m = evaluate(self.net, self.splits.validation, self.engine, c.eval_batch_size)
+        if not (math.isfinite(val_m["loss"]) and math.isfinite(train_m["loss"]) and np.isfinite(self.net.flat_params()).all()):
+            raise self._diverged("the parameters or validation loss are not finite after the epoch", epoch,
+                                 self.steps_per_epoch)
+        record: dict[str, Any] = {"epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_loss,
+                                  "val_loss": val_m["loss"]}
+        key = "acc" if "accuracy" in val_m else "rmse"
+        record[f"train_{key}"] = train_m["accuracy" if key == "acc" else "rmse"]
+        record[f"val_{key}"] = val_m["accuracy" if key == "acc" else "rmse"]
+        record["seconds"] = seconds
+        record["eval_seconds"] = time.perf_counter() - t0
+        self.history.append(record)
+        self.epoch = epoch
+        improved = self._is_better(record)
+        if improved:
+            self.best = {k: record[k] for k in record if k not in ("seconds", "eval_seconds")}
+        if self.out is not None:
+            if improved:
+                self.save_model(self.out / BEST_FILE, metrics={"validation": _plain(val_m)})
+            if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
+                self.save_checkpoint()
+        if self.log is not None and (epoch % c.log_every == 0 or epoch in (1, c.epochs)):
+            self.log(self.epoch_line(record))
+
+    def _is_better(self, record: dict) -> bool:
+        if self.best is None:
+            return True
+        if "val_acc" in record:
+            return (record["val_acc"], -record["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"])
+        return record["val_loss"] < self.best["val_loss"]
+
+    def epoch_line(self, r: dict) -> str:
+        """One line of per-epoch feedback."""
+        width = len(str(self.config.epochs))
+        parts = [f"epoch {r['epoch']:>{width}}/{self.config.epochs}"]
+        if "train_acc" in r:
+            parts.append(f"train loss {r['train_loss']:.4f} acc {100 * r['train_acc']:6.2f}%")
+            parts.append(f"val loss {r['val_loss']:.4f} acc {100 * r['val_acc']:6.2f}%")
+        else:
+            parts.append(f"train loss {r['train_loss']:.4g} rmse {r['train_rmse']:.4g}")
+            parts.append(f"val loss {r['val_loss']:.4g} rmse {r['val_rmse']:.4g}")
+        parts.append(f"lr {r['lr']:.3g}")
+        parts.append(f"{r['seconds']:.2f}s")
+        return "  ".join(parts)
+
+    # --------------------------------------------------------------------- evaluation
+    def evaluate(self, part: str = "test") -> dict[str, Any]:
+        """Loss and accuracy (or RMSE) of the current network on ``train``, ``validation`` or ``test``."""
+        check_choice("part", part, ("train", "validation", "test"))
+        return evaluate(self.net, getattr(self.splits, part), self.engine, self.config.eval_batch_size)
+
+    # ------------------------------------------------------------------------ writing
+    def _meta(self) -> dict[str, Any]:
+        from indexnet._version import __version__
+
+        return {"data": data_meta(self.config, self.splits), "config": self.config.to_dict(),
+                "layers_spec": self.layers_spec, "indexnet_version": __version__}
+
+    def save_checkpoint(self, path=None) -> Path:
+        """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
+        from indexnet.checkpoint import save_checkpoint
+
+        state = self.optimizer.state_dict()
+        state["lr"] = float(self.config.lr)  # the schedule sets the rate of every step from config.lr
+        meta = self._meta()
+        config = meta.pop("config")
+        return save_checkpoint(
+            path or self.checkpoint_path, net=self.net, optimizer_name=self.config.optimizer, optimizer_state=state,
+            rng=self.rng, epoch=self.epoch, step=self.step, history=self.history, config=config, best=self.best,
+            extra=meta,
+        )
+
+    def save_model(self, path, **meta: Any) -> Path:
+        """Save the network with its data scaling and configuration (atomically, no pickle)."""
+        from indexnet.io import save_model
+
+        return save_model(self.net, path, epoch=self.epoch, **self._meta(), **meta)
+
+    def save_outputs(self, test_metrics: dict | None = None, *, plots: bool = True) -> dict[str, Path]:
+        """Write model.npz, history.csv/json, metrics.json and the PNG plots into ``out``.
+
+        Returns
+        -------
+        dict
+            What was written: name -> path.
+        """
+        from indexnet import plots as P
+
+        if self.out is None:
+            raise ValueError("out: expected an output folder to write to, got None")
+        test_metrics = self.evaluate("test") if test_metrics is None else test_metrics
+        written: dict[str, Path] = {}
+        written["model"] = self.save_model(self.out / MODEL_FILE, metrics={"test": _plain(test_metrics)})
+        written.update(write_history(self.history, self.out))
+        summary = {"test": _plain(test_metrics), "best_validation": self.best, "epochs": self.epoch,
+                   "steps": self.step, "config": self.config.to_dict(), "layers": self.layers_spec,
+                   "n_params": self.net.n_params}
+        written["metrics"] = write_text_atomic(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+        if plots:
+            written["curves"] = P.plot_history(self.history, self.out / "curves.png",
+                                               title=f"{self.splits.train.name}: {self.layers_spec}")
+            if "predictions" in test_metrics:
+                from indexnet.metrics import confusion_matrix
+
+                cm = confusion_matrix(test_metrics["predictions"], self.splits.test.labels, self.splits.test.n_classes)
+                written["confusion"] = P.plot_confusion(
+                    cm, self.out / "confusion.png",
+                    title=f"{self.splits.train.name} test: accuracy {100 * test_metrics['accuracy']:.2f}%")
+            fit = P.plot_fit(self.net, self.splits, self.out / "fit.png", engine=self.engine)
+            if fit is not None:
+                written["fit"] = fit
+        return written
+
+
+# ------------------------------------------------------------------------------ helpers
+def _plain(m: dict) -> dict:
+    """Metrics without their arrays (JSON-able)."""
+    return {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    from indexnet.checkpoint import write_file_atomic
+
+    return write_file_atomic(path, text.encode("utf-8"))
+
+
+def write_history(history: list[dict], out) -> dict[str, Path]:
+    """history.json and history.csv (one row per epoch) in ``out``."""
+    out = Path(out)
+    columns: list[str] = []
+    for record in history:
+        columns += [k for k in record if k not in columns]
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return {
+        "history_json": write_text_atomic(out / "history.json", json.dumps(history, indent=1) + "\n"),
+        "history_csv": write_text_atomic(out / "history.csv", buf.getvalue()),
+    }
