@@ -191,3 +191,17 @@ def test_unsupported_modules_are_named():
                                         torch.randn(1, 1, 4, 6), torch.randn(1, 2))
     with pytest.raises(ValueError, match=r"loss 'cross_entropy' needs a final Softmax module"):
         interop_torch.torch_autograd(nn.Sequential(nn.Linear(2, 2)), "cross_entropy", np.ones((1, 2)), np.eye(2)[:1])
+
+
+def test_oracle_network_accepts_a_torch_model_directly():
+    """oracle.network(model, None, ...) reads a Sequential's modules and parameters and gives
+    the same result as its explicit description; passing params as well is refused."""
+    torch = pytest.importorskip("torch")
+    model = conv_model(torch)
+    X, labels = torch.randn(2, 2, 8, 8), np.array([1, 0])
+    direct = oracle.network(model, None, "cross_entropy", X, labels)
+    layers, params = interop_torch.describe(model)
+    oracle.assert_gradients_match(direct.to_dict(), oracle.network(layers, params, "cross_entropy", X, labels).to_dict(),
+                                  rtol=0)
+    with pytest.raises(ValueError, match="params: expected None when layers is a torch model"):
+        oracle.network(model, params, "cross_entropy", X, labels)

@@ -554,7 +554,7 @@ def dense(
 
 def network(
     layers: Sequence,
-    params,
+    params: Sequence | Mapping | None,
     loss: str,
     X,
     Y,
@@ -567,12 +567,14 @@ def network(
 
     Parameters
     ----------
-    layers : sequence
-        A PyTorch-like description, one entry per ``torch.nn.Sequential`` module, e.g.
+    layers : sequence, or torch.nn.Sequential
+        A ``torch.nn.Sequential`` itself (then ``params`` is None and its parameters are
+        read, see :mod:`indexnet.interop_torch`), or a PyTorch-like description, one entry
+        per ``torch.nn.Sequential`` module, e.g.
         ``[{"type": "conv2d", "padding": 1}, "relu", {"type": "maxpool2d", "kernel_size": 2},
         "flatten", "linear", "softmax"]``; or indexnet layers (``Conv2D``, ``Dense``, ...).
         See :func:`parse_layers` for the entries and options. Sizes come from ``params``.
-    params : sequence of (weight, bias), or mapping
+    params : sequence of (weight, bias), mapping, or None
         One pair per linear / conv2d entry, in order: kernels ``(C_out, C_in, kh, kw)``,
         dense weights as ``weight_layout`` says, biases ``(out,)``. A mapping with
         ``state_dict`` keys (``"0.weight"``, ``"0.bias"``, ...) is accepted too.
@@ -592,6 +594,12 @@ def network(
         Every array in the caller's layout (images back to NCHW for ``samples_first``).
     """
     check_choice("weight_layout", weight_layout, WEIGHT_LAYOUTS)
+    if hasattr(layers, "named_children"):  # a torch.nn.Sequential: read its modules and parameters
+        from indexnet.interop_torch import describe
+
+        if params is not None:
+            raise ValueError("params: expected None when layers is a torch model (its parameters are used)")
+        layers, params = describe(layers)
     pairs = _internal_params(_pairs(params), weight_layout, ("params[{k}] weight", "params[{k}] bias"))
     parsed, names = parse_layers(list(layers), pairs)
     return _run(parsed, pairs, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine, torch_names=names)
