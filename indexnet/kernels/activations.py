@@ -124,6 +124,21 @@ def activation_grad_numpy(Z, A, kind, alpha, dsig):
 
 
 # ------------------------------------------------------------------------------ softmax
+@serial
+def shifted_exp_sum(Z, n):
+    """m_n = max_k Z_kn and Σ_k exp(Z_kn - m_n) of column n (eq. S1); shared with the
+    cross-entropy value (L5), which needs the same log-sum-exp."""
+    K = Z.shape[0]
+    m = Z[0, n]
+    for k in range(1, K):
+        if Z[k, n] > m:
+            m = Z[k, n]
+    total = Z.dtype.type(0)
+    for k in range(K):
+        total += math.exp(Z[k, n] - m)
+    return m, total
+
+
 @literal
 def softmax_literal(Z, S):
     """S_in = exp(Z_in - m_n) / Σ_k exp(Z_kn - m_n), m_n = max_k Z_kn. derivations/activations.md#S1"""
@@ -149,13 +164,7 @@ def softmax_loops(Z, S):
     """
     K, N = Z.shape
     for n in prange(N):
-        m = Z[0, n]
-        for k in range(1, K):
-            if Z[k, n] > m:
-                m = Z[k, n]
-        total = Z.dtype.type(0)
-        for k in range(K):
-            total += math.exp(Z[k, n] - m)
+        m, total = shifted_exp_sum(Z, n)
         for i in range(K):
             S[i, n] = math.exp(Z[i, n] - m) / total
     return S

@@ -25,6 +25,7 @@ from numba import prange
 
 from indexnet._jit import exact, literal, serial
 from indexnet.kernels._delta import kron
+from indexnet.kernels.activations import shifted_exp_sum
 
 
 @serial
@@ -110,13 +111,7 @@ def cross_entropy_value_loops(Z, Y):
     K, N = Z.shape
     per_sample = np.empty(N, dtype=Z.dtype)
     for n in prange(N):
-        m = Z[0, n]
-        for k in range(1, K):
-            if Z[k, n] > m:
-                m = Z[k, n]
-        total = Z.dtype.type(0)
-        for k in range(K):
-            total += math.exp(Z[k, n] - m)
+        m, total = shifted_exp_sum(Z, n)
         lse = m + math.log(total)
         acc = Z.dtype.type(0)
         for i in range(K):
