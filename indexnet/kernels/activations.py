@@ -212,6 +212,6 @@ def softmax_jvp_loops(S, Delta, H):
 
 
 def softmax_jvp_numpy(S, Delta, H):
-    """H = S ⊙ (Δ - J_Kᵗ(Δ ⊙ S)), vectorized. derivations/activations.md#S3"""
+    """H = S ⊙ (Δ - J_K J_Kᵗ(Δ ⊙ S)), vectorized. derivations/activations.md#S3"""
     np.multiply(S, Delta - (Delta * S).sum(axis=0, keepdims=True), out=H)
     return H

@@ -24,15 +24,15 @@ from indexnet.kernels._delta import kron
 # ----------------------------------------------------------------------------- forward
 @literal
 def forward_literal(W, A_prev, b, Z):
-    """Z_kn = Σ_l W_kl A_ln + b_k, summed as written. derivations/dense.md#D1.4"""
+    """Z_in = Σ_j W_ij A_jn + b_i, summed in the written order i, n, j. derivations/dense.md#D1.4"""
     S, S_prev = W.shape
     N = A_prev.shape[1]
-    for k in range(S):
+    for i in range(S):
         for n in range(N):
             acc = Z.dtype.type(0)
-            for l in range(S_prev):
-                acc += W[k, l] * A_prev[l, n]
-            Z[k, n] = acc + b[k]
+            for j in range(S_prev):
+                acc += W[i, j] * A_prev[j, n]
+            Z[i, n] = acc + b[i]
     return Z
 
 

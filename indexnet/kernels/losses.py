@@ -67,9 +67,9 @@ def squared_error_value_numpy(A, Y, scale):
 
 @literal
 def squared_error_delta_literal(A, Y, scale, Delta):
-    """Δ_in = Σ_m Σ_j scale · 2(A_jm - Y_jm) δ_ij δ_nm. derivations/losses.md#L4
+    """Δ_in = Σ_j Σ_m scale · 2(A_jm - Y_jm) δ_ij δ_nm. derivations/losses.md#L4
 
-    The derivative of scale·Σ_m Σ_j (A_jm - Y_jm)² with both Kronecker deltas kept.
+    The derivative of scale·Σ_j Σ_m (A_jm - Y_jm)² with both Kronecker deltas kept.
     """
     S, N = A.shape
     one = Delta.dtype.type(1)
@@ -130,7 +130,7 @@ def cross_entropy_value_numpy(Z, Y):
 
 @literal
 def cross_entropy_delta_literal(S, Y, Delta):
-    """Δ_in = Σ_m Σ_j -(1/N) Y_jm / S_jm δ_ij δ_nm. derivations/losses.md#L6"""
+    """Δ_in = Σ_j Σ_m -(1/N) Y_jm / S_jm δ_ij δ_nm. derivations/losses.md#L6"""
     K, N = S.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
@@ -223,7 +223,7 @@ def binary_cross_entropy_value_numpy(Z, Y):
 
 @literal
 def binary_cross_entropy_delta_literal(A, Y, Delta):
-    """Δ_in = Σ_m Σ_j (1/N)(-Y_jm/A_jm + (1-Y_jm)/(1-A_jm)) δ_ij δ_nm. derivations/losses.md#L9"""
+    """Δ_in = Σ_j Σ_m (1/N)(-Y_jm/A_jm + (1-Y_jm)/(1-A_jm)) δ_ij δ_nm. derivations/losses.md#L9"""
     S, N = A.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
