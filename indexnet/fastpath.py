@@ -11,7 +11,8 @@ by ``optimizer.step`` computes, with the same equations in fewer passes:
 * output (L5/L7, L8/L7, L1-L4 + D2.13): one pass over the samples gives the loss value
   and H^(L) = ∂J/∂Z^(L) — (S − Y)/N for softmax + cross-entropy, (σ(Z) − Y)/N for
   sigmoid + binary cross-entropy, 2·scale·(A − Y) ⊙ σ' for the squared-error losses;
-* backward (D2.5, D2.10, D2.25, D2.13): ∂J/∂W = H Aᵗ (tiled, no packing),
+* backward (D2.5, D2.10, D2.25, D2.13): ∂J/∂W = H Aᵗ (tiled; for batches under
+  ``tiled.SHORT_BATCH`` the axpy form on Hᵗ and the Aᵗ the forward pass packed),
   ∂J/∂b = H J_N fused with H^(l-1) = (W^(l)ᵗ H^(l)) ⊙ σ'(A^(l-1)).
 
 Two regimes, chosen by size. Layers whose weight count × batch reaches
@@ -33,8 +34,9 @@ import math
 import numba
 import numpy as np
 
-from indexnet.kernels.activations import CODES, IDENTITY, sigma, sigma_prime
-from indexnet.kernels.tiled import gemm_nt, q_tile, tiled, tiled_serial, transpose_into
+from indexnet.kernels.activations import CODES, IDENTITY
+from indexnet.kernels.tiled import (SHORT_BATCH, activate, gemm_nt, gemm_tn, q_tile, sigma_fast as sigma,
+                                    sigma_prime_fast as sigma_prime, tiled, tiled_serial, transpose_into)
 
 #: weights × batch at or above which a layer uses the parallel tiled kernels
 PARALLEL_WORK = 1 << 18
@@ -141,8 +143,7 @@ def _small_forward(W, A_prev, b, kind, alpha, Z):
             a = A_prev[j]
             for n in range(N):
                 row[n] += w * a[n]
-        for n in range(N):
-            row[n] = sigma(row[n], kind, alpha)
+    activate(Z, 0, S, 0, N, kind, alpha)
 
 
 @tiled_serial
@@ -265,6 +266,7 @@ class _Buffers:
         self.WT = [np.empty((layer_in, layer_out), dt) for layer_in, layer_out in zip(sizes[:-1], sizes[1:])]
         self.per_sample = np.empty(N, dt)
         self.empty = np.zeros(0, dt)
+        self.args = None  # the small regime's argument tuples
 
 
 def make_fast_step(net, optimizer, decay_mask=None):
@@ -272,7 +274,9 @@ def make_fast_step(net, optimizer, decay_mask=None):
 
     The step writes ∂J/∂θ into preallocated arrays and calls ``optimizer.step`` (or, for a
     small network with :class:`indexnet.optim.SGD` at its own learning rate, applies
-    θ ← θ − η(g + λθ) in the same compiled call and advances ``optimizer.t``).
+    θ ← θ − η(g + λθ) in the same compiled call and advances ``optimizer.t``). The
+    network's parameter arrays are updated in place and must stay the same objects
+    (``Network.set_flat_params`` writes into them, as the optimisers do).
     ``step.grads`` is the list of gradient arrays of the last step, in the order of the
     trainer's flat parameter list; ``step.regime`` is ``"small"`` or ``"tiled"``.
     """
@@ -301,16 +305,18 @@ def make_fast_step(net, optimizer, decay_mask=None):
 
     def step_small(X, Y):
         B = buffers(X.shape[1])
-        Ws = tuple(p[0] for p in net.params)
-        bs = tuple(p[1] for p in net.params)
+        if B.args is None:  # the argument tuples, built once per batch size
+            decays = tuple(float(optimizer.weight_decay) if m else 0.0 for m in mask[0::2]) \
+                if fused_sgd else (0.0,) * L
+            B.args = (tuple(p[0] for p in net.params), tuple(p[1] for p in net.params), tuple(dWs),
+                      tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D), kinds, alphas, code, state["scale"],
+                      B.per_sample, decays)
+        a = B.args
         if fused_sgd:
-            decays = tuple(float(optimizer.weight_decay) if m else 0.0 for m in mask[0::2])
-            J = small_step(X, Y, Ws, bs, tuple(dWs), tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D),
-                           kinds, alphas, code, state["scale"], B.per_sample, float(optimizer.lr), decays)
+            J = small_step(X, Y, *a[:12], float(optimizer.lr), a[12])
             optimizer.t += 1
         else:
-            J = small_step(X, Y, Ws, bs, tuple(dWs), tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D),
-                           kinds, alphas, code, state["scale"], B.per_sample, 0.0, (0.0,) * L)
+            J = small_step(X, Y, *a[:12], 0.0, a[12])
             optimizer.step(params, grads, mask)
         return float(J)
 
@@ -330,10 +336,13 @@ def make_fast_step(net, optimizer, decay_mask=None):
             H = B.H[l]
             if l == L - 1:
                 row_sums(H, dbs[l])
-            gemm_nt(H, A_prev, dWs[l], B.empty, IDENTITY, 0.0, q_tile(H.shape[1], H.itemsize), T)
+            transpose_into(H, B.HT[l])
+            if H.shape[1] < SHORT_BATCH:  # ∂J/∂W from the packed Hᵗ and Aᵗ (axpy form)
+                gemm_tn(B.HT[l], B.AT[l], dWs[l], T)
+            else:
+                gemm_nt(H, A_prev, dWs[l], B.empty, IDENTITY, 0.0, q_tile(H.shape[1], H.itemsize), T)
             if l > 0:
                 transpose_into(W, B.WT[l])
-                transpose_into(H, B.HT[l])
                 gemm_nt(B.WT[l], B.HT[l], B.D[l - 1], B.empty, IDENTITY, 0.0, q_tile(W.shape[0], W.itemsize), T)
                 hidden_H(B.D[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
         optimizer.step(params, grads, mask)

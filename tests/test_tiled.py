@@ -68,3 +68,29 @@ def test_docstrings_cite_equations():
     for name, eq in (("forward_tiled", "D1.4"), ("weight_grad_tiled", "D2.5"), ("input_grad_tiled", "D2.25")):
         doc = getattr(tiled, name).__doc__
         assert f"derivations/dense.md#{eq}" in doc and "p =" in doc and "q =" in doc and "r =" in doc
+
+
+@pytest.mark.parametrize("N", [3, tiled.SHORT_BATCH + 3])
+def test_weight_grad_both_forms(N):
+    """weight_grad_tiled's axpy form (short batch) and dot form (long batch) both equal H Aᵗ."""
+    rng = np.random.default_rng(N)
+    H, A = rng.standard_normal((10, N)), rng.standard_normal((7, N))
+    got = tiled.weight_grad_tiled(H, A, np.empty((10, 7)))
+    np.testing.assert_allclose(got, dense.weight_grad_loops(H, A, np.empty((10, 7))), rtol=1e-12,
+                               atol=1e-12 * (np.abs(H) @ np.abs(A).T).max())
+
+
+def test_tanh_vec_accuracy():
+    """tanh_vec is within 4 ulp of numpy.tanh in float64 over ±25 and tiny arguments, odd, and ±1 beyond."""
+    import numba
+
+    @numba.njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = tiled.tanh_vec(x[i])
+        return out
+
+    x = np.concatenate([np.linspace(-25, 25, 20001), np.logspace(-300, 1.5, 2000), -np.logspace(-300, 1.5, 2000)])
+    got, want = apply(x, np.empty_like(x)), np.tanh(x)
+    assert np.all(np.abs(got - want) <= 4 * np.spacing(np.abs(want)))
+    assert np.array_equal(apply(-x, np.empty_like(x)), -got)
