@@ -332,6 +332,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
+        self._best_params: list | None = None  # parameters of a best epoch not yet written to best.npz
         self.optimizer = self._make_optimizer()
         self.schedule = self._make_schedule()
         from indexnet.train_step import make_train_step
@@ -532,14 +533,15 @@ class Trainer:
         record["eval_seconds"] = time.perf_counter() - t0
         self.history.append(record)
         self.epoch = epoch
-        improved = self._is_better(record)
-        if improved:
+        if self._is_better(record):
             self.best = {k: record[k] for k in record if k not in ("seconds", "eval_seconds")}
-        if self.out is not None:
-            if improved:
-                self.save_model(self.out / BEST_FILE, metrics={"validation": _plain(val_m)})
-            if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
-                self.save_checkpoint()
+            self._best_params = [tuple(a.copy() for a in p) for p in self.net.params]
+        if self.out is not None and (epoch % c.checkpoint_every == 0 or epoch == c.epochs):
+            # best.npz is written with the checkpoint, not at every improvement (a regression run may
+            # improve every epoch for thousands of epochs)
+            if self._best_params is not None:
+                self._save_best()
+            self.save_checkpoint()
         if self.log is not None and (epoch % c.log_every == 0 or epoch in (1, c.epochs)):
             self.log(self.epoch_line(record))
 
@@ -576,6 +578,15 @@ class Trainer:
 
         return {"data": data_meta(self.config, self.splits), "config": self.config.to_dict(),
                 "layers_spec": self.layers_spec, "indexnet_version": __version__}
+
+    def _save_best(self) -> Path:
+        """Write the best epoch's parameters to ``out/best.npz``."""
+        from indexnet.io import save_model
+
+        best = self.net.copy()
+        best.params = self._best_params
+        self._best_params = None
+        return save_model(best, self.out / BEST_FILE, epoch=self.best["epoch"], best=self.best, **self._meta())
 
     def save_checkpoint(self, path=None) -> Path:
         """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
