@@ -176,6 +176,7 @@ def write_file_atomic(path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would make plots and histories private
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -79,3 +79,21 @@ def test_check_prints_a_passing_table(capsys):
     assert main(["check", "--engines", "numpy"]) == 0
     text = capsys.readouterr().out
     assert "cross_entropy" in text and "FAIL" not in text and re.search(r"\d+ passed, 0 failed", text)
+
+
+def test_a_diverging_run_exits_3_with_the_epoch_and_step(tmp_path, capsys):
+    """`indexnet train` with an absurd learning rate stops with exit code 3 and a message naming where."""
+    out = tmp_path / "d"
+    code = main(["train", "--preset", "seed000", "--lr", "1e30", "--epochs", "3", "--engine", "numpy", "--quiet",
+                 "--out", str(out)])
+    assert code == 3
+    assert re.search(r"training diverged: .* at epoch \d+, step 1 of 1", capsys.readouterr().err)
+
+
+def test_eval_refuses_data_of_another_shape(tmp_path, capsys):
+    """Evaluating a digits model on x² data fails with the expected and actual feature counts."""
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--quiet", "--engine", "numpy", "--layers", "8:relu,10:softmax",
+                 "--no-plots", "--out", str(out)]) == 0
+    assert main(["eval", str(out / "model.npz"), "--data", "square"]) == 2
+    assert "expected 64 input features and 10 outputs" in capsys.readouterr().err

@@ -47,14 +47,14 @@ def load_eval_data(net, meta: dict, overrides: dict):
                      **{k: v for k, v in overrides.items() if v is not None})
     splits = load_splits(config, scaling=stored["scaling"])
     ds = splits.train
-    if ds.scaling != stored["scaling"]:
-        raise ValueError(f"--data: {ds.name} is scaled {ds.scaling}, but the model was trained on inputs "
-                         f"scaled {stored['scaling']}")
     if ds.n_features != int(np.prod(net.input_shape)) or ds.n_outputs != net.output_shape[0]:
         raise ValueError(
             f"--data: expected {int(np.prod(net.input_shape))} input features and {net.output_shape[0]} outputs "
             f"(the model's), got {ds.n_features} and {ds.n_outputs} from {ds.name}"
         )
+    if ds.scaling != stored["scaling"]:
+        raise ValueError(f"--data: {ds.name} is scaled {ds.scaling}, but the model was trained on inputs "
+                         f"scaled {stored['scaling']}")
     return splits
 
 

@@ -2,7 +2,8 @@
 
 With no options it trains seed 001's kind of network (one 800-unit ReLU layer,
 softmax, cross-entropy; 64-800-10 on the 64 pixels) on scikit-learn's bundled 8×8
-digits. See ``indexnet train --help`` and :mod:`indexnet.train`.
+digits and reports its test accuracy. Every option left out comes from the preset
+(``--preset``, or the data set's default preset), see :mod:`indexnet.presets`.
 """
 from __future__ import annotations
 
@@ -76,10 +77,10 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "),
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("--preset", default=None,
-                   help="seed001 (800:relu,10:softmax), seed000 (x², full-batch GD), seed002 (2-3-4-3 on the "
+                   help="digits (the default on --data digits), seed001 (800:relu,10:softmax, the MNIST "
+                        "settings), seed000 (x², full-batch GD), seed002 (2-3-4-3 on the "
                         "sphere, Algorithm 1 SGD), sphere, cnn, dense-cnn; options given override it")
     add_common_options(p, CONFIG_OPTIONS)
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
