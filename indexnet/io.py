@@ -21,27 +21,20 @@ FORMAT_VERSION = 1
 META_KEY = "__meta__"
 
 
-def save_npz_atomic(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write ``arrays`` and the JSON ``meta`` to ``path`` atomically; return the path.
+def write_atomic(path, write) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, flush it to disk, then rename
+    it over ``path``: readers see the old file or the new one, never a torn one.
 
-    Raises
-    ------
-    TypeError
-        An array of dtype object (it would need pickle), or meta that is not JSON.
+    The file gets mode 0644 (``mkstemp``'s 0600 would make models and plots private). On
+    any exception the temporary file is removed and the previous ``path`` is untouched.
     """
     path = Path(path)
-    for key, arr in arrays.items():
-        if key == META_KEY:
-            raise ValueError(f"arrays: the key {META_KEY!r} is reserved")
-        if np.asarray(arr).dtype == object:
-            raise TypeError(f"arrays[{key!r}]: expected a numeric array, got dtype object (needs pickle)")
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
-    text = json.dumps(doc, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{META_KEY: np.array(text)}, **arrays)
+            os.fchmod(fh.fileno(), 0o644)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -50,6 +43,29 @@ def save_npz_atomic(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda fh: fh.write(data))
+
+
+def save_npz_atomic(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``arrays`` and the JSON ``meta`` to ``path`` atomically; return the path.
+
+    Raises
+    ------
+    TypeError
+        An array of dtype object (it would need pickle), or meta that is not JSON.
+    """
+    for key, arr in arrays.items():
+        if key == META_KEY:
+            raise ValueError(f"arrays: the key {META_KEY!r} is reserved")
+        if np.asarray(arr).dtype == object:
+            raise TypeError(f"arrays[{key!r}]: expected a numeric array, got dtype object (needs pickle)")
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    text = json.dumps(doc, sort_keys=True)
+    return write_atomic(path, lambda fh: np.savez(fh, **{META_KEY: np.array(text)}, **arrays))
 
 
 def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
