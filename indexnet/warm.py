@@ -62,8 +62,12 @@ def _image_nets(dtype):
 from indexnet.layers.dense import Dense  # noqa: E402
 
 
-def warm(dtypes=(np.float64, np.float32), log=None) -> dict:
-    """Compile (or load) every kernel; returns seconds per part."""
+def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=None) -> dict:
+    """Compile (or load) every kernel; returns seconds per part.
+
+    ``parts_wanted``: ``generic`` (every engine through ``Network.backward``, every
+    optimiser) and/or ``fast`` (the trainer's fast path and tiled kernels).
+    """
     from indexnet.fastpath import PARALLEL_WORK, make_fast_step
     from indexnet.network import Network
     from indexnet.train_step import decay_mask, flat_param_list
@@ -72,7 +76,7 @@ def warm(dtypes=(np.float64, np.float32), log=None) -> dict:
     parts = {}
     for dt in dtypes:
         t0 = time.perf_counter()
-        nets = [Network.from_sizes(s, a, loss, dtype=dt) for s, a, loss in DENSE_NETS] + _image_nets(dt)
+        nets = [] if "generic" not in parts_wanted else [Network.from_sizes(s, a, loss, dtype=dt) for s, a, loss in DENSE_NETS] + _image_nets(dt)
         for net in nets:
             N = 3
             X = rng.standard_normal((*net.input_shape, N)).astype(dt)
@@ -80,30 +84,36 @@ def warm(dtypes=(np.float64, np.float32), log=None) -> dict:
             for engine in ENGINES:
                 for fused in (True, False):
                     net.backward(X, Y, engine, fused=fused)
-        for engine in ENGINES:
+        for engine in ENGINES if nets else ():
             for opt in _optimizers(engine):
                 p = flat_param_list(nets[0])
                 opt.step([a.copy() for a in p], [np.ones_like(a) for a in p], decay_mask(nets[0]))
-        parts[f"generic {np.dtype(dt).name}"] = time.perf_counter() - t0
+        if nets:
+            parts[f"generic {np.dtype(dt).name}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for s, a, loss in DENSE_NETS:
+        for s, a, loss in DENSE_NETS if "fast" in parts_wanted else ():
             # the small regime as given, the tiled regime at 64-wide layers
             for sizes, N in ((s, 3), ([64] * (len(s) - 1) + [s[-1]], PARALLEL_WORK // (64 * 64))):
                 net = Network.from_sizes(sizes, a, loss, dtype=dt)
                 X = rng.standard_normal((sizes[0], N)).astype(dt)
                 for opt in _optimizers("fast")[:2]:  # SGD (fused when small) and momentum
                     make_fast_step(net, opt)(X, _targets(net, N, rng))
-        parts[f"fast path {np.dtype(dt).name}"] = time.perf_counter() - t0
+        if "fast" in parts_wanted:
+            parts[f"fast path {np.dtype(dt).name}"] = time.perf_counter() - t0
         if log:
             log(", ".join(f"{k} {v:.1f} s" for k, v in parts.items() if k.endswith(np.dtype(dt).name)))
     return parts
 
 
 def main(argv=None) -> int:
-    """``python -m indexnet.warm [--quiet]``: warm the cache, print seconds per part."""
+    """``python -m indexnet.warm [--quiet] [--trainer]``: warm the cache, print seconds per part.
+
+    ``--trainer`` compiles only what training a dense float32 network needs (the fast
+    path); the default is the whole kernel set.
+    """
     argv = sys.argv[1:] if argv is None else argv
     t0 = time.perf_counter()
-    parts = warm()
+    parts = warm((np.float32,), ("fast",)) if "--trainer" in argv else warm()
     total = time.perf_counter() - t0
     summary = ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
     if "--quiet" in argv:

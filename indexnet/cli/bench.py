@@ -20,6 +20,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files for the epoch (else synthetic data)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the full report as JSON ('-' for stdout)")
+    p.add_argument("--cold", choices=("trainer", "all", "none"), default="trainer",
+                   help="cold-compile measurement: the trainer's kernels (default), the whole set (minutes), or none")
     p.add_argument("--warm", action="store_true", help="compile every kernel into the cache and exit")
     return p
 
@@ -32,7 +34,8 @@ def run(args) -> int:
     from indexnet.bench import format_report, run as run_bench
 
     rep = run_bench(quick=args.quick, sections=tuple(args.only), threads=args.threads, data_dir=args.data_dir,
-                    repeats=args.repeats, torch_ok=not args.no_torch)
+                    repeats=args.repeats, torch_ok=not args.no_torch,
+                    cold=None if args.cold == "none" else args.cold)
     if args.json == "-":
         print(rep.to_json())
         return 0

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from indexnet._jit import FAST_FLAGS
+from indexnet._jit import FAST_FLAGS, renamed
 from indexnet.kernels.activations import IDENTITY, TANH, sigma, sigma_prime
 
 _FLAGS = set(FAST_FLAGS)
@@ -110,9 +110,11 @@ def tanh_vec(z):
     return math.copysign(-e / (2.0 + e), z)
 
 
-_sigma_inline = inlined(sigma.py_func)
+# renamed copies (own cache entries: numba's cache key ignores compile flags, and the
+# exact build's sigma must never load these fastmath builds)
+_sigma_inline = inlined(renamed(sigma.py_func, "__tiled"))
 #: σ'(z, a) of :mod:`indexnet.kernels.activations`, inlined so that the loops calling it vectorize
-sigma_prime_fast = inlined(sigma_prime.py_func)
+sigma_prime_fast = inlined(renamed(sigma_prime.py_func, "__tiled"))
 
 
 @inlined
