@@ -291,6 +291,9 @@ class Trainer:
         Receives the per-epoch lines (default ``print``); None for silence.
     progress : bool, optional
         Show a tqdm bar per epoch; default: when stdout is a terminal.
+    net : Network, optional
+        Start from these parameters instead of a fresh initialisation; its layers, loss
+        and dtype must be the ones ``config`` describes.
 
     Attributes
     ----------
@@ -308,7 +311,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, *, splits=None, out=None, log: Callable[[str], Any] | None = print,
-                 progress: bool | None = None, _net=None):
+                 progress: bool | None = None, net=None):
         from indexnet.network import Network
         from indexnet.spec import build_layers
 
@@ -319,10 +322,15 @@ class Trainer:
         self.loss_name = config.loss or infer_loss(layers_spec)
         layers, input_shape = build_layers(layers_spec, train.n_features, train.image_shape, train.n_outputs)
         self.layers_spec = layers_spec
-        if _net is None:
-            self.net = Network(layers, input_shape, self.loss_name, dtype=np.dtype(config.dtype), seed=config.seed)
+        if net is None:
+            net = Network(layers, input_shape, self.loss_name, dtype=np.dtype(config.dtype), seed=config.seed)
         else:
-            self.net = _net
+            want = ([l.to_config() for l in layers], input_shape, self.loss_name, np.dtype(config.dtype))
+            got = ([l.to_config() for l in net.layers], net.input_shape, net.loss_fn.name, net.dtype)
+            if want != got:
+                raise ValueError(f"net: expected the network the configuration describes "
+                                 f"({layers_spec}, {self.loss_name}, {config.dtype}), got {net!r}")
+        self.net = net
         self.engine = ENGINE_MAP[config.engine]
         self.out = None if out is None else Path(out)
         self.log = log
@@ -419,7 +427,7 @@ class Trainer:
             )
         config = replace(TrainConfig.from_dict(ck.config), **overrides)
         trainer = cls(config, splits=splits, out=path.parent if out is None else out, log=log, progress=progress,
-                      _net=ck.net)
+                      net=ck.net)
         trainer.optimizer.load_state_dict(ck.optimizer_state)
         trainer.rng = ck.make_rng()
         trainer.epoch, trainer.step = ck.epoch, ck.step
