@@ -464,9 +464,11 @@ def run(quick: bool = False, sections=("kernels", "epoch", "tiny", "startup"), t
     if "kernels" in sections:
         log("(a) kernels ...")
         Ns = sizes.get("Ns", (100, 1024))
-        rep.kernels += dense_kernel_rows(Ns=Ns, repeats=reps, exact=not quick,
+        dtypes = sizes.get("dtypes", (np.float32, np.float64))
+        rep.kernels += dense_kernel_rows(dtypes=dtypes, Ns=Ns, repeats=reps, exact=not quick,
                                          S=sizes.get("S", 800), S_prev=sizes.get("S_prev", 784))
-        rep.kernels += conv_kernel_rows(N=sizes.get("conv_N", 100), repeats=reps, exact=not quick)
+        if sizes.get("conv", True):
+            rep.kernels += conv_kernel_rows(dtypes=dtypes, N=sizes.get("conv_N", 100), repeats=reps, exact=not quick)
     if "epoch" in sections:
         log("(b) epoch ...")
         n = epoch_samples or (6000 if quick else 60000)

@@ -18,7 +18,8 @@ def test_interleaved_counts():
 def test_small_run_report():
     """Kernels, epoch and tiny sections at tiny sizes give rows, a table, JSON and target checks."""
     rep = bench.run(quick=True, sections=("kernels", "epoch", "tiny"), repeats=1, epoch_samples=200,
-                    sizes={"Ns": (4,), "S": 9, "S_prev": 7, "conv_N": 2, "tiny_steps": 2}, torch_ok=False,
+                    sizes={"Ns": (4,), "S": 9, "S_prev": 7, "dtypes": (np.float32,), "conv": False,
+                           "tiny_steps": 2}, torch_ok=False,
                     log=lambda *_: None)
     names = {r["name"] for r in rep.kernels}
     assert {"dense.forward", "dense.weight_grad", "dense.input_grad", "dense.bias_grad"} <= names
