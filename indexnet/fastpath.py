@@ -15,8 +15,12 @@ by ``optimizer.step`` computes, with the same equations in fewer passes:
   ``tiled.SHORT_BATCH`` the axpy form on Hᵗ and the Aᵗ the forward pass packed),
   ∂J/∂b = H J_N fused with H^(l-1) = (W^(l)ᵗ H^(l)) ⊙ σ'(A^(l-1)).
 
-Two regimes, chosen by size. Layers whose weight count × batch reaches
-:data:`PARALLEL_WORK` run the parallel tiled kernels, one call each from Python. Smaller
+Two regimes, chosen by size. Networks whose largest layer's weight count × batch
+reaches :data:`PARALLEL_WORK` run the tiled kernels, one call each from Python; each
+operation uses threads only when its own work reaches :data:`PARALLEL_OP` (else its
+serial twin: every parallel region wakes and joins the threads, which costs more than
+a small operation, and much more when other processes compete for the cores), and
+:class:`indexnet.optim.SGD` is applied by the same kernels (fused update). Smaller
 networks (seed 003's 1-16-16-1) run the whole step — forward, backward and, for
 :class:`indexnet.optim.SGD`, the update — in one serial compiled call, because for them
 the cost of entering a kernel (about a microsecond) and of waking threads exceeds the
@@ -34,6 +38,7 @@ import math
 import numba
 import numpy as np
 
+from indexnet._jit import renamed
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.kernels.tiled import (SHORT_BATCH, activate, gemm_nt, gemm_tn, q_tile, sigma_fast as sigma,
                                     sigma_prime_fast as sigma_prime, tiled, tiled_serial, transpose_into)
@@ -224,6 +229,36 @@ def small_step(X, Y, Ws, bs, dWs, dbs, As, Hs, Ds, kinds, alphas, code, scale, p
     return J
 
 
+@tiled
+def sgd_update(theta, g, lr, weight_decay):
+    """θ_k ← θ_k − η (g_k + λ θ_k) on flat views, ``prange`` over k (eq. O8, as optim.SGD)."""
+    eta = theta.dtype.type(lr)
+    lam = theta.dtype.type(weight_decay)
+    for k in numba.prange(theta.shape[0]):
+        theta[k] = theta[k] - eta * (g[k] + lam * theta[k])
+
+
+def serial_twin(dispatcher):
+    """The same source compiled without threads (``prange`` runs as ``range``), under its own
+    cache name: for the small operations of a step, where waking threads costs more than
+    the arithmetic."""
+    return tiled_serial(renamed(dispatcher.py_func, "__serial"))
+
+
+#: multiply-adds (or elements) at or above which one operation of the tiled regime uses threads
+PARALLEL_OP = 1 << 21
+_SERIAL = {}
+
+
+def _pick(kernel, work: int):
+    """``kernel`` itself when ``work`` >= :data:`PARALLEL_OP`, else its serial twin."""
+    if work >= PARALLEL_OP:
+        return kernel
+    if kernel not in _SERIAL:
+        _SERIAL[kernel] = serial_twin(kernel)
+    return _SERIAL[kernel]
+
+
 # ------------------------------------------------------------------------ the builder
 def _output_code(net) -> int | None:
     """The fused output pass for the network's loss and output activation, or None."""
@@ -322,30 +357,45 @@ def make_fast_step(net, optimizer, decay_mask=None):
 
     def step_tiled(X, Y):
         B = buffers(X.shape[1])
+        N = X.shape[1]
         T = numba.get_num_threads()
         for l, (layer, (W, b)) in enumerate(zip(net.layers, net.params)):
             A_prev = X if l == 0 else B.A[l - 1]
-            transpose_into(A_prev, B.AT[l])
+            _pick(transpose_into, A_prev.size * 8)(A_prev, B.AT[l])
             kind = IDENTITY if l == L - 1 else kinds[l]
-            gemm_nt(W, B.AT[l], B.A[l], b, kind, alphas[l], q_tile(W.shape[1], W.itemsize), T)
-        J = output_pass(B.A[L - 1], Y, B.A_out, B.H[L - 1], code, kinds[L - 1], alphas[L - 1],
-                        state["scale"], B.per_sample)
+            work = W.size * N
+            _pick(gemm_nt, work)(W, B.AT[l], B.A[l], b, kind, alphas[l], q_tile(W.shape[1], W.itemsize),
+                                 T if work >= PARALLEL_OP else 1)
+        Zl = B.A[L - 1]
+        J = _pick(output_pass, Zl.size * 8)(Zl, Y, B.A_out, B.H[L - 1], code, kinds[L - 1], alphas[L - 1],
+                                            state["scale"], B.per_sample)
         for l in range(L - 1, -1, -1):
             W = net.params[l][0]
             A_prev = X if l == 0 else B.A[l - 1]
             H = B.H[l]
+            work = W.size * N
             if l == L - 1:
-                row_sums(H, dbs[l])
-            transpose_into(H, B.HT[l])
-            if H.shape[1] < SHORT_BATCH:  # ∂J/∂W from the packed Hᵗ and Aᵗ (axpy form)
-                gemm_tn(B.HT[l], B.AT[l], dWs[l], T)
+                _pick(row_sums, H.size * 8)(H, dbs[l])
+            _pick(transpose_into, H.size * 8)(H, B.HT[l])
+            if N < SHORT_BATCH:  # ∂J/∂W from the packed Hᵗ and Aᵗ (axpy form)
+                _pick(gemm_tn, work)(B.HT[l], B.AT[l], dWs[l], T)
             else:
-                gemm_nt(H, A_prev, dWs[l], B.empty, IDENTITY, 0.0, q_tile(H.shape[1], H.itemsize), T)
+                _pick(gemm_nt, work)(H, A_prev, dWs[l], B.empty, IDENTITY, 0.0, q_tile(N, H.itemsize),
+                                     T if work >= PARALLEL_OP else 1)
             if l > 0:
-                transpose_into(W, B.WT[l])
-                gemm_nt(B.WT[l], B.HT[l], B.D[l - 1], B.empty, IDENTITY, 0.0, q_tile(W.shape[0], W.itemsize), T)
-                hidden_H(B.D[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
-        optimizer.step(params, grads, mask)
+                _pick(transpose_into, W.size * 8)(W, B.WT[l])
+                _pick(gemm_nt, work)(B.WT[l], B.HT[l], B.D[l - 1], B.empty, IDENTITY, 0.0,
+                                     q_tile(W.shape[0], W.itemsize), T if work >= PARALLEL_OP else 1)
+                _pick(hidden_H, B.D[l - 1].size * 8)(B.D[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1],
+                                                     B.H[l - 1], dbs[l - 1])
+        if fused_sgd:
+            lr = float(optimizer.lr)
+            for p, g, m in zip(params, grads, mask):
+                _pick(sgd_update, p.size * 8)(p.reshape(-1), g.reshape(-1), lr,
+                                              float(optimizer.weight_decay) if m else 0.0)
+            optimizer.t += 1
+        else:
+            optimizer.step(params, grads, mask)
         return float(J)
 
     def regime(N):

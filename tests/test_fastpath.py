@@ -54,9 +54,12 @@ def _rel(a, b):
 @pytest.mark.parametrize("regime,dtype", [("small", np.float64), ("tiled", np.float64), ("tiled", np.float32)])
 @pytest.mark.parametrize("spec", NETS, ids=lambda s: "-".join(map(str, s[0])) if isinstance(s[0], list) else str(s))
 def test_fast_step_equals_generic(spec, regime, dtype, monkeypatch, rng):
-    """Loss and every gradient of one fast step equal the generic exact-loops pass within RTOL."""
+    """Loss and every gradient of one fast step equal the generic exact-loops pass within RTOL
+    (tiled float32: every operation threaded; tiled float64: every operation serial)."""
     if regime == "tiled":
         monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
+        if dtype == np.float32:
+            monkeypatch.setattr(fastpath, "PARALLEL_OP", 1)
     sizes, acts, loss = spec
     net = Network.from_sizes(sizes, acts, loss, dtype=dtype, seed=2)
     X, Y = _data(net, 11, rng)
