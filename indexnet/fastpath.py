@@ -328,23 +328,28 @@ def make_fast_step(net, optimizer, decay_mask=None):
     grads = [np.empty_like(p) for p in params]
     dWs, dbs = grads[0::2], grads[1::2]
     work = max(layer.units * s for layer, s in zip(net.layers, [net.input_shape[0]] + [la.units for la in net.layers]))
-    state = {"buf": None, "scale": None}
+    state = {"bufs": {}, "scale": {}}
 
     def buffers(N):
-        if state["buf"] is None or state["buf"].N != N:
-            state["buf"] = _Buffers(net, N)
-            state["scale"] = net.loss_fn.scale(N) if net.loss_fn.squared else 1.0
-        return state["buf"]
+        """The buffers of batch size N; a few sizes are kept (an epoch's shorter last batch)."""
+        bufs = state["bufs"]
+        if N not in bufs:
+            if len(bufs) >= 4:
+                bufs.pop(next(iter(bufs)))
+            bufs[N] = _Buffers(net, N)
+            state["scale"][N] = net.loss_fn.scale(N) if net.loss_fn.squared else 1.0
+        return bufs[N]
 
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
 
     def step_small(X, Y):
-        B = buffers(X.shape[1])
+        N = X.shape[1]
+        B = buffers(N)
         if B.args is None:  # the argument tuples, built once per batch size
             decays = tuple(float(optimizer.weight_decay) if m else 0.0 for m in mask[0::2]) \
                 if fused_sgd else (0.0,) * L
             B.args = (tuple(p[0] for p in net.params), tuple(p[1] for p in net.params), tuple(dWs),
-                      tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D), kinds, alphas, code, state["scale"],
+                      tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D), kinds, alphas, code, state["scale"][N],
                       B.per_sample, decays)
         a = B.args
         if fused_sgd:
@@ -368,7 +373,7 @@ def make_fast_step(net, optimizer, decay_mask=None):
                                  T if work >= PARALLEL_OP else 1)
         Zl = B.A[L - 1]
         J = _pick(output_pass, Zl.size * 8)(Zl, Y, B.A_out, B.H[L - 1], code, kinds[L - 1], alphas[L - 1],
-                                            state["scale"], B.per_sample)
+                                            state["scale"][N], B.per_sample)
         for l in range(L - 1, -1, -1):
             W = net.params[l][0]
             A_prev = X if l == 0 else B.A[l - 1]
