@@ -6,9 +6,10 @@ an engine. This generic version runs :meth:`indexnet.Network.backward` and
 
 Engines. ``fast`` (the default, the trainer's "loops" engine in the benchmark's words)
 dispatches networks of dense layers with a fused output (softmax + cross-entropy,
-sigmoid + binary cross-entropy, squared errors) to :mod:`indexnet.fastpath`: the loops
-source compiled with fastmath, register-blocked where the layers are large
-(:mod:`indexnet.kernels.tiled`), one fused serial call where they are small. Every other
+sigmoid + binary cross-entropy, squared errors) to :mod:`indexnet.fastpath`: the same
+sums as the loops forms with the fast build's fastmath flags, register-blocked where
+the layers are large (:mod:`indexnet.kernels.tiled`), one fused serial call where they
+are small. Every other
 network, and every other engine, takes the generic path. ``loops`` stays the exact,
 deterministic build on purpose: it is the oracle the fast path is tested against
 (tests/test_fastpath.py: loss and gradients equal within rtol 1e-4 in float32 and 1e-10
