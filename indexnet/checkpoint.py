@@ -14,8 +14,6 @@ checkpoint valid; no pickle). It holds
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import numpy as np
 
 from indexnet.io import load_npz, network_from_arrays, network_to_arrays, save_npz_atomic
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "write_file_atomic", "OPTIM_PREFIX"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "OPTIM_PREFIX"]
 
 OPTIM_PREFIX = "optim."
 KIND = "checkpoint"
@@ -167,22 +165,3 @@ def load_checkpoint(path) -> Checkpoint:
         meta=meta,
     )
 
-
-def write_file_atomic(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed and
-    renamed over the target: readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would make plots and histories private
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

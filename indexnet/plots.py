@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from indexnet.checkpoint import write_file_atomic
+from indexnet.io import write_bytes_atomic
 
 __all__ = ["plot_history", "plot_confusion", "plot_square_fit", "plot_sphere_fit", "plot_fit"]
 
@@ -29,7 +29,7 @@ def _figure(width: float, height: float):
 def _save(fig, path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return write_file_atomic(path, buf.getvalue())
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def plot_history(history: Sequence[dict], path, title: str = "") -> Path:

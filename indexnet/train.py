@@ -660,9 +660,9 @@ def _plain(m: dict) -> dict:
 
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    from indexnet.checkpoint import write_file_atomic
+    from indexnet.io import write_bytes_atomic
 
-    return write_file_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_history(history: list[dict], out) -> dict[str, Path]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from indexnet import io
-from indexnet.checkpoint import load_checkpoint, save_checkpoint, write_file_atomic
+from indexnet.checkpoint import load_checkpoint, save_checkpoint
 from indexnet.network import Network
 from indexnet.optim import make_optimizer
 from indexnet.train import Trainer
@@ -93,14 +93,3 @@ def test_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_checkpoint
     resumed.fit()
     assert resumed.epoch == 3
 
-
-def test_write_file_atomic_replaces_whole_files(tmp_path, monkeypatch):
-    """write_file_atomic writes the bytes; a failure during the write leaves the old content."""
-    import os
-
-    target = write_file_atomic(tmp_path / "f.txt", b"old")
-    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("no rename")))
-    with pytest.raises(OSError):
-        write_file_atomic(target, b"new")
-    monkeypatch.undo()
-    assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
