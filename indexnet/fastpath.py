@@ -22,12 +22,20 @@ serial twin: every parallel region wakes and joins the threads, which costs more
 a small operation, and much more when other processes compete for the cores), and
 :class:`indexnet.optim.SGD` is applied by the same kernels (fused update). Smaller
 networks (seed 003's 1-16-16-1) run the whole step — forward, backward and, for
-:class:`indexnet.optim.SGD`, the update — in one serial compiled call, because for them
-the cost of entering a kernel (about a microsecond) and of waking threads exceeds the
-arithmetic.
+:class:`indexnet.optim.SGD`, the update — in one serial compiled call,
+:func:`small_step`, because for them the cost of entering a kernel (about a
+microsecond) and of waking threads exceeds the arithmetic. That call takes few arguments
+(numba unboxes every array argument on every call, about 0.15 µs each, more inside
+tuples): all buffers of a batch size are views of one flat array, all gradients views of
+another, with an int64 table of offsets (:class:`_Buffers`). Its loops are shaped for
+rows of a few dozen samples: four terms per pass over a row (loads and stores, not
+multiply-adds, bound one axpy per pass), σ' per activation code outside the loops, and
+tanh by :func:`tanh_small`, which is most of the step's arithmetic (1-16-16-1, batch 32:
+about 12 µs of arithmetic, of which 4.7 µs tanh, and 2-3 µs of entering the call).
 
 Equality: results agree with the generic path (fast engine) to rounding: the sums are
-reassociated (fastmath), never reordered beyond that. ``tests/test_fastpath.py`` checks
+reassociated (fastmath), never reordered beyond that, and tanh is a polynomial form
+within 3 ulp of ``numpy.tanh``. ``tests/test_fastpath.py`` checks
 loss and every gradient within rtol 1e-4 (float32) / 1e-10 (float64), relative to the
 largest magnitude of each array.
 """
@@ -38,9 +46,12 @@ import math
 import numba
 import numpy as np
 
+from llvmlite import ir as llvm_ir
+from numba.extending import intrinsic
+
 from indexnet._jit import renamed
-from indexnet.kernels.activations import CODES, IDENTITY
-from indexnet.kernels.tiled import (SHORT_BATCH, activate, gemm_nt, gemm_tn, q_tile, sigma_fast as sigma,
+from indexnet.kernels.activations import CODES, IDENTITY, SIGMOID, TANH
+from indexnet.kernels.tiled import (SHORT_BATCH, gemm_nt, gemm_tn, inlined, q_tile, sigma_fast as sigma,
                                     sigma_prime_fast as sigma_prime, tiled, tiled_serial, transpose_into)
 
 #: weights × batch at or above which a layer uses the parallel tiled kernels
@@ -134,96 +145,247 @@ def row_sums(H, db):
 
 
 # ------------------------------------------------------------------ the small-net step
+@intrinsic
+def _pow2_neg(typingctx, k):
+    """2^-k for an int64 0 <= k <= 1022, from the bits of a binary64 (biased exponent
+    1023 − k, zero mantissa): a shift and a bitcast, which vectorize, in place of a chain
+    of selects."""
+    sig = numba.types.float64(numba.types.int64)
+
+    def codegen(context, builder, signature, args):
+        i64 = llvm_ir.IntType(64)
+        bits = builder.shl(builder.sub(llvm_ir.Constant(i64, 1023), args[0]), llvm_ir.Constant(i64, 52))
+        return builder.bitcast(bits, llvm_ir.DoubleType())
+
+    return sig, codegen
+
+
+#: expm1(t)/t = Σ_m t^m/(m+1)! to t^12 (truncation < 1e-17 relative for |t| <= ln2/2),
+#: economized to degree 10 on |t| <= ln2/2 by dropping its Chebyshev terms T_11 and T_12
+#: (computed in exact rational arithmetic; they add < 2e-17 relative)
+_EXPM1_C = (1.0, 0.5000000000000006, 0.1666666666666668, 0.04166666666657331, 0.008333333333319624,
+            0.0013888888932414932, 0.00019841269889970308, 2.4801504473176566e-05, 2.75572410293324e-06,
+            2.7626277680010253e-07, 2.5109975621266357e-08)
+
+
+@inlined
+def tanh_small(z):
+    """tanh z = −sign(z) expm1(−2|z|) / (2 + expm1(−2|z|)) (eq. A5), the form of
+    :func:`indexnet.kernels.tiled.tanh_vec` with fewer instructions per element (tanh is
+    most of the arithmetic of a small tanh network's step): the same range reduction
+    y = 2|z| = k ln 2 + r, but expm1(t) = t·P(t) with P the degree-10 polynomial
+    :data:`_EXPM1_C` (in place of the degree-12 Taylor polynomial) evaluated by Estrin's
+    scheme (shorter dependency chains than Horner's), and 2^{-k} from the exponent bits
+    (:func:`_pow2_neg`) in place of six selects. Accuracy: within 3 ulp of
+    ``numpy.tanh`` in float64, as ``tanh_vec`` (tests/test_fastpath.py).
+    """
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 = _EXPM1_C
+    y = min(2.0 * abs(np.float64(z)), 40.0)
+    ki = np.int32(y * 1.4426950408889634 + 0.5)  # y >= 0: truncation rounds
+    k = np.float64(ki)
+    t = -((y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10)
+    t2 = t * t
+    t4 = t2 * t2
+    q0 = (c0 + c1 * t) + t2 * (c2 + c3 * t)
+    q1 = (c4 + c5 * t) + t2 * (c6 + c7 * t)
+    q2 = (c8 + c9 * t) + t2 * c10
+    em1 = t * (q0 + t4 * (q1 + t4 * q2))
+    s = _pow2_neg(np.int64(ki))
+    e = s * em1 + (s - 1.0)  # e^{-y} − 1 = 2^{-k} expm1(−r) + (2^{-k} − 1)
+    return math.copysign(-e / (2.0 + e), z)
+
+
+@tiled_serial
+def _view(flat, offset, rows, cols):
+    """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
+    return flat[offset:offset + rows * cols].reshape((rows, cols))
+
+
+@tiled_serial
+def _activate_block(Z, kind, alpha):
+    """Z ← σ(Z) in place on a contiguous block (eq. A0), the branch on ``kind`` outside
+    the loop so that each loop vectorizes; tanh by :func:`tanh_small`."""
+    z = Z.reshape(-1)
+    if kind == IDENTITY:
+        return
+    if kind == TANH:
+        for k in range(z.shape[0]):
+            z[k] = tanh_small(z[k])
+    else:
+        for k in range(z.shape[0]):
+            z[k] = sigma(z[k], kind, alpha)
+
+
+@tiled_serial
+def _times_sigma_prime(D, A, kind, alpha, H):
+    """H = D ⊙ σ'(A) on contiguous blocks (eq. D2.13; σ' from A = σ(Z), valid for every
+    kind here since ReLU/leaky ReLU test A > 0), one vectorizable loop per kind."""
+    d = D.reshape(-1)
+    a = A.reshape(-1)
+    h = H.reshape(-1)
+    if kind == IDENTITY:
+        for k in range(h.shape[0]):
+            h[k] = d[k]
+    elif kind == TANH:
+        for k in range(h.shape[0]):
+            h[k] = d[k] * (1 - a[k] * a[k])
+    elif kind == SIGMOID:
+        for k in range(h.shape[0]):
+            h[k] = d[k] * (a[k] * (1 - a[k]))
+    else:
+        for k in range(h.shape[0]):
+            h[k] = d[k] * sigma_prime(a[k], a[k], kind, alpha)
+
+
 @tiled_serial
 def _small_forward(W, A_prev, b, kind, alpha, Z):
-    """Z_in = σ(Σ_j W_ij A_jn + b_i), serial, the sum over j as unit-stride axpys over n."""
+    """Z_in = σ(Σ_j W_ij A_jn + b_i) (eqs. D1.4, A0), serial, the sum over j as unit-stride
+    axpys over n, four values of j per pass over the row (for these short rows the loads
+    and stores of the row, not the multiply-adds, bound the one-j-per-pass form);
+    ``Z`` contiguous."""
     S, Sp = W.shape
     N = A_prev.shape[1]
+    J4 = Sp - Sp % 4
     for i in range(S):
         row = Z[i]
         for n in range(N):
             row[n] = b[i]
-        for j in range(Sp):
+        for j in range(0, J4, 4):
+            w0, w1, w2, w3 = W[i, j], W[i, j + 1], W[i, j + 2], W[i, j + 3]
+            a0, a1, a2, a3 = A_prev[j], A_prev[j + 1], A_prev[j + 2], A_prev[j + 3]
+            for n in range(N):
+                row[n] += (w0 * a0[n] + w1 * a1[n]) + (w2 * a2[n] + w3 * a3[n])
+        for j in range(J4, Sp):
             w = W[i, j]
             a = A_prev[j]
             for n in range(N):
                 row[n] += w * a[n]
-    activate(Z, 0, S, 0, N, kind, alpha)
+    _activate_block(Z, kind, alpha)
 
 
 @tiled_serial
 def _small_backward(W, H, A_prev, dW, db, D_prev, need_prev):
-    """∂J/∂W = H Aᵗ, ∂J/∂b = H J_N and Δ^(l-1) = Wᵗ H, serial (eqs. D2.5, D2.10, D2.25)."""
+    """∂J/∂W = H Aᵗ, ∂J/∂b = H J_N and Δ^(l-1) = Wᵗ H, serial (eqs. D2.5, D2.10, D2.25);
+    Wᵗ H as axpys over n, four values of i per pass over the row of Δ."""
     S, Sp = W.shape
     N = H.shape[1]
+    J4 = Sp - Sp % 4
+    zero = H.dtype.type(0)
     for i in range(S):
         h = H[i]
-        acc = H.dtype.type(0)
+        acc = zero
         for n in range(N):
             acc += h[n]
         db[i] = acc
-        for j in range(Sp):
+        for j in range(0, J4, 4):  # four sums per pass over h
+            a0, a1, a2, a3 = A_prev[j], A_prev[j + 1], A_prev[j + 2], A_prev[j + 3]
+            c0, c1, c2, c3 = zero, zero, zero, zero
+            for n in range(N):
+                c0 += h[n] * a0[n]
+                c1 += h[n] * a1[n]
+                c2 += h[n] * a2[n]
+                c3 += h[n] * a3[n]
+            dW[i, j], dW[i, j + 1], dW[i, j + 2], dW[i, j + 3] = c0, c1, c2, c3
+        for j in range(J4, Sp):
             a = A_prev[j]
-            acc = H.dtype.type(0)
+            acc = zero
             for n in range(N):
                 acc += h[n] * a[n]
             dW[i, j] = acc
     if need_prev:
+        I4 = S - S % 4
         for j in range(Sp):
             d = D_prev[j]
             for n in range(N):
                 d[n] = 0
-        for i in range(S):
-            h = H[i]
-            for j in range(Sp):
+            for i in range(0, I4, 4):
+                w0, w1, w2, w3 = W[i, j], W[i + 1, j], W[i + 2, j], W[i + 3, j]
+                h0, h1, h2, h3 = H[i], H[i + 1], H[i + 2], H[i + 3]
+                for n in range(N):
+                    d[n] += (w0 * h0[n] + w1 * h1[n]) + (w2 * h2[n] + w3 * h3[n])
+            for i in range(I4, S):
                 w = W[i, j]
-                d = D_prev[j]
+                h = H[i]
                 for n in range(N):
                     d[n] += w * h[n]
 
 
+# columns of the small step's layout table (one row per layer l = 1..L)
+S_IN, S_OUT, KIND, OFF_A, OFF_H, OFF_D, OFF_W, OFF_B = range(8)
+# entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
+SCALE, PER_LAYER = 0, 1
+
+
 @tiled_serial
-def small_step(X, Y, Ws, bs, dWs, dbs, As, Hs, Ds, kinds, alphas, code, scale, per_sample, lr, decays):
+def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code):
     """One whole step of a small dense network in one serial call; returns J.
 
-    ``As[l]`` receives A^(l+1), except ``As[L-1]`` which keeps Z^(L); the output pass
-    writes A^(L) into ``Ds[L-1]`` (unused otherwise). ``Hs[l]`` receives H^(l+1) and
-    ``Ds[l-1]`` the scratch Δ^(l). When ``lr`` > 0 the SGD update
-    θ ← θ − η (g + λθ) (eq. O8) follows, with λ = ``decays[l]`` for weights, 0 for biases.
+    Few arguments, because entering a compiled function costs about 0.15 µs per array
+    and more per tuple: every buffer of the batch size lives in ``flat``, every gradient
+    in ``grads`` (one array each, see :class:`_Buffers`), and ``layout[l - 1]`` gives
+    layer l's sizes S_{l-1}, S_l, its activation code and the offsets (elements) of its
+    blocks, from which the views are taken here:
+
+    * ``flat[OFF_A]``: A^(l) (S_l × N), except for l = L, which keeps Z^(L);
+    * ``flat[OFF_H]``: H^(l) = ∂J/∂Z^(l) (S_l × N);
+    * ``flat[OFF_D]``: the scratch Δ^(l) = W^(l+1)ᵗ H^(l+1) (S_l × N); for l = L, A^(L);
+    * ``grads[OFF_W]``, ``grads[OFF_B]``: ∂J/∂W^(l) (S_l × S_{l-1}) and ∂J/∂b^(l) (S_l).
+
+    ``reals`` holds the squared-error ``scale`` and, per layer, α_l (leaky ReLU) and λ_l
+    (weight decay of W^(l)) at ``PER_LAYER + 2(l-1)``. When the learning rate ``lr`` > 0
+    the SGD update θ ← θ − η (g + λθ) (eq. O8) follows, λ = 0 for biases.
     """
     L = len(Ws)
-    for l in range(L):
-        A_prev = X if l == 0 else As[l - 1]
-        kind = kinds[l] if l < L - 1 else IDENTITY
-        _small_forward(Ws[l], A_prev, bs[l], kind, alphas[l], As[l])
-    Zl = As[L - 1]
-    N = Zl.shape[1]
-    total = Zl.dtype.type(0)
-    for n in range(N):
-        total += _output_column(Zl, Y, Ds[L - 1], Hs[L - 1], n, code, kinds[L - 1], alphas[L - 1], scale)
-    J = total * scale if code == SQUARED else total / N
-    for l in range(L - 1, -1, -1):
-        A_prev = X if l == 0 else As[l - 1]
-        _small_backward(Ws[l], Hs[l], A_prev, dWs[l], dbs[l], Ds[l - 1] if l > 0 else Ds[0], l > 0)
-        if l > 0:
-            D = Ds[l - 1]
-            A = As[l - 1]
-            H = Hs[l - 1]
-            S, M = D.shape
-            for i in range(S):
-                for n in range(M):
-                    a = A[i, n]
-                    H[i, n] = D[i, n] * sigma_prime(a, a, kinds[l - 1], alphas[l - 1])
-    if lr > 0:
+    N = X.shape[1]
+    for l in range(L):  # forward, eqs. D1.4 + A0 (the output layer stores Z^(L))
+        S, Sp, kind = layout[l, S_OUT], layout[l, S_IN], layout[l, KIND]
+        A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
+        _small_forward(Ws[l], A_prev, bs[l], kind if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l],
+                       _view(flat, layout[l, OFF_A], S, N))
+    K, kind_out = layout[L - 1, S_OUT], layout[L - 1, KIND]
+    alpha_out = reals[PER_LAYER + 2 * (L - 1)]
+    Z = _view(flat, layout[L - 1, OFF_A], K, N)
+    A = _view(flat, layout[L - 1, OFF_D], K, N)
+    H = _view(flat, layout[L - 1, OFF_H], K, N)
+    scale = Z.dtype.type(reals[SCALE])
+    total = Z.dtype.type(0)
+    if code == SQUARED:  # J = scale Σ (A − Y)², H^(L) = 2 scale (A − Y) ⊙ σ'(A) (eqs. L1-L4, D2.13)
+        A[:] = Z
+        _activate_block(A, kind_out, alpha_out)
+        for k in range(K):
+            for n in range(N):
+                d = A[k, n] - Y[k, n]
+                total += d * d
+                H[k, n] = (2 * scale) * d
+        _times_sigma_prime(H, A, kind_out, alpha_out, H)
+        J = total * scale
+    else:  # softmax + CE or sigmoid + BCE, one sample at a time (eqs. L5/L7, L8/L7)
+        for n in range(N):
+            total += _output_column(Z, Y, A, H, n, code, kind_out, alpha_out, scale)
+        J = total / N
+    for l in range(L - 1, -1, -1):  # backward, eqs. D2.5, D2.10, D2.25, D2.13
+        S, Sp = layout[l, S_OUT], layout[l, S_IN]
+        H = _view(flat, layout[l, OFF_H], S, N)
+        dW = _view(grads, layout[l, OFF_W], S, Sp)
+        db = grads[layout[l, OFF_B]:layout[l, OFF_B] + S]
+        if l == 0:
+            _small_backward(Ws[l], H, X, dW, db, H, False)
+        else:
+            A_prev = _view(flat, layout[l - 1, OFF_A], Sp, N)
+            D_prev = _view(flat, layout[l - 1, OFF_D], Sp, N)
+            _small_backward(Ws[l], H, A_prev, dW, db, D_prev, True)
+            _times_sigma_prime(D_prev, A_prev, layout[l - 1, KIND], reals[PER_LAYER + 2 * (l - 1)],
+                               _view(flat, layout[l - 1, OFF_H], Sp, N))
+    if lr > 0:  # SGD, eq. O8
         for l in range(L):
             W = Ws[l].reshape(-1)
-            g = dWs[l].reshape(-1)
-            lam = W.dtype.type(decays[l])
+            g = grads[layout[l, OFF_W]:layout[l, OFF_W] + W.shape[0]]
+            lam = W.dtype.type(reals[PER_LAYER + 2 * l + 1])
             eta = W.dtype.type(lr)
             for k in range(W.shape[0]):
                 W[k] = W[k] - eta * (g[k] + lam * W[k])
             b = bs[l]
-            gb = dbs[l]
+            gb = grads[layout[l, OFF_B]:layout[l, OFF_B] + b.shape[0]]
             for k in range(b.shape[0]):
                 b[k] = b[k] - eta * gb[k]
     return J
@@ -286,22 +448,58 @@ def supports(net) -> bool:
 
 
 class _Buffers:
-    """Every array one step writes, allocated once per batch size."""
+    """Every array one step writes, allocated once per batch size N.
 
-    def __init__(self, net, N: int):
+    A^(l), H^(l), Δ^(l) and A^(L) are views of one flat array ``flat``, so that the small
+    step passes one array for all of them (entering a compiled function costs per array
+    argument). Its blocks, each S_l × N and C-ordered, in this order:
+
+    * ``A[l-1]``: A^(l) for l = 1 … L, except that ``A[L-1]`` holds Z^(L);
+    * ``H[l-1]``: H^(l) = ∂J/∂Z^(l) for l = 1 … L;
+    * ``D[l-1]``: the scratch Δ^(l) = W^(l+1)ᵗ H^(l+1) for the hidden layers l = 1 … L−1;
+    * ``A_out``: A^(L); ``per_sample`` (N values): the tiled output pass's per-sample losses.
+
+    ``layout`` (int64, one row per layer, columns ``S_IN`` … ``OFF_B``) gives the sizes,
+    activation code and block offsets for :func:`small_step` (its ``OFF_D`` of layer L is
+    ``A_out``'s); ``reals`` its real parameters (the loss scale for N, α_l, λ_l);
+    ``args`` the arguments of :func:`small_step` after X, Y and η. The transposes
+    ``AT``, ``HT``, ``WT`` are the tiled regime's only.
+    """
+
+    def __init__(self, net, N: int, grad_offsets, scale: float, decays):
         dt = net.dtype
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
+        L = len(net.layers)
         self.N = N
-        self.A = [np.empty((s, N), dt) for s in sizes[1:]]       # A^(l) (Z^(L) for the last)
-        self.A_out = np.empty((sizes[-1], N), dt)               # A^(L)
-        self.H = [np.empty((s, N), dt) for s in sizes[1:]]
-        self.D = [np.empty((s, N), dt) for s in sizes[1:]]      # Δ^(l), scratch
+        rows = 2 * sum(sizes[1:]) + sum(sizes[1:-1]) + sizes[-1] + 1
+        self.flat = np.empty(rows * N, dt)
+        at = 0
+
+        def take(s):
+            """The next S × N block of ``flat`` and its offset."""
+            nonlocal at
+            at += s * N
+            return self.flat[at - s * N:at].reshape(s, N), at - s * N
+
+        self.A, oA = zip(*[take(s) for s in sizes[1:]])
+        self.H, oH = zip(*[take(s) for s in sizes[1:]])
+        self.D, oD = zip(*[take(s) for s in sizes[1:-1]]) if L > 1 else ((), ())
+        self.A_out, o_out = take(sizes[-1])
+        self.per_sample = take(1)[0].reshape(N)
+        self.layout = np.array([[sizes[l], sizes[l + 1], CODES.get(layer.activation, IDENTITY), oA[l], oH[l],
+                                 oD[l] if l < L - 1 else o_out, grad_offsets[2 * l], grad_offsets[2 * l + 1]]
+                                for l, layer in enumerate(net.layers)], np.int64)
+        self.reals = np.zeros(PER_LAYER + 2 * L)
+        self.reals[SCALE] = scale
+        self.reals[PER_LAYER::2] = [float(layer.alpha) for layer in net.layers]
+        self.reals[PER_LAYER + 1::2] = decays
+        self.Ws = tuple(p[0] for p in net.params)  # the network's own arrays, updated in place
+        self.bs = tuple(p[1] for p in net.params)
+        self.args = None
         self.AT = [np.empty((N, s), dt) for s in sizes[:-1]]    # A^(l-1)ᵗ
         self.HT = [np.empty((N, s), dt) for s in sizes[1:]]     # H^(l)ᵗ
         self.WT = [np.empty((layer_in, layer_out), dt) for layer_in, layer_out in zip(sizes[:-1], sizes[1:])]
-        self.per_sample = np.empty(N, dt)
         self.empty = np.zeros(0, dt)
-        self.args = None  # the small regime's argument tuples
 
 
 def make_fast_step(net, optimizer, decay_mask=None):
@@ -325,10 +523,14 @@ def make_fast_step(net, optimizer, decay_mask=None):
     L = len(net.layers)
     kinds = tuple(CODES.get(layer.activation, IDENTITY) for layer in net.layers)
     alphas = tuple(float(layer.alpha) for layer in net.layers)
-    grads = [np.empty_like(p) for p in params]
+    # the gradients: views of one flat array (the small step passes that one array)
+    grad_offsets = np.cumsum([0] + [p.size for p in params])
+    grad_flat = np.empty(int(grad_offsets[-1]), net.dtype)
+    grads = [grad_flat[o:o + p.size].reshape(p.shape) for o, p in zip(grad_offsets, params)]
     dWs, dbs = grads[0::2], grads[1::2]
     work = max(layer.units * s for layer, s in zip(net.layers, [net.input_shape[0]] + [la.units for la in net.layers]))
     state = {"bufs": {}, "scale": {}}
+    fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
 
     def buffers(N):
         """The buffers of batch size N; a few sizes are kept (an epoch's shorter last batch)."""
@@ -336,29 +538,11 @@ def make_fast_step(net, optimizer, decay_mask=None):
         if N not in bufs:
             if len(bufs) >= 4:
                 bufs.pop(next(iter(bufs)))
-            bufs[N] = _Buffers(net, N)
             state["scale"][N] = net.loss_fn.scale(N) if net.loss_fn.squared else 1.0
+            decays = [float(optimizer.weight_decay) if m and fused_sgd else 0.0 for m in mask[0::2]]
+            B = bufs[N] = _Buffers(net, N, grad_offsets, state["scale"][N], decays)
+            B.args = (B.Ws, B.bs, B.flat, grad_flat, B.layout, B.reals, code)  # small_step's, after X, Y, η
         return bufs[N]
-
-    fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
-
-    def step_small(X, Y):
-        N = X.shape[1]
-        B = buffers(N)
-        if B.args is None:  # the argument tuples, built once per batch size
-            decays = tuple(float(optimizer.weight_decay) if m else 0.0 for m in mask[0::2]) \
-                if fused_sgd else (0.0,) * L
-            B.args = (tuple(p[0] for p in net.params), tuple(p[1] for p in net.params), tuple(dWs),
-                      tuple(dbs), tuple(B.A), tuple(B.H), tuple(B.D), kinds, alphas, code, state["scale"][N],
-                      B.per_sample, decays)
-        a = B.args
-        if fused_sgd:
-            J = small_step(X, Y, *a[:12], float(optimizer.lr), a[12])
-            optimizer.t += 1
-        else:
-            J = small_step(X, Y, *a[:12], 0.0, a[12])
-            optimizer.step(params, grads, mask)
-        return float(J)
 
     def step_tiled(X, Y):
         B = buffers(X.shape[1])
@@ -406,8 +590,21 @@ def make_fast_step(net, optimizer, decay_mask=None):
     def regime(N):
         return "tiled" if work * N >= PARALLEL_WORK else "small"
 
+    bufs = state["bufs"]
+
     def step(X, Y):
-        return (step_tiled if regime(X.shape[1]) == "tiled" else step_small)(X, Y)
+        N = X.shape[1]
+        if work * N >= PARALLEL_WORK:
+            return step_tiled(X, Y)
+        # the small regime, inline: at a few µs per step, each Python call and lookup shows
+        B = bufs.get(N) or buffers(N)
+        if fused_sgd:
+            J = small_step(X, Y, float(optimizer.lr), *B.args)
+            optimizer.t += 1
+        else:
+            J = small_step(X, Y, 0.0, *B.args)
+            optimizer.step(params, grads, mask)
+        return float(J)
 
     step.grads = grads
     step.regime = regime

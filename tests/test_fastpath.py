@@ -111,3 +111,40 @@ def test_batch_size_changes(rng):
         ref = net.backward(X, Y, "loops", input_grad=False)
         assert abs(J - ref.loss) <= 1e-10 * abs(ref.loss)
         assert _rel(rec.grads[0], ref.grads[0]["W"]) <= 1e-10
+
+
+def test_tanh_small_within_3_ulp():
+    """The small step's tanh (economized polynomial, Estrin's scheme, 2^-k from the exponent
+    bits) stays within 3 ulp of numpy.tanh, sign of zero included, and saturates to ±1."""
+    import numba
+
+    @numba.njit
+    def apply(x, out):
+        for k in range(x.shape[0]):
+            out[k] = fastpath.tanh_small(x[k])
+
+    x = np.concatenate([np.linspace(-25, 25, 200001), np.geomspace(1e-300, 3, 20000),
+                        -np.geomspace(1e-300, 3, 20000), [0.0, -0.0, 40.0, -1e300, np.inf, -np.inf]])
+    got = np.empty_like(x)
+    apply(x, got)
+    want = np.tanh(x)
+    assert np.max(np.abs(got - want) / np.spacing(np.abs(want))) <= 3
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_small_step_buffers_are_views(rng):
+    """The small regime's buffers and gradients are views of one flat array each (one argument
+    per call), the gradients stay the same arrays across batch sizes, and the parameters the
+    step updates are the network's own arrays."""
+    net = Network.from_sizes([2, 6, 5, 3], ["tanh", "relu", "identity"], "mse", seed=5)
+    optim = pytest.importorskip("indexnet.optim")
+    step = make_train_step(net, optim.SGD(lr=0.05, weight_decay=0.01), "fast")
+    grads = list(step.grads)
+    for N in (7, 4):
+        X, Y = _data(net, N, rng)
+        before = [w.copy() for w in net.params[0]]
+        step(X, Y)
+        B = step.buffers(N)
+        assert all(a.base is B.flat for a in (*B.A, *B.H, *B.D, B.A_out))
+        assert all(g is h and g.base is grads[0].base for g, h in zip(step.grads, grads))
+        assert B.Ws[0] is net.params[0][0] and not np.array_equal(before[0], net.params[0][0])
