@@ -20,7 +20,7 @@ CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid"
 
 @serial
 def sigma(z, kind, alpha):
-    """σ(z) of one element (eqs. A1-A5); sigmoid in its overflow-free form (A4b)."""
+    """σ(z) of one element (derivations/activations.md#A0, eqs. A1-A5); sigmoid in its overflow-free form (A4b)."""
     if kind == RELU:
         return z if z > 0 else z - z
     if kind == LEAKY_RELU:
@@ -37,7 +37,7 @@ def sigma(z, kind, alpha):
 
 @serial
 def sigma_prime(z, a, kind, alpha):
-    """σ'(z) of one element, using a = σ(z) where that is cheaper (eqs. A1-A5)."""
+    """σ'(z) of one element, using a = σ(z) where that is cheaper (derivations/activations.md#A6)."""
     one = a - a + 1
     if kind == RELU:
         return one if z > 0 else one - one

@@ -44,20 +44,20 @@ Q_TILE_BYTES = 256 * 1024
 
 
 def tiled(fn):
-    """Compile a tiled kernel: parallel, the fast build's fastmath flags, cached, and
+    """Compile a tiled kernel (the sums of derivations/dense.md D1.4, D2.5, D2.25): parallel, the fast build's fastmath flags, cached, and
     NumPy's error model (a float division by zero gives inf instead of a branch that
     raises, which would keep the loop from vectorizing)."""
     return numba.njit(parallel=True, fastmath=_FLAGS, cache=True, error_model="numpy")(fn)
 
 
 def tiled_serial(fn):
-    """Compile a serial helper of the tiled kernels (same flags, no threads)."""
+    """Compile a serial helper of the tiled kernels of derivations/dense.md (same flags, no threads)."""
     return numba.njit(fastmath=_FLAGS, cache=True, error_model="numpy")(fn)
 
 
 # ------------------------------------------------------------- a tanh that vectorizes
 def inlined(fn):
-    """Compile a scalar helper inlined into its callers at numba IR level, so the loops
+    """Compile a scalar helper (e.g. σ of derivations/activations.md#A0) inlined into its callers at numba IR level, so the loops
     that call it can vectorize (LLVM does not inline across numba functions)."""
     return numba.njit(inline="always", fastmath=_FLAGS, cache=True, error_model="numpy")(fn)
 
@@ -119,14 +119,14 @@ sigma_prime_fast = inlined(renamed(sigma_prime.py_func, "__tiled"))
 
 @inlined
 def sigma_fast(z, kind, alpha):
-    """σ(z) of :func:`indexnet.kernels.activations.sigma` inlined, tanh by :func:`tanh_vec`."""
+    """σ(z) (derivations/activations.md#A0) inlined, tanh by :func:`tanh_vec`."""
     if kind == TANH:
         return tanh_vec(z)
     return _sigma_inline(z, kind, alpha)
 
 
 def q_tile(K: int, itemsize: int) -> int:
-    """Rows of Q per cache tile: about :data:`Q_TILE_BYTES` of Q, even, at least 2."""
+    """Rows of Q per cache tile of the sums of derivations/dense.md (D1.4, D2.5, D2.25): about :data:`Q_TILE_BYTES` of Q, even, at least 2."""
     return max(2, (Q_TILE_BYTES // max(1, K * itemsize)) & ~1)
 
 
@@ -178,7 +178,7 @@ def _rows(M, T, t):
 
 @tiled_serial
 def activate(C, p0, p1, qa, qb, kind, alpha):
-    """C_pq ← σ(C_pq) on the block just stored (still in L1), one vectorizable sweep per row."""
+    """C_pq ← σ(C_pq) (derivations/activations.md#A0) on the block just stored (still in L1), one vectorizable sweep per row."""
     if kind == IDENTITY:
         return
     for p in range(p0, p1):
@@ -247,7 +247,7 @@ def _gemm_nt_rows(P, Q, C, bias, kind, alpha, lo, hi, qt):
 
 @tiled
 def gemm_nt(P, Q, C, bias, kind, alpha, qt, T):
-    """C_pq = σ(Σ_r P_pr Q_qr + bias_p): the dot-form contraction every tiled dense sum uses.
+    """C_pq = σ(Σ_r P_pr Q_qr + bias_p): the dot form of derivations/dense.md D1.4, D2.5, D2.25.
 
     Tiles: thread t owns p-rows [lo_t, hi_t) (whole 4-row blocks); q runs in cache tiles
     of ``qt`` rows; inside a tile, 4 × 2 register blocks (p, p+1, p+2, p+3) × (q, q+1)
@@ -314,7 +314,7 @@ def _axpy_rows(PT, QT, C, i, m):
 
 @tiled
 def gemm_tn(PT, QT, C, T):
-    """C_pq = Σ_r PT_rp QT_rq, the axpy form: for a short r (a small batch), where the
+    """C_pq = Σ_r PT_rp QT_rq, the axpy form of derivations/dense.md#D2.5: for a short r (a small batch), where the
     dot form's vector remainders and horizontal sums would dominate.
 
     Tiles: ``prange`` over blocks of 4 rows of C (p, ..., p+3); inside, 4 values of r at
@@ -330,7 +330,7 @@ def gemm_tn(PT, QT, C, T):
 
 @tiled
 def transpose_into(src, dst):
-    """dst_cr = src_rc in 32 × 32 cache blocks, ``prange`` over blocks of columns of src."""
+    """dst_cr = src_rc (the transposes of derivations/dense.md D2.5, D2.25) in 32 × 32 cache blocks, ``prange`` over blocks of columns of src."""
     R, Cn = src.shape
     nbc = (Cn + 31) // 32
     for bc in prange(nbc):
@@ -357,18 +357,18 @@ def _no_bias(dtype):
 
 
 def forward_work(W, A_prev):
-    """The work buffer :func:`forward_tiled` packs Aᵗ into: shape (N, S_{l-1})."""
+    """The work buffer :func:`forward_tiled` (derivations/dense.md#D1.4) packs Aᵗ into: shape (N, S_{l-1})."""
     return np.empty((A_prev.shape[1], A_prev.shape[0]), dtype=A_prev.dtype)
 
 
 def weight_grad_work(H, A_prev):
-    """The work buffers :func:`weight_grad_tiled` packs Hᵗ and Aᵗ into (short batches)."""
+    """The work buffers :func:`weight_grad_tiled` (derivations/dense.md#D2.5) packs Hᵗ and Aᵗ into (short batches)."""
     return (np.empty((H.shape[1], H.shape[0]), dtype=H.dtype),
             np.empty((A_prev.shape[1], A_prev.shape[0]), dtype=A_prev.dtype))
 
 
 def input_grad_work(W, H):
-    """The work buffers :func:`input_grad_tiled` packs Wᵗ and Hᵗ into."""
+    """The work buffers :func:`input_grad_tiled` (derivations/dense.md#D2.25) packs Wᵗ and Hᵗ into."""
     return (np.empty((W.shape[1], W.shape[0]), dtype=W.dtype),
             np.empty((H.shape[1], H.shape[0]), dtype=H.dtype))
 
