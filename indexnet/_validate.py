@@ -7,6 +7,7 @@ error, not a copy.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -132,3 +133,34 @@ def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_real(name: str, value, *, lo: float | None = None, hi: float | None = None,
+                lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number in the interval given; returns it as a float.
+
+    Raises
+    ------
+    ValueError
+        Not a real number (bools included), not finite, or outside the interval; the
+        message names the argument, the interval and the value.
+    """
+    lo_s = "" if lo is None else ("(" if lo_open else "[") + repr(lo)
+    hi_s = "" if hi is None else repr(hi) + (")" if hi_open else "]")
+    if lo is not None and hi is not None:
+        want = f"a number in {lo_s}, {hi_s}"
+    elif lo is not None:
+        want = f"a number {'>' if lo_open else '>='} {lo!r}"
+    elif hi is not None:
+        want = f"a number {'<' if hi_open else '<='} {hi!r}"
+    else:
+        want = "a finite number"
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        x = float(value)
+        ok = math.isfinite(x)
+        ok = ok and (lo is None or (x > lo if lo_open else x >= lo))
+        ok = ok and (hi is None or (x < hi if hi_open else x <= hi))
+    if not ok:
+        raise ValueError(f"{name}: expected {want}, got {value!r}")
+    return x

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from indexnet._validate import check_positive_int
+from indexnet._validate import check_positive_int, check_real
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,7 @@ def check_gradients(
     for name, a, g in zip(names, args, grads):
         if g.shape != a.shape:
             raise ValueError(f"grads for {name}: expected shape {a.shape} (the argument's), got {g.shape}")
-    if not eps > 0:
-        raise ValueError(f"eps: expected a positive step, got {eps!r}")
+    eps = check_real("eps", eps, lo=0, lo_open=True)
     n_directions = check_positive_int("n_directions", n_directions, minimum=0)
     rng = np.random.default_rng(seed)
 

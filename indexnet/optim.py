@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from indexnet import _jit
-from indexnet._validate import check_array, check_choice, check_positive_int
+from indexnet._validate import check_array, check_choice, check_positive_int, check_real
 from indexnet.kernels import optim as kernels
 from indexnet.layers.base import ENGINES
 
@@ -43,37 +43,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ checks
-def _check_real(name: str, value, *, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite real number in the interval given; returns it as a float.
-
-    Raises
-    ------
-    ValueError
-        Not a real number (bools included), not finite, or outside the interval; the
-        message names the argument, the interval and the value.
-    """
-    lo_s = "" if lo is None else ("(" if lo_open else "[") + repr(lo)
-    hi_s = "" if hi is None else repr(hi) + (")" if hi_open else "]")
-    if lo is not None and hi is not None:
-        want = f"a number in {lo_s}, {hi_s}"
-    elif lo is not None:
-        want = f"a number {'>' if lo_open else '>='} {lo!r}"
-    elif hi is not None:
-        want = f"a number {'<' if hi_open else '<='} {hi!r}"
-    else:
-        want = "a finite number"
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        x = float(value)
-        ok = math.isfinite(x)
-        ok = ok and (lo is None or (x > lo if lo_open else x >= lo))
-        ok = ok and (hi is None or (x < hi if hi_open else x <= hi))
-    if not ok:
-        raise ValueError(f"{name}: expected {want}, got {value!r}")
-    return x
-
-
 @functools.lru_cache(maxsize=None)
 def _fast_kernel(rule: str):
     """The fastmath build of ``<rule>_loops``, compiled on first request and kept."""
@@ -110,8 +79,8 @@ class Optimizer:
     hyper_names: tuple[str, ...] = ("lr", "weight_decay")
 
     def __init__(self, lr: float, weight_decay: float = 0.0, engine: str = "loops") -> None:
-        self.lr = _check_real("lr", lr, lo=0.0, lo_open=True)
-        self.weight_decay = _check_real("weight_decay", weight_decay, lo=0.0)
+        self.lr = check_real("lr", lr, lo=0.0, lo_open=True)
+        self.weight_decay = check_real("weight_decay", weight_decay, lo=0.0)
         self.engine = check_choice("engine", engine, ENGINES)
         self.t = 0
         self.state: dict[str, list[np.ndarray]] = {name: [] for name in self.state_names}
@@ -176,7 +145,7 @@ class Optimizer:
             Mismatched lists, shapes or dtypes, non-contiguous arrays, a bad ``lr``.
         """
         self._check_step(params, grads, decay_mask)
-        eta = self.lr if lr is None else _check_real("lr", lr, lo=0.0)
+        eta = self.lr if lr is None else check_real("lr", lr, lo=0.0)
         for name, arrays in self.state.items():
             if not arrays:
                 arrays.extend(np.zeros_like(p) for p in params)
@@ -284,7 +253,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float, mu: float = 0.9, weight_decay: float = 0.0, engine: str = "loops") -> None:
         super().__init__(lr, weight_decay, engine)
-        self.mu = _check_real("mu", mu, lo=0.0, hi=1.0, hi_open=True)
+        self.mu = check_real("mu", mu, lo=0.0, hi=1.0, hi_open=True)
 
     def _scalars(self, lr: float) -> tuple:
         return (lr, self.mu)
@@ -313,9 +282,9 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0, engine: str = "loops") -> None:
         super().__init__(lr, weight_decay, engine)
-        self.beta1 = _check_real("beta1", beta1, lo=0.0, hi=1.0, hi_open=True)
-        self.beta2 = _check_real("beta2", beta2, lo=0.0, hi=1.0, hi_open=True)
-        self.eps = _check_real("eps", eps, lo=0.0, lo_open=True)
+        self.beta1 = check_real("beta1", beta1, lo=0.0, hi=1.0, hi_open=True)
+        self.beta2 = check_real("beta2", beta2, lo=0.0, hi=1.0, hi_open=True)
+        self.eps = check_real("eps", eps, lo=0.0, lo_open=True)
 
     def _scalars(self, lr: float) -> tuple:
         # t has already been advanced: the bias corrections of step t use β^t (eq. O12)
@@ -333,7 +302,7 @@ class Schedule:
     """
 
     def __init__(self, lr: float) -> None:
-        self.lr = _check_real("lr", lr, lo=0.0, lo_open=True)
+        self.lr = check_real("lr", lr, lo=0.0, lo_open=True)
 
     def lr_at(self, step: int) -> float:
         """η_t for ``step`` = t >= 0 steps taken."""
@@ -370,7 +339,7 @@ class StepLR(Schedule):
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(lr)
         self.step_size = check_positive_int("step_size", step_size)
-        self.gamma = _check_real("gamma", gamma, lo=0.0, hi=1.0, lo_open=True)
+        self.gamma = check_real("gamma", gamma, lo=0.0, hi=1.0, lo_open=True)
 
     def _lr_at(self, t: int) -> float:
         return self.lr * self.gamma ** (t // self.step_size)
@@ -392,7 +361,7 @@ class CosineLR(Schedule):
     def __init__(self, lr: float, total_steps: int, lr_min: float = 0.0) -> None:
         super().__init__(lr)
         self.total_steps = check_positive_int("total_steps", total_steps)
-        self.lr_min = _check_real("lr_min", lr_min, lo=0.0, hi=self.lr)
+        self.lr_min = check_real("lr_min", lr_min, lo=0.0, hi=self.lr)
 
     def _lr_at(self, t: int) -> float:
         T = self.total_steps

@@ -52,8 +52,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from indexnet._validate import check_choice, check_positive_int
-from indexnet.metrics import evaluate, format_metrics, per_example
+from indexnet._validate import check_choice, check_positive_int, check_real
+from indexnet.metrics import evaluate, per_example
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_config", "load_splits", "MODES", "ENGINE_MAP",
            "DATASETS", "write_history"]
@@ -186,8 +186,7 @@ class TrainConfig:
                 f"--steps-per-epoch: applies to --mode sgd or fullbatch; mode minibatch takes "
                 f"ceil(N / batch size) steps per epoch, got --steps-per-epoch {self.steps_per_epoch}"
             )
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"--lr: expected a number > 0, got {self.lr!r}")
+        check_real("--lr", self.lr, lo=0, lo_open=True)
         if self.data in ("mnist", "fashion") and not self.data_dir:
             raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
         if self.data == "csv" and not self.csv:

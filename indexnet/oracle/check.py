@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
 from indexnet.gradcheck import GradcheckReport, check_gradients
 from indexnet.oracle._core import as_float64
 
