@@ -2,42 +2,14 @@
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from indexnet.gradcheck import check_gradients, check_network
 from indexnet.network import Network
+from strategies import architectures, random_targets
 
-ELEMENTWISE = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
-#: (loss, output activation, target kind)
-HEADS = [
-    ("mse", "identity", "real"),
-    ("half_se", "tanh", "real"),
-    ("euclidean", "sigmoid", "unit"),
-    ("cross_entropy", "softmax", "one_hot"),
-    ("binary_cross_entropy", "sigmoid", "one_hot"),
-    ("euclidean", "softmax", "unit"),
-]
-
-
-def targets(kind, S, N, rng):
-    if kind == "one_hot":
-        return np.ascontiguousarray(np.eye(S)[:, rng.integers(0, S, N)])
-    if kind == "unit":
-        return rng.random((S, N))
-    return rng.standard_normal((S, N))
-
-
-@st.composite
-def networks(draw):
-    depth = draw(st.integers(1, 4))
-    sizes = [draw(st.integers(1, 5)) for _ in range(depth + 1)]
-    loss, out_act, kind = draw(st.sampled_from(HEADS))
-    if kind == "one_hot" or out_act == "softmax":
-        sizes[-1] = max(sizes[-1], 2)
-    acts = [draw(st.sampled_from(ELEMENTWISE)) for _ in range(depth - 1)] + [out_act]
-    N = draw(st.integers(1, 4))
-    seed = draw(st.integers(0, 2**16))
-    return sizes, acts, loss, kind, N, seed
+def networks():
+    """Random dense networks of depth 1-4 over every activation and loss head."""
+    return architectures(max_depth=4, max_size=5)
 
 
 def make(sizes, acts, loss, kind, N, seed):
@@ -45,7 +17,7 @@ def make(sizes, acts, loss, kind, N, seed):
     net = Network.from_sizes(sizes, acts, loss, seed=seed)
     # keep pre-activations away from the ReLU kink so finite differences are valid
     X = rng.standard_normal((sizes[0], N))
-    return net, X, targets(kind, sizes[-1], N, rng)
+    return net, X, random_targets(kind, sizes[-1], N, rng)
 
 
 def test_seed_002_network_has_30_parameters():

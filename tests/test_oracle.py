@@ -5,41 +5,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexnet import oracle
-from indexnet.kernels.activations import CODES
-from indexnet.losses import LOSSES
 from indexnet.network import Network
-
-ELEMENTWISE = list(CODES)
-#: (loss, output activation, target kind): every loss with the output activation it
-#: requires, or, for the squared errors, with every output activation it allows
-HEADS = [(loss.name, act, loss.targets) for loss in LOSSES.values()
-         for act in ([loss.output_activation] if loss.output_activation else ELEMENTWISE + ["softmax"])]
-
-
-def targets(kind, N, S, rng):
-    """Targets in samples-first layout (N, S)."""
-    if kind == "one_hot":
-        return np.eye(S)[rng.integers(0, S, N)]
-    if kind == "unit" or (kind == "real" and rng.random() < 0.5):
-        return rng.random((N, S))
-    return rng.standard_normal((N, S))
-
+from strategies import architectures, random_targets
 
 @st.composite
 def dense_problems(draw):
     """A random dense network (samples first, weights (out, in)) with data for its loss."""
-    depth = draw(st.integers(1, 3))
-    sizes = [draw(st.integers(1, 4)) for _ in range(depth + 1)]
-    loss, out_act, kind = draw(st.sampled_from(HEADS))
-    if kind == "one_hot" or out_act == "softmax":
-        sizes[-1] = max(sizes[-1], 2)
-    acts = [draw(st.sampled_from(ELEMENTWISE)) for _ in range(depth - 1)] + [out_act]
-    N = draw(st.integers(1, 4))
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    sizes, acts, loss, kind, N, seed = draw(architectures(max_depth=3, max_size=4))
+    rng = np.random.default_rng(seed)
     Ws = [rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
     bs = [rng.standard_normal(o) for o in sizes[1:]]
     X = rng.standard_normal((N, sizes[0]))
-    return Ws, bs, acts, loss, X, targets(kind, N, sizes[-1], rng)
+    return Ws, bs, acts, loss, X, np.ascontiguousarray(random_targets(kind, sizes[-1], N, rng).T)
 
 
 def param_args(Ws, bs, X):
