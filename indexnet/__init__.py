@@ -18,19 +18,19 @@ import importlib
 from indexnet._version import __version__
 
 _EXPORTS = {
-    "Network": "indexnet.network",
-    "Backprop": "indexnet.network",
-    "Dense": "indexnet.layers.dense",
-    "Conv2D": "indexnet.layers.conv",
-    "MaxPool2D": "indexnet.layers.pooling",
-    "AvgPool2D": "indexnet.layers.pooling",
-    "Flatten": "indexnet.layers.flatten",
-    "Loss": "indexnet.losses",
-    "LOSSES": "indexnet.losses",
-    "get_loss": "indexnet.losses",
-    "check_gradients": "indexnet.gradcheck",
-    "check_network": "indexnet.gradcheck",
-    "GradcheckReport": "indexnet.gradcheck",
+    "Network": "indexnet.nn.network",
+    "Backprop": "indexnet.nn.network",
+    "Dense": "indexnet.nn.layers.dense",
+    "Conv2D": "indexnet.nn.layers.conv",
+    "MaxPool2D": "indexnet.nn.layers.pooling",
+    "AvgPool2D": "indexnet.nn.layers.pooling",
+    "Flatten": "indexnet.nn.layers.flatten",
+    "Loss": "indexnet.nn.losses",
+    "LOSSES": "indexnet.nn.losses",
+    "get_loss": "indexnet.nn.losses",
+    "check_gradients": "indexnet.oracle.finite_diff",
+    "check_network": "indexnet.oracle.finite_diff",
+    "GradcheckReport": "indexnet.oracle.finite_diff",
     "oracle": "indexnet.oracle",
 }
 

@@ -90,16 +90,6 @@ def check_array(
     return x
 
 
-def check_same_dtype(**arrays: np.ndarray) -> np.dtype:
-    """All arrays share one float dtype; return it."""
-    items = list(arrays.items())
-    first_name, first = items[0]
-    for name, arr in items[1:]:
-        if arr.dtype != first.dtype:
-            raise TypeError(f"{name}: expected dtype {first.dtype} (the dtype of {first_name}), got {arr.dtype}")
-    return first.dtype
-
-
 def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
     """``value`` is one of ``choices``; otherwise a ValueError listing them."""
     choices = list(choices)

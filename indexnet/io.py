@@ -119,8 +119,8 @@ def network_to_arrays(net) -> tuple[dict[str, np.ndarray], dict]:
 
 def network_from_arrays(arrays: dict[str, np.ndarray], meta: dict):
     """Rebuild the network that :func:`network_to_arrays` described."""
-    from indexnet.layers import layer_from_config
-    from indexnet.network import Network
+    from indexnet.nn.layers import layer_from_config
+    from indexnet.nn.network import Network
 
     arch = meta["architecture"]
     layers = [layer_from_config(c) for c in arch["layers"]]

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from indexnet.kernels.activations import CODES
-from indexnet.losses import LOSSES
+from indexnet.nn.losses import LOSSES
 
 ELEMENTWISE = list(CODES)
 #: (loss, output activation, target kind): every loss with the output activation it

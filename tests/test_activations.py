@@ -7,7 +7,7 @@ Tolerances used here:
   in a different order;
 * loops vs numpy: rtol 1e-12 (NumPy's exp/tanh may differ from libm's in the last bit);
 * finite differences: central, ε = 1e-6, rtol 1e-6 (gradcheck.md G1, G3; for softmax via
-  indexnet.gradcheck, which adds the directional test G2).
+  indexnet.oracle.finite_diff, which adds the directional test G2).
 """
 import warnings
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexnet.gradcheck import check_gradients
+from indexnet.oracle.finite_diff import check_gradients
 from indexnet.kernels import activations as act
 from indexnet.kernels import losses
 

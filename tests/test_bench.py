@@ -1,11 +1,11 @@
-"""Smoke test of the bench machinery (indexnet/bench.py, indexnet/cli/bench.py) at tiny
+"""Smoke test of the bench machinery (indexnet/bench/bench.py, indexnet/cli/bench.py) at tiny
 sizes with one repeat. It proves the sections run and the report has its fields; it
 asserts no timing (speed is measured by ``indexnet bench``, never by unit tests)."""
 import json
 
 import numpy as np
 
-from indexnet import bench
+from indexnet.bench import bench
 
 
 def test_interleaved_counts():

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from indexnet import io
-from indexnet.checkpoint import load_checkpoint, save_checkpoint
-from indexnet.network import Network
-from indexnet.optim import make_optimizer
-from indexnet.train import Trainer
+from indexnet.train.checkpoint import load_checkpoint, save_checkpoint
+from indexnet.nn.network import Network
+from indexnet.nn.optim import make_optimizer
+from indexnet.train.trainer import Trainer
 
 from test_train import config, tiny_splits
 

@@ -15,8 +15,8 @@ from scipy.signal import correlate2d
 
 from indexnet._jit import fast
 from indexnet.kernels import conv2d
-from indexnet.layers.conv import Conv2D, check_conv_geometry
-from indexnet.layers.flatten import Flatten
+from indexnet.nn.layers.conv import Conv2D, check_conv_geometry
+from indexnet.nn.layers.flatten import Flatten
 
 FORMS = ("literal", "loops", "numpy")
 FORMULAS = ("forward", "kernel_grad", "bias_grad", "input_grad")

@@ -6,7 +6,7 @@ Tolerances used here:
 * literal vs loops: bit for bit (``np.array_equal``) in float64, dense.md §5;
 * loops vs numpy: |loops − numpy| ≤ 1e-12 · (the same formula on |inputs|), i.e. rtol
   1e-12 relative to the size of the summed terms, so cancellation cannot fake a failure;
-* finite differences: indexnet.gradcheck (central, G1, and directional, G2), ε = 1e-6,
+* finite differences: indexnet.oracle.finite_diff (central, G1, and directional, G2), ε = 1e-6,
   rtol 1e-6;
 * float32 vs float64 loops: 1e-5 relative to the size of the summed terms (a few dozen
   float32 roundings at most, u₃₂ ≈ 6e-8).
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexnet.gradcheck import check_gradients
+from indexnet.oracle.finite_diff import check_gradients
 from indexnet.kernels import dense
 
 FORMULAS = ("forward", "hadamard", "weight_grad", "bias_grad", "input_grad")

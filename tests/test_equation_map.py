@@ -1,4 +1,4 @@
-"""The equation map (indexnet/equations.py), walked both ways: kernel docstrings →
+"""The equation map (indexnet/explain/equations.py), walked both ways: kernel docstrings →
 derivation anchors, and derivation captions → kernel forms.
 
 Written against whatever derivation files and kernel modules exist, so a new topic
@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from indexnet import equations as eqmap
+from indexnet.explain import equations as eqmap
 
 DERIVATIONS = sorted(p for p in eqmap.derivations_dir().glob("*.md") if p.name != "README.md")
 

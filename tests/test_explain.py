@@ -15,9 +15,9 @@ import pytest
 
 from indexnet.cli import main
 from indexnet.cli.explain import latex_to_text
-from indexnet.derivations_index import index_path, render_index
-from indexnet.equations import equations, kernel_forms
-from indexnet.explain_map import form_source, load_map, reading_key
+from indexnet.explain.derivations_index import index_path, render_index
+from indexnet.explain.equations import equations, kernel_forms
+from indexnet.explain.explain_map import form_source, load_map, reading_key
 
 FIXTURE = {
     "dense.md": """\
@@ -101,7 +101,7 @@ def read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     Reading the kernel side (``inspect.getsourcelines`` of every form) takes a good
     part of a second; the tests that run the command once per name reuse it.
     """
-    import indexnet.explain_map as explain_map
+    import indexnet.explain.explain_map as explain_map
 
     read = explain_map.load_map
     maps: dict[Path | None, explain_map.EquationMap] = {}
@@ -268,7 +268,7 @@ def test_index_lists_derivations_in_reading_order(fixture_dir):
 
 
 def test_generated_index_equals_committed_readme():
-    """derivations/README.md is what ``python -m indexnet.derivations_index --write``
+    """derivations/README.md is what ``python -m indexnet.explain.derivations_index --write``
     generates from the current derivations and kernels (regenerate it when this fails)."""
     text = render_index()
     assert index_path().read_text(encoding="utf-8") == text
@@ -282,7 +282,7 @@ def test_explain_compiles_nothing(fixture_dir):
 import contextlib, io, importlib
 from indexnet.cli import main
 from indexnet.cli.explain import explain
-from indexnet.explain_map import load_map
+from indexnet.explain.explain_map import load_map
 emap = load_map({str(fixture_dir)!r})
 with contextlib.redirect_stdout(io.StringIO()):
     assert main(["explain", "--derivations-dir", {str(fixture_dir)!r}, "weight_grad"]) == 0

@@ -1,4 +1,4 @@
-"""The trainer's fast dense step (indexnet/fastpath.py) against the generic path.
+"""The trainer's fast dense step (indexnet/train/fastpath.py) against the generic path.
 
 Tolerance: loss and every gradient equal the exact loops engine's
 ``Network.backward(fused=True)`` within rtol 1e-10 (float64) and 1e-4 (float32), relative
@@ -9,9 +9,9 @@ tolerance. Both regimes (small: one serial call; tiled: parallel blocked kernels
 import numpy as np
 import pytest
 
-from indexnet import fastpath
-from indexnet.network import Network
-from indexnet.train_step import make_train_step
+from indexnet.train import fastpath
+from indexnet.nn.network import Network
+from indexnet.train.step import make_train_step
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-4}
 NETS = [
@@ -77,7 +77,7 @@ def test_fast_step_equals_generic(spec, regime, dtype, monkeypatch, rng):
 @pytest.mark.parametrize("regime", ["small", "tiled"])
 def test_train_step_dispatch_and_sgd(regime, monkeypatch, rng):
     """make_train_step(fast) uses the fast path; three SGD steps match the generic loops steps."""
-    optim = pytest.importorskip("indexnet.optim")
+    optim = pytest.importorskip("indexnet.nn.optim")
     if regime == "tiled":
         monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
     a = Network.from_sizes([4, 8, 3], ["relu", "softmax"], "cross_entropy", seed=3)
@@ -137,7 +137,7 @@ def test_small_step_buffers_are_views(rng):
     per call), the gradients stay the same arrays across batch sizes, and the parameters the
     step updates are the network's own arrays."""
     net = Network.from_sizes([2, 6, 5, 3], ["tanh", "relu", "identity"], "mse", seed=5)
-    optim = pytest.importorskip("indexnet.optim")
+    optim = pytest.importorskip("indexnet.nn.optim")
     step = make_train_step(net, optim.SGD(lr=0.05, weight_decay=0.01), "fast")
     grads = list(step.grads)
     for N in (7, 4):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from indexnet import io
-from indexnet.network import Network
+from indexnet.nn.network import Network
 
 
 @pytest.fixture

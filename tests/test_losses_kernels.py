@@ -6,7 +6,7 @@ Tolerances used here:
 * values vs the seed's formula in plain NumPy, and loops vs numpy: rtol 1e-12 (every
   term of these sums is non-negative, so there is no cancellation);
 * Δ literal vs loops: bit for bit in float64; loops vs numpy: rtol 1e-15;
-* finite differences: indexnet.gradcheck (central, G1, and directional, G2), ε = 1e-6,
+* finite differences: indexnet.oracle.finite_diff (central, G1, and directional, G2), ε = 1e-6,
   rtol 1e-6.
 """
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexnet.gradcheck import check_gradients
+from indexnet.oracle.finite_diff import check_gradients
 from indexnet.kernels import losses
 from indexnet.kernels.activations import softmax_loops
 

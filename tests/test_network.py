@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from indexnet.gradcheck import check_gradients, check_network
-from indexnet.network import Network
+from indexnet.oracle.finite_diff import check_gradients, check_network
+from indexnet.nn.network import Network
 from strategies import architectures, random_targets
 
 def networks():

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexnet.kernels import optim as K
-from indexnet.optim import (
+from indexnet.nn.optim import (
     SGD, Adam, ConstantLR, CosineLR, Momentum, StepLR, _fast_kernel, make_optimizer, make_schedule,
 )
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexnet import oracle
-from indexnet.network import Network
+from indexnet.nn.network import Network
 from strategies import architectures, random_targets
 
 @st.composite

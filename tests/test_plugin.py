@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from indexnet import oracle
-from indexnet.pytest_plugin import assert_gradients_match
+from indexnet.oracle.pytest_plugin import assert_gradients_match
 
 pytest_plugins = ["pytester"]
 
@@ -101,7 +101,7 @@ def test_plugin_fixture_and_failure_message_in_a_pytest_run(pytester):
     shows which layer, parameter and index are off, while a correct one passes."""
     pytester.makepyfile(textwrap.dedent('''
         import numpy as np
-        from indexnet.pytest_plugin import assert_gradients_match
+        from indexnet.oracle.pytest_plugin import assert_gradients_match
 
         W = np.array([[0.5, -1.0], [2.0, 0.25]])
         X = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
@@ -134,7 +134,7 @@ def test_plugin_fixture_and_failure_message_in_a_pytest_run(pytester):
 def test_plugin_module_is_import_light():
     """Importing the plugin (as pytest does at start-up in every project that installs
     indexnet) imports neither NumPy, Numba nor torch."""
-    code = ("import sys, indexnet.pytest_plugin; "
+    code = ("import sys, indexnet.oracle.pytest_plugin; "
             "print(sorted(m for m in ('numpy', 'numba', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

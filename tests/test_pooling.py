@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from indexnet._jit import fast
 from indexnet.kernels import pooling
-from indexnet.layers.pooling import AvgPool2D, MaxPool2D
+from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 
 FORMULAS = ("maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward")
 

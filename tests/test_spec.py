@@ -1,8 +1,8 @@
 """The --layers grammar: parsing, printing back, automatic flatten, clear errors."""
 import pytest
 
-from indexnet.layers import Dense
-from indexnet.spec import SpecError, build_layers, format_layers, parse_layers
+from indexnet.nn.layers import Dense
+from indexnet.nn.spec import SpecError, build_layers, format_layers, parse_layers
 
 
 def test_dense_spec_parses_to_layers():

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from indexnet import interop_torch, oracle
-from indexnet.layers.conv import Conv2D
-from indexnet.layers.dense import Dense
-from indexnet.layers.flatten import Flatten
-from indexnet.layers.pooling import AvgPool2D, MaxPool2D
-from indexnet.network import Network
+from indexnet import oracle
+from indexnet.oracle import torch as interop_torch
+from indexnet.nn.layers.conv import Conv2D
+from indexnet.nn.layers.dense import Dense
+from indexnet.nn.layers.flatten import Flatten
+from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
+from indexnet.nn.network import Network
 from test_oracle import dense_problems
 
 #: PyTorch agrees with the oracle to this relative error, element by element, in float64;

@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from indexnet.checkpoint import load_checkpoint
+from indexnet.train.checkpoint import load_checkpoint
 from indexnet.data.dataset import Dataset, make_splits, one_hot
-from indexnet.spec import SpecError
-from indexnet.train import Trainer, TrainingDiverged, resolve_config
+from indexnet.nn.spec import SpecError
+from indexnet.train.trainer import Trainer, TrainingDiverged, resolve_config
 
 TIMING = ("seconds", "eval_seconds")
 
@@ -91,7 +91,7 @@ def test_resume_refuses_options_that_change_the_run(tmp_path):
 def test_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     """A huge learning rate from epoch 2 on makes the loss non-finite: the run stops naming the epoch and
     step, and checkpoint.npz still holds epoch 1, loadable and finite."""
-    from indexnet.optim import ConstantLR
+    from indexnet.nn.optim import ConstantLR
 
     splits = tiny_splits()
     trainer = Trainer(config(optimizer="sgd", schedule="constant", lr=0.05, epochs=5), splits=splits,

@@ -8,7 +8,7 @@ parameter and index of any gradient that is off.
 import numpy as np
 import pytest
 
-from indexnet.pytest_plugin import assert_gradients_match
+from indexnet.oracle.pytest_plugin import assert_gradients_match
 
 
 def my_backward(W1, b1, W2, b2, X, Y, *, bug=False):

@@ -1,7 +1,7 @@
 """``indexnet bench``: loops vs numpy kernels, the trainer's epoch and step, start-up.
 
-See :mod:`indexnet.bench` for what is measured and how. ``--warm`` only compiles every
-kernel into the cache (as ``python -m indexnet.warm``) and exits.
+See :mod:`indexnet.bench.bench` for what is measured and how. ``--warm`` only compiles every
+kernel into the cache (as ``python -m indexnet.bench.warm``) and exits.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     if args.warm:
-        from indexnet.warm import main as warm_main
+        from indexnet.bench.warm import main as warm_main
 
         return warm_main([])
-    from indexnet.bench import format_report, run as run_bench
+    from indexnet.bench.bench import format_report, run as run_bench
 
     rep = run_bench(quick=args.quick, sections=tuple(args.only), threads=args.threads, data_dir=args.data_dir,
                     repeats=args.repeats, torch_ok=not args.no_torch,

@@ -2,7 +2,7 @@
 
 Each row builds a small float64 network, computes its gradients with one engine's
 backward pass and compares every parameter's (and the input's) gradient with central
-finite differences and seed 002's directional test (:func:`indexnet.gradcheck.check_network`).
+finite differences and seed 002's directional test (:func:`indexnet.oracle.finite_diff.check_network`).
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def add_parser(sub, name: str, help_text: str):
 def make_case(name: str, n: int, seed: int):
     """A random float64 network and batch for one case."""
     from indexnet.data import one_hot
-    from indexnet.network import Network
-    from indexnet.spec import build_layers
+    from indexnet.nn.network import Network
+    from indexnet.nn.spec import build_layers
 
     spec, input_shape, loss = CASES[name]
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def make_case(name: str, n: int, seed: int):
 
 
 def run(args) -> int:
-    from indexnet.gradcheck import check_network
+    from indexnet.oracle.finite_diff import check_network
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in engines if e not in ENGINES]

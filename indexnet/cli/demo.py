@@ -30,7 +30,7 @@ def add_parser(sub, name: str, help_text: str):
 
 def run(args) -> int:
     started = time.perf_counter()
-    from indexnet.train import Trainer, resolve_config
+    from indexnet.train.trainer import Trainer, resolve_config
 
     try:
         set_threads(args.threads)

@@ -38,7 +38,7 @@ def load_eval_data(net, meta: dict, overrides: dict):
         A model file without data information, a data set whose scaling differs from
         the stored one, or whose shape or classes do not fit the network.
     """
-    from indexnet.train import TrainConfig, load_splits
+    from indexnet.train.trainer import TrainConfig, load_splits
 
     if "data" not in meta or "config" not in meta:
         raise ValueError("model: the file has no data record (written by indexnet train?); cannot evaluate it")
@@ -60,9 +60,9 @@ def load_eval_data(net, meta: dict, overrides: dict):
 
 def run(args) -> int:
     from indexnet.io import load_model
-    from indexnet.metrics import confusion_matrix, evaluate, format_metrics
-    from indexnet.plots import plot_confusion
-    from indexnet.train import ENGINE_MAP
+    from indexnet.train.metrics import confusion_matrix, evaluate, format_metrics
+    from indexnet.train.plots import plot_confusion
+    from indexnet.train.trainer import ENGINE_MAP
 
     try:
         set_threads(args.threads)

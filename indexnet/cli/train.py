@@ -3,7 +3,7 @@
 With no options it trains seed 001's kind of network (one 800-unit ReLU layer,
 softmax, cross-entropy; 64-800-10 on the 64 pixels) on scikit-learn's bundled 8×8
 digits and reports its test accuracy. Every option left out comes from the preset
-(``--preset``, or the data set's default preset), see :mod:`indexnet.presets`.
+(``--preset``, or the data set's default preset), see :mod:`indexnet.train.presets`.
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-#: options passed straight to :func:`indexnet.train.resolve_config` (dest -> help)
+#: options passed straight to :func:`indexnet.train.trainer.resolve_config` (dest -> help)
 CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "data": (str, "data set: digits (embedded, default), mnist, fashion (IDX files in --data-dir), "
                   "square, sphere (seed 003), csv (--csv FILE)"),
@@ -134,8 +133,8 @@ def describe_settings(trainer) -> str:
 
 def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
     """Run a prepared trainer to the end and report; the shared body of train and demo."""
-    from indexnet.metrics import format_metrics
-    from indexnet.train import TrainingDiverged, write_history
+    from indexnet.train.metrics import format_metrics
+    from indexnet.train.trainer import TrainingDiverged, write_history
 
     say = print
     resumed = trainer.epoch > 0
@@ -178,8 +177,8 @@ def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
 
 def run(args) -> int:
     started = time.perf_counter()
-    from indexnet.spec import SpecError
-    from indexnet.train import RESUME_OVERRIDES, Trainer, resolve_config
+    from indexnet.nn.spec import SpecError
+    from indexnet.train.trainer import RESUME_OVERRIDES, Trainer, resolve_config
 
     options = {k: getattr(args, k) for k in CONFIG_OPTIONS}
     try:
@@ -207,8 +206,3 @@ def run(args) -> int:
         print(f"indexnet train: error: {exc}", file=sys.stderr)
         return 2
     return execute(trainer, quiet=args.quiet, plots=not args.no_plots, started=started)
-
-
-def config_options(args) -> dict[str, Any]:
-    """The config options present on ``args`` (for commands that add only some)."""
-    return {k: getattr(args, k) for k in CONFIG_OPTIONS if hasattr(args, k)}

@@ -7,7 +7,7 @@
 ``<formula>_numpy``    the matrix form in vectorized NumPy.
 
 Kernels do not check their inputs: shapes, dtypes and finiteness are checked once at the
-public boundary (:class:`indexnet.Network`, :mod:`indexnet.oracle`, :mod:`indexnet.losses`).
+public boundary (:class:`indexnet.Network`, :mod:`indexnet.oracle`, :mod:`indexnet.nn.losses`).
 Arrays are samples-last and C-contiguous. Every form writes its result into ``out`` and
 returns it, so the trainer can reuse buffers.
 """

@@ -9,24 +9,37 @@
 - :func:`assert_gradients_match` — compare nested gradients; the failure names the
   layer, the parameter, the index, both values and the relative error.
 
-The same helpers are reachable from the pytest plugin (:mod:`indexnet.pytest_plugin`),
+The same helpers are reachable from the pytest plugin (:mod:`indexnet.oracle.pytest_plugin`),
 whose fixture ``indexnet_oracle`` returns this module.
 """
-from indexnet.oracle._core import (
-    LAYOUTS,
-    ORACLE_ENGINES,
-    WEIGHT_LAYOUTS,
-    OracleResult,
-    as_float64,
-    dense,
-    network,
-    parse_layers,
-    torch_indices,
-)
-from indexnet.oracle.check import gradcheck
-from indexnet.oracle.compare import assert_gradients_match, relative_error
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module that defines it; imported on first use, so that loading the
+#: pytest plugin (:mod:`indexnet.oracle.pytest_plugin`, inside this package) imports
+#: neither NumPy nor Numba
+_EXPORTS = {
+    "as_float64": "indexnet.oracle._arrays",
+    **{name: "indexnet.oracle._core" for name in (
+        "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "OracleResult", "dense", "network", "parse_layers",
+        "torch_indices")},
+    "gradcheck": "indexnet.oracle.check",
+    "assert_gradients_match": "indexnet.oracle.compare",
+    "relative_error": "indexnet.oracle.compare",
+}
 
 __all__ = [
     "LAYOUTS", "WEIGHT_LAYOUTS", "ORACLE_ENGINES", "OracleResult", "as_float64", "dense", "network",
     "parse_layers", "torch_indices", "gradcheck", "assert_gradients_match", "relative_error",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'indexnet.oracle' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(__all__)

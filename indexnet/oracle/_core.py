@@ -2,7 +2,7 @@
 
 Internally everything is samples last (``(S, N)``, ``(C, H, W, N)``) with weights
 ``(out, in)`` and kernels ``(C_out, C_in, kh, kw)``, and the pass is
-:meth:`indexnet.network.Network.backward` with the exact ``loops`` build (no fastmath,
+:meth:`indexnet.nn.network.Network.backward` with the exact ``loops`` build (no fastmath,
 ``prange`` over output elements only, every reduction sequential), so the numbers do not
 depend on the thread count. Inputs are copied to float64 first, whatever their dtype.
 """
@@ -15,13 +15,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from indexnet._validate import check_choice
-from indexnet.layers.base import Layer
-from indexnet.layers.conv import Conv2D
-from indexnet.layers.dense import Dense
-from indexnet.layers.flatten import Flatten
-from indexnet.layers.pooling import AvgPool2D, MaxPool2D
-from indexnet.losses import get_loss
-from indexnet.network import Network
+from indexnet.nn.layers.base import Layer
+from indexnet.nn.layers.conv import Conv2D
+from indexnet.nn.layers.dense import Dense
+from indexnet.nn.layers.flatten import Flatten
+from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
+from indexnet.nn.losses import get_loss
+from indexnet.nn.network import Network
+from indexnet.oracle._arrays import as_float64
+from indexnet.oracle.describe import describe
 
 #: where the samples are: rows (seed 001, PyTorch, Keras) or columns (seed 004, indexnet)
 LAYOUTS = ("samples_first", "samples_last")
@@ -38,26 +40,6 @@ _PARAM_TORCH_NAMES = {"W": "weight", "K": "weight", "b": "bias"}
 
 
 # ----------------------------------------------------------------------------- arrays
-def as_float64(name: str, x: Any) -> np.ndarray:
-    """A fresh C-contiguous float64 copy of ``x``.
-
-    Accepted: NumPy arrays, nested lists, scalars and CPU tensors (anything with
-    ``.detach()``) of any float precision, of integers, unsigned integers or booleans.
-    The conversion is explicit and documented: the oracle computes in float64 only.
-
-    Raises
-    ------
-    TypeError
-        Complex, string or object data.
-    """
-    if hasattr(x, "detach"):  # a torch tensor, possibly requiring grad
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected real numbers (float, int or bool), got dtype {arr.dtype}")
-    return np.array(arr, dtype=np.float64, order="C", copy=True)
-
-
 def to_samples_last(a: np.ndarray) -> np.ndarray:
     """Move the sample axis from first to last: ``(N, ...)`` -> ``(..., N)``, C-contiguous."""
     return np.ascontiguousarray(np.moveaxis(a, 0, -1))
@@ -78,7 +60,7 @@ def _convert(layout: str, a: np.ndarray) -> np.ndarray:
 class OracleResult:
     """Loss, gradients and every intermediate of one exact float64 pass, in the caller's layouts.
 
-    Lists follow :class:`indexnet.network.Backprop`: ``Z[l-1]``, ``H[l-1]`` and
+    Lists follow :class:`indexnet.nn.network.Backprop`: ``Z[l-1]``, ``H[l-1]`` and
     ``grads[l-1]`` belong to layer l = 1..L; ``A[l]`` is A^(l) with ``A[0]`` the input X;
     ``Delta[l]`` is Δ^(l) = ∂J/∂A^(l) with ``Delta[0]`` = ∂J/∂X. Every activation-shaped
     array is in the caller's sample layout (``layout``); dense weight gradients are in
@@ -193,7 +175,7 @@ def _check_option(k: int, opts: dict, key: str, actual) -> None:
 def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[Layer], list[str]]:
     """Turn a PyTorch-like description into indexnet layers.
 
-    Each entry is an indexnet :class:`~indexnet.layers.base.Layer` (used as is), a name
+    Each entry is an indexnet :class:`~indexnet.nn.layers.base.Layer` (used as is), a name
     (``"relu"``, ``"flatten"``, ``"linear"``, ...) or a dict with a ``type`` and PyTorch's
     option names: ``linear`` (``out_features``), ``conv2d`` (``out_channels``,
     ``kernel_size``, ``stride``, ``padding``), ``maxpool2d`` / ``avgpool2d``
@@ -569,7 +551,7 @@ def network(
     ----------
     layers : sequence, or torch.nn.Sequential
         A ``torch.nn.Sequential`` itself (then ``params`` is None and its parameters are
-        read, see :mod:`indexnet.interop_torch`), or a PyTorch-like description, one entry
+        read, see :mod:`indexnet.oracle.describe`), or a PyTorch-like description, one entry
         per ``torch.nn.Sequential`` module, e.g.
         ``[{"type": "conv2d", "padding": 1}, "relu", {"type": "maxpool2d", "kernel_size": 2},
         "flatten", "linear", "softmax"]``; or indexnet layers (``Conv2D``, ``Dense``, ...).
@@ -595,8 +577,6 @@ def network(
     """
     check_choice("weight_layout", weight_layout, WEIGHT_LAYOUTS)
     if hasattr(layers, "named_children"):  # a torch.nn.Sequential: read its modules and parameters
-        from indexnet.interop_torch import describe
-
         if params is not None:
             raise ValueError("params: expected None when layers is a torch model (its parameters are used)")
         layers, params = describe(layers)

@@ -1,10 +1,10 @@
-"""Gradient check for any callable the user brings (a thin front to :func:`indexnet.gradcheck.check_gradients`)."""
+"""Gradient check for any callable the user brings (a thin front to :func:`indexnet.oracle.finite_diff.check_gradients`)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from indexnet.gradcheck import GradcheckReport, check_gradients
-from indexnet.oracle._core import as_float64
+from indexnet.oracle.finite_diff import GradcheckReport, check_gradients
+from indexnet.oracle._arrays import as_float64
 
 
 def _scalar(value: Any) -> float:
@@ -46,7 +46,7 @@ def gradcheck(
         ∂f/∂arg for each argument (same shapes), a callable ``grads(*args)``, or None
         (``f`` returns them).
     eps, atol, rtol, seed, n_directions, max_elements, raise_on_failure
-        As in :func:`indexnet.gradcheck.check_gradients`: step, tolerances (an element
+        As in :func:`indexnet.oracle.finite_diff.check_gradients`: step, tolerances (an element
         passes when ``|analytic - numeric| <= atol + rtol·|numeric|``), seed of the
         directions and of the element sample, number of directions, a cap on the
         elements checked one by one, raise AssertionError instead of returning.

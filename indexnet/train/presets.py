@@ -50,13 +50,13 @@ class Preset:
     name : str
     description : str
     layers : str
-        A ``--layers`` spec (see :mod:`indexnet.spec`).
+        A ``--layers`` spec (see :mod:`indexnet.nn.spec`).
     loss : str
     data : str
         The data set it is meant for (used when ``--data`` is not given).
     settings : dict
         Training options (``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``mode``,
-        ``schedule``, ...) as :class:`indexnet.train.TrainConfig` fields.
+        ``schedule``, ...) as :class:`indexnet.train.trainer.TrainConfig` fields.
     """
 
     name: str

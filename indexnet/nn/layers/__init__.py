@@ -1,6 +1,6 @@
 """Layers: kernels assembled into the pieces of a network.
 
-Every layer follows :class:`indexnet.layers.base.Layer`: a frozen description
+Every layer follows :class:`indexnet.nn.layers.base.Layer`: a frozen description
 (sizes, activation) plus ``init_params``, ``forward`` and ``backward`` that call the
 kernels of one engine. Parameters live outside the layer, in the network, so the same
 layer description serves any number of parameter sets.
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib
 
-from indexnet.layers.base import Layer, LayerCache, LayerGrads
-from indexnet.layers.dense import Dense
+from indexnet.nn.layers.base import Layer, LayerCache, LayerGrads
+from indexnet.nn.layers.dense import Dense
 
 #: layer kind (as in ``to_config()["kind"]``) -> (module, class)
 KINDS = {
-    "dense": ("indexnet.layers.dense", "Dense"),
-    "conv2d": ("indexnet.layers.conv", "Conv2D"),
-    "maxpool2d": ("indexnet.layers.pooling", "MaxPool2D"),
-    "avgpool2d": ("indexnet.layers.pooling", "AvgPool2D"),
-    "flatten": ("indexnet.layers.flatten", "Flatten"),
+    "dense": ("indexnet.nn.layers.dense", "Dense"),
+    "conv2d": ("indexnet.nn.layers.conv", "Conv2D"),
+    "maxpool2d": ("indexnet.nn.layers.pooling", "MaxPool2D"),
+    "avgpool2d": ("indexnet.nn.layers.pooling", "AvgPool2D"),
+    "flatten": ("indexnet.nn.layers.flatten", "Flatten"),
 }
 
 

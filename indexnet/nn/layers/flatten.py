@@ -6,8 +6,8 @@ from math import prod
 
 import numpy as np
 
-from indexnet.layers.base import Layer, LayerCache, LayerGrads
-from indexnet.layers.conv import check_batch
+from indexnet.nn.layers.base import Layer, LayerCache, LayerGrads
+from indexnet.nn.layers.conv import check_batch
 
 
 @dataclass(frozen=True)

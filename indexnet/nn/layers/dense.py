@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexnet._validate import check_choice, check_positive_int
-from indexnet.engine import form
+from indexnet.nn.engine import form
 from indexnet.kernels.activations import CODES
-from indexnet.layers.base import Layer, LayerCache, LayerGrads
+from indexnet.nn.layers.base import Layer, LayerCache, LayerGrads
 
 ACTIVATIONS = tuple(CODES) + ("softmax",)
 #: activations initialised with He (ReLU family); the rest use Glorot (derivations/init.md)

@@ -6,7 +6,7 @@ an engine. This generic version runs :meth:`indexnet.Network.backward` and
 
 Engines. ``fast`` (the default, the trainer's "loops" engine in the benchmark's words)
 dispatches networks of dense layers with a fused output (softmax + cross-entropy,
-sigmoid + binary cross-entropy, squared errors) to :mod:`indexnet.fastpath`: the same
+sigmoid + binary cross-entropy, squared errors) to :mod:`indexnet.train.fastpath`: the same
 sums as the loops forms with the fast build's fastmath flags, register-blocked where
 the layers are large (:mod:`indexnet.kernels.tiled`), one fused serial call where they
 are small. Every other
@@ -21,15 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-
-def decay_mask(net) -> list[bool]:
-    """Which parameters get L2 weight decay: weights and kernels, not biases (derivations/optim.md)."""
-    return [name != "b" for layer in net.layers for name in layer.param_names]
-
-
-def flat_param_list(net) -> list[np.ndarray]:
-    """The network's parameter arrays in a flat list (layer by layer, in ``param_names`` order)."""
-    return [a for p in net.params for a in p]
+from indexnet.nn.optim import decay_mask, flat_param_list
+from indexnet.train.fastpath import make_fast_step
 
 
 def make_train_step(net, optimizer, engine: str = "fast") -> Callable[[np.ndarray, np.ndarray], float]:
@@ -41,8 +34,6 @@ def make_train_step(net, optimizer, engine: str = "fast") -> Callable[[np.ndarra
     params = flat_param_list(net)
     mask = decay_mask(net)
     if engine == "fast":
-        from indexnet.fastpath import make_fast_step
-
         fast_step = make_fast_step(net, optimizer, mask)
         if fast_step is not None:
             return fast_step

@@ -20,9 +20,9 @@ reaches :data:`PARALLEL_WORK` run the tiled kernels, one call each from Python; 
 operation uses threads only when its own work reaches :data:`PARALLEL_OP` (else its
 serial twin: every parallel region wakes and joins the threads, which costs more than
 a small operation, and much more when other processes compete for the cores), and
-:class:`indexnet.optim.SGD` is applied by the same kernels (fused update). Smaller
+:class:`indexnet.nn.optim.SGD` is applied by the same kernels (fused update). Smaller
 networks (seed 003's 1-16-16-1) run the whole step — forward, backward and, for
-:class:`indexnet.optim.SGD`, the update — in one serial compiled call,
+:class:`indexnet.nn.optim.SGD`, the update — in one serial compiled call,
 :func:`small_step`, because for them the cost of entering a kernel (about a
 microsecond) and of waking threads exceeds the arithmetic. That call takes few arguments
 (numba unboxes every array argument on every call, about 0.15 µs each, more inside
@@ -50,6 +50,7 @@ from llvmlite import ir as llvm_ir
 from numba.extending import intrinsic
 
 from indexnet._jit import renamed
+from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 from indexnet.kernels.activations import CODES, IDENTITY, SIGMOID, TANH
 from indexnet.kernels.tiled import (SHORT_BATCH, gemm_nt, gemm_tn, inlined, q_tile, sigma_fast as sigma,
                                     sigma_prime_fast as sigma_prime, tiled, tiled_serial, transpose_into)
@@ -506,7 +507,7 @@ def make_fast_step(net, optimizer, decay_mask=None):
     """``step(X, Y) -> J`` for a dense-only network, or None when :func:`supports` is False.
 
     The step writes ∂J/∂θ into preallocated arrays and calls ``optimizer.step`` (or, for a
-    small network with :class:`indexnet.optim.SGD` at its own learning rate, applies
+    small network with :class:`indexnet.nn.optim.SGD` at its own learning rate, applies
     θ ← θ − η(g + λθ) in the same compiled call and advances ``optimizer.t``). The
     network's parameter arrays are updated in place and must stay the same objects
     (``Network.set_flat_params`` writes into them, as the optimisers do).
@@ -515,8 +516,6 @@ def make_fast_step(net, optimizer, decay_mask=None):
     """
     if not supports(net):
         return None
-    from indexnet.train_step import decay_mask as _mask, flat_param_list
-
     code = _output_code(net)
     mask = _mask(net) if decay_mask is None else list(decay_mask)
     params = flat_param_list(net)

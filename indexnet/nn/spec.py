@@ -8,9 +8,9 @@ A spec is a comma-separated list of tokens, input excluded (it comes from the da
 =====================================  ===============================================
 token                                  layer
 =====================================  ===============================================
-``UNITS:ACT``                          :class:`~indexnet.layers.Dense` of ``UNITS``
+``UNITS:ACT``                          :class:`~indexnet.nn.layers.Dense` of ``UNITS``
                                        neurons, activation ``ACT``
-``convF@KHxKW[/sS][/pP]:ACT``          :class:`~indexnet.layers.conv.Conv2D` with ``F``
+``convF@KHxKW[/sS][/pP]:ACT``          :class:`~indexnet.nn.layers.conv.Conv2D` with ``F``
                                        kernels of KH × KW (``@3`` means 3×3), stride
                                        ``S`` (default 1), zero padding ``P`` (default 0)
 ``maxpoolK[/sS]``, ``avgpoolK[/sS]``   K × K pooling, stride ``S`` (default K)
@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from indexnet.layers.base import Layer
-from indexnet.layers.dense import ACTIVATIONS, Dense
+from indexnet.nn.layers.base import Layer
+from indexnet.nn.layers.dense import ACTIVATIONS, Dense
 
 __all__ = ["parse_layers", "format_layers", "build_layers", "SpecError"]
 
@@ -68,9 +68,9 @@ def _activation(token: str, act: str, allowed: Sequence[str]) -> str:
 
 
 def _parse_token(token: str) -> Layer:
-    from indexnet.layers.conv import Conv2D
-    from indexnet.layers.flatten import Flatten
-    from indexnet.layers.pooling import AvgPool2D, MaxPool2D
+    from indexnet.nn.layers.conv import Conv2D
+    from indexnet.nn.layers.flatten import Flatten
+    from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 
     if token == "flatten":
         return Flatten()
@@ -182,7 +182,7 @@ def build_layers(spec: str, n_features: int, image_shape: tuple[int, int, int] |
         Image layers on a data set without images, a last layer that is not flat or
         whose size differs from ``n_outputs``, or shapes that do not fit.
     """
-    from indexnet.layers.flatten import Flatten
+    from indexnet.nn.layers.flatten import Flatten
 
     parsed = parse_layers(spec)
     if parsed[0].kind in IMAGE_KINDS:

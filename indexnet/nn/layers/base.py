@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexnet.engine import ENGINES  # noqa: F401  (literal | loops | numpy | fast)
+from indexnet.nn.engine import ENGINES  # noqa: F401  (literal | loops | numpy | fast)
 
 
 @dataclass
@@ -75,5 +75,5 @@ class Layer:
         raise NotImplementedError
 
     def to_config(self) -> dict:
-        """JSON-serializable description from which :func:`indexnet.layers.from_config` rebuilds the layer."""
+        """JSON-serializable description from which :func:`indexnet.nn.layers.from_config` rebuilds the layer."""
         raise NotImplementedError

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexnet._validate import check_positive_int
-from indexnet.engine import form
-from indexnet.layers.base import Layer, LayerCache, LayerGrads
-from indexnet.layers.conv import check_batch, check_image_shape
+from indexnet.nn.engine import form
+from indexnet.nn.layers.base import Layer, LayerCache, LayerGrads
+from indexnet.nn.layers.conv import check_batch, check_image_shape
 
 
 def check_pool_geometry(input_shape, size: int, stride: int) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 Run once after installing (or after upgrading numba/indexnet)::
 
-    python -m indexnet.warm          # or: indexnet bench --warm
+    python -m indexnet.bench.warm          # or: indexnet bench --warm
 
 Kernels are compiled lazily otherwise: commands that do not train never pay for
 compilation, and the first training step compiles only the kernels it uses. This module
@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-ENGINES = ("literal", "loops", "numpy", "fast")
+from indexnet.nn.engine import ENGINES
+
 #: (sizes, activations, loss) of the dense nets that touch every activation and loss kernel
 DENSE_NETS = (
     ([3, 4, 3], ["relu", "softmax"], "cross_entropy"),
@@ -38,7 +39,7 @@ def _targets(net, N, rng):
 
 def _optimizers(engine):
     try:
-        from indexnet.optim import OPTIMIZERS
+        from indexnet.nn.optim import OPTIMIZERS
     except ImportError:  # optimisers not there yet
         return []
     return [cls(lr=0.01, engine=engine) for cls in OPTIMIZERS.values()]
@@ -47,10 +48,10 @@ def _optimizers(engine):
 def _image_nets(dtype):
     """A conv + max-pool + avg-pool + dense net, when those layers exist."""
     try:
-        from indexnet.layers.conv import Conv2D
-        from indexnet.layers.flatten import Flatten
-        from indexnet.layers.pooling import AvgPool2D, MaxPool2D
-        from indexnet.network import Network
+        from indexnet.nn.layers.conv import Conv2D
+        from indexnet.nn.layers.flatten import Flatten
+        from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
+        from indexnet.nn.network import Network
 
         layers = [Conv2D(2, (3, 3), pad=1, activation="relu"), MaxPool2D(2), AvgPool2D(2), Flatten(),
                   Dense(3, "softmax")]
@@ -59,7 +60,7 @@ def _image_nets(dtype):
         return []
 
 
-from indexnet.layers.dense import Dense  # noqa: E402
+from indexnet.nn.layers.dense import Dense  # noqa: E402
 
 
 def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=None) -> dict:
@@ -68,9 +69,9 @@ def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=
     ``parts_wanted``: ``generic`` (every engine through ``Network.backward``, every
     optimiser) and/or ``fast`` (the trainer's fast path and tiled kernels).
     """
-    from indexnet.fastpath import PARALLEL_WORK, make_fast_step
-    from indexnet.network import Network
-    from indexnet.train_step import decay_mask, flat_param_list
+    from indexnet.train.fastpath import PARALLEL_WORK, make_fast_step
+    from indexnet.nn.network import Network
+    from indexnet.nn.optim import decay_mask, flat_param_list
 
     rng = np.random.default_rng(0)
     parts = {}
@@ -106,7 +107,7 @@ def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=
 
 
 def main(argv=None) -> int:
-    """``python -m indexnet.warm [--quiet] [--trainer]``: warm the cache, print seconds per part.
+    """``python -m indexnet.bench.warm [--quiet] [--trainer]``: warm the cache, print seconds per part.
 
     ``--trainer`` compiles only what training a dense float32 network needs (the fast
     path); the default is the whole kernel set.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexnet._validate import check_choice, check_one_hot, check_range
-from indexnet.engine import form
+from indexnet.nn.engine import form
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from indexnet._validate import check_array
-from indexnet.engine import check_engine
-from indexnet.layers.base import Layer, LayerCache
-from indexnet.layers.dense import Dense
-from indexnet.losses import Loss, get_loss
+from indexnet.nn.engine import check_engine
+from indexnet.nn.layers.base import Layer, LayerCache
+from indexnet.nn.layers.dense import Dense
+from indexnet.nn.losses import Loss, get_loss
 
 
 @dataclass
@@ -48,11 +48,11 @@ class Network:
     Parameters
     ----------
     layers : sequence of Layer
-        Layer descriptions (:class:`indexnet.layers.Dense`, conv, pooling, flatten).
+        Layer descriptions (:class:`indexnet.nn.layers.Dense`, conv, pooling, flatten).
     input_shape : tuple of int
         Shape of one sample: ``(S_0,)`` for dense input, ``(C, H, W)`` for images.
     loss : str
-        Loss name (see :mod:`indexnet.losses`).
+        Loss name (see :mod:`indexnet.nn.losses`).
     dtype : numpy dtype
         float64 (default) or float32.
     seed : int
@@ -92,8 +92,6 @@ class Network:
                 f"loss {loss!r} needs a {need} output layer (its value is computed stably from "
                 f"that layer's Z), got output activation {last!r}"
             )
-        if last == "softmax" and loss != "cross_entropy":
-            pass  # softmax with another loss is allowed: H^(L) goes through the Jacobian (S3)
         self.seed = seed
         if params is None:
             rng = np.random.default_rng(seed)

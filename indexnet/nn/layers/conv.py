@@ -6,11 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexnet._validate import check_choice, check_positive_int
-from indexnet.engine import form
+from indexnet.nn.engine import form
 from indexnet.kernels.activations import CODES
 from indexnet.kernels.conv2d import out_size
-from indexnet.layers.base import Layer, LayerCache, LayerGrads
-from indexnet.layers.dense import activation_backward, apply_activation, check_activation, init_weights
+from indexnet.nn.layers.base import Layer, LayerCache, LayerGrads
+from indexnet.nn.layers.dense import activation_backward, apply_activation, check_activation, init_weights
 
 
 def check_image_shape(name: str, input_shape) -> tuple[int, int, int]:

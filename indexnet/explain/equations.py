@@ -65,7 +65,7 @@ class Equation:
 
 def derivations_dir() -> Path:
     """The folder holding the derivations (shipped inside the package)."""
-    return Path(__file__).resolve().parent / "derivations"
+    return Path(__file__).resolve().parents[1] / "derivations"
 
 
 def kernel_modules() -> list[str]:

@@ -21,7 +21,7 @@ Modes (``mode``)
 
 Engines (``engine``)
     ``loops`` runs the Numba kernels' fastmath build (kernel engine ``"fast"`` of
-    :mod:`indexnet.engine`, via :func:`indexnet.train_step.make_train_step`); ``numpy``
+    :mod:`indexnet.nn.engine`, via :func:`indexnet.train.step.make_train_step`); ``numpy``
     the vectorized NumPy forms. Evaluation uses the same engine.
 
 Reproducibility
@@ -53,13 +53,13 @@ from typing import Any, Callable
 import numpy as np
 
 from indexnet._validate import check_choice, check_positive_int, check_real
-from indexnet.metrics import evaluate, per_example
+from indexnet.train.metrics import evaluate, per_example
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_config", "load_splits", "MODES", "ENGINE_MAP",
            "DATASETS", "write_history"]
 
 MODES = ("minibatch", "sgd", "fullbatch")
-#: trainer engine -> kernel engine of :mod:`indexnet.engine`
+#: trainer engine -> kernel engine of :mod:`indexnet.nn.engine`
 ENGINE_MAP = {"loops": "fast", "numpy": "numpy"}
 DATASETS = ("digits", "mnist", "fashion", "square", "sphere", "csv")
 #: options that may differ on --resume without changing what is computed
@@ -218,7 +218,7 @@ def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
     ValueError
         An unknown preset or option name, or an invalid value (naming the option).
     """
-    from indexnet.presets import get_preset, preset_for_data
+    from indexnet.train.presets import get_preset, preset_for_data
 
     options = {k: v for k, v in options.items() if v is not None}
     names = {f.name for f in fields(TrainConfig)}
@@ -297,8 +297,8 @@ class Trainer:
     Attributes
     ----------
     net : Network
-    optimizer : indexnet.optim.Optimizer
-    schedule : indexnet.optim.Schedule
+    optimizer : indexnet.nn.optim.Optimizer
+    schedule : indexnet.nn.optim.Schedule
     rng : numpy.random.Generator
         The batch Generator.
     epoch, step : int
@@ -311,8 +311,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, splits=None, out=None, log: Callable[[str], Any] | None = print,
                  progress: bool | None = None, net=None):
-        from indexnet.network import Network
-        from indexnet.spec import build_layers
+        from indexnet.nn.network import Network
+        from indexnet.nn.spec import build_layers
 
         self.config = config
         self.splits = load_splits(config) if splits is None else splits.astype(config.dtype)
@@ -342,7 +342,7 @@ class Trainer:
         self._best_params: list | None = None  # parameters of a best epoch not yet written to best.npz
         self.optimizer = self._make_optimizer()
         self.schedule = self._make_schedule()
-        from indexnet.train_step import make_train_step
+        from indexnet.train.step import make_train_step
 
         self._step = make_train_step(self.net, self.optimizer, self.engine)
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
@@ -356,7 +356,7 @@ class Trainer:
         return f"64:relu,{train.n_outputs}:{out_act}"
 
     def _make_optimizer(self):
-        from indexnet.optim import make_optimizer
+        from indexnet.nn.optim import make_optimizer
 
         c = self.config
         kw: dict[str, Any] = {"lr": c.lr, "weight_decay": c.weight_decay, "engine": self.engine}
@@ -381,7 +381,7 @@ class Trainer:
         return c.steps_per_epoch or 1
 
     def _make_schedule(self):
-        from indexnet.optim import make_schedule
+        from indexnet.nn.optim import make_schedule
 
         c = self.config
         if c.schedule == "step":
@@ -413,7 +413,7 @@ class Trainer:
         ValueError
             Not a checkpoint, or an override that would change what is computed.
         """
-        from indexnet.checkpoint import load_checkpoint
+        from indexnet.train.checkpoint import load_checkpoint
 
         path = Path(checkpoint)
         ck = load_checkpoint(path)
@@ -597,7 +597,7 @@ class Trainer:
 
     def save_checkpoint(self, path=None) -> Path:
         """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
-        from indexnet.checkpoint import save_checkpoint
+        from indexnet.train.checkpoint import save_checkpoint
 
         state = self.optimizer.state_dict()
         state["lr"] = float(self.config.lr)  # the schedule sets the rate of every step from config.lr
@@ -623,7 +623,7 @@ class Trainer:
         dict
             What was written: name -> path.
         """
-        from indexnet import plots as P
+        from indexnet.train import plots as P
 
         if self.out is None:
             raise ValueError("out: expected an output folder to write to, got None")
@@ -639,7 +639,7 @@ class Trainer:
             written["curves"] = P.plot_history(self.history, self.out / "curves.png",
                                                title=f"{self.splits.train.name}: {self.layers_spec}")
             if "predictions" in test_metrics:
-                from indexnet.metrics import confusion_matrix
+                from indexnet.train.metrics import confusion_matrix
 
                 cm = confusion_matrix(test_metrics["predictions"], self.splits.test.labels, self.splits.test.n_classes)
                 written["confusion"] = P.plot_confusion(

@@ -1,6 +1,6 @@
 """Look-ups on the equation map for ``indexnet explain`` and the derivations index.
 
-:mod:`indexnet.equations` reads the two sides of the map; this module answers the
+:mod:`indexnet.explain.equations` reads the two sides of the map; this module answers the
 questions a reader asks of it: which equations and which kernel forms does a name refer
 to, where are they, which test covers a kernel module, and which names are close to a
 misspelt one. Every function takes the derivations folder as an optional argument (the
@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexnet.equations import EQUATION_REF, Equation, KernelForm, derivations_dir, parse_derivation
+from indexnet.explain.equations import EQUATION_REF, Equation, KernelForm, derivations_dir, parse_derivation
 
 
 #: the derivations in reading order; any other file follows, alphabetically
@@ -127,10 +127,10 @@ def load_equations(root: Path | None = None) -> list[Equation]:
     ----------
     root : Path, optional
         The folder to read; the shipped ``derivations/`` by default (then this is
-        :func:`indexnet.equations.equations`).
+        :func:`indexnet.explain.equations.equations`).
     """
     if root is None:
-        from indexnet.equations import equations
+        from indexnet.explain.equations import equations
 
         return equations()
     return [
@@ -143,7 +143,7 @@ def load_equations(root: Path | None = None) -> list[Equation]:
 
 def load_map(root: Path | None = None) -> EquationMap:
     """Read both sides of the map (derivations from ``root``, kernels from the package)."""
-    from indexnet.equations import kernel_forms
+    from indexnet.explain.equations import kernel_forms
 
     return EquationMap(equations=load_equations(root), forms=kernel_forms())
 
@@ -161,7 +161,7 @@ def form_source(form: KernelForm) -> str:
 
 def repo_root() -> Path | None:
     """The source checkout holding the package, or None for an installed package."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() else None
 
 

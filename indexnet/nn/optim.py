@@ -33,7 +33,7 @@ import numpy as np
 from indexnet import _jit
 from indexnet._validate import check_array, check_choice, check_positive_int, check_real
 from indexnet.kernels import optim as kernels
-from indexnet.layers.base import ENGINES
+from indexnet.nn.layers.base import ENGINES
 
 __all__ = [
     "Optimizer", "SGD", "Momentum", "Adam",
@@ -57,6 +57,17 @@ def _kernel(rule: str, engine: str) -> Callable:
 
 
 # ------------------------------------------------------------------------- optimisers
+
+def decay_mask(net) -> list[bool]:
+    """Which parameters get L2 weight decay: weights and kernels, not biases (derivations/optim.md)."""
+    return [name != "b" for layer in net.layers for name in layer.param_names]
+
+
+def flat_param_list(net) -> list[np.ndarray]:
+    """The network's parameter arrays in a flat list (layer by layer, in ``param_names`` order)."""
+    return [a for p in net.params for a in p]
+
+
 class Optimizer:
     """Common part of the update rules: checks, state, counter, checkpoints.
 

@@ -121,7 +121,7 @@ def plot_sphere_fit(true_points: np.ndarray, predicted: np.ndarray, path, title:
 def plot_fit(net, splits, path, engine: str = "numpy") -> Path | None:
     """The fitted-function figure for seed 003's sets (square, sphere); None for others."""
     from indexnet.data import apply_scaling
-    from indexnet.metrics import predict
+    from indexnet.train.metrics import predict
 
     test = splits.test
     if test.name == "square":

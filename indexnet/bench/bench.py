@@ -13,7 +13,7 @@ Sections
         what the trainer runs), GFLOP/s, float32 and float64, at MNIST-layer shapes.
     (b) ``epoch``    one epoch of 784-800-10 (ReLU, softmax + cross-entropy, batch 100,
         float32, SGD): the loops engine (``make_train_step(..., "fast")``, i.e.
-        :mod:`indexnet.fastpath`), the numpy engine (generic path), PyTorch.
+        :mod:`indexnet.train.fastpath`), the numpy engine (generic path), PyTorch.
     (c) ``tiny``     one step of 1-16-16-1 tanh on seed 003's x², batch 32, float64.
     (d) ``startup``  cold compile (fresh cache directory) of the trainer's kernels, or
         with ``--cold all`` of the whole kernel set (every engine, both dtypes: minutes),
@@ -242,7 +242,7 @@ def mnist_like(data_dir: str | None, n: int, dtype=np.float32, seed: int = 0):
 
 def _sgd(lr: float, engine: str = "fast"):
     try:
-        from indexnet.optim import SGD
+        from indexnet.nn.optim import SGD
 
         return SGD(lr=lr, engine=engine)
     except ImportError:  # pragma: no cover - optim.py not there yet
@@ -260,8 +260,8 @@ def _sgd(lr: float, engine: str = "fast"):
 
 
 def _indexnet_trainer(sizes, acts, loss, dtype, engine, lr, seed=0):
-    from indexnet.network import Network
-    from indexnet.train_step import make_train_step
+    from indexnet.nn.network import Network
+    from indexnet.train.step import make_train_step
 
     net = Network.from_sizes(sizes, acts, loss, dtype=dtype, seed=seed)
     return make_train_step(net, _sgd(lr, "numpy" if engine == "numpy" else "fast"), engine)
@@ -373,7 +373,7 @@ def startup_rows(repeats: int = 3, cold: str | None = "trainer") -> dict:
     res = {}
     if cold:
         flag = "'--trainer'" if cold == "trainer" else ""
-        code = f"import indexnet.warm as w; w.main(['--quiet', {flag}])"
+        code = f"import indexnet.bench.warm as w; w.main(['--quiet', {flag}])"
         with tempfile.TemporaryDirectory() as d:
             dt, out = _child(code, {"NUMBA_CACHE_DIR": d}, timeout=1800)
             res["cold_set"] = "the trainer's (fast path, float32)" if cold == "trainer" else \
@@ -382,14 +382,14 @@ def startup_rows(repeats: int = 3, cold: str | None = "trainer") -> dict:
             res["cold_compile_detail"] = out.strip()
             dt2, _ = _child(code, {"NUMBA_CACHE_DIR": d})
             res["cached_load_all_s"] = dt2
-    _child("import indexnet.warm as w; w.main(['--quiet'])")  # make sure the real cache is warm
+    _child("import indexnet.bench.warm as w; w.main(['--quiet'])")  # make sure the real cache is warm
     helps = [_child("import sys; from indexnet.cli import main; sys.argv=['indexnet','--help']; main()")[0]
              for _ in range(repeats)]
     res["help"] = asdict(Timing(helps)) | {"median_s": Timing(helps).median}
     first = "; ".join([
         "import time; t0 = time.perf_counter()",
         "import numpy as np",
-        "from indexnet.bench import _indexnet_trainer, mnist_like",
+        "from indexnet.bench.bench import _indexnet_trainer, mnist_like",
         "X, Y, _ = mnist_like(None, 100)",
         "step = _indexnet_trainer([784, 800, 10], ['relu', 'softmax'], 'cross_entropy', np.float32, 'fast', 0.05)",
         "t1 = time.perf_counter(); step(X, Y); t2 = time.perf_counter()",
