@@ -45,6 +45,9 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "eval_batch_size": (int, "examples per forward pass when evaluating"),
     "checkpoint_every": (int, "write checkpoint.npz every this many epochs (default 1)"),
     "log_every": (int, "print a metrics line every this many epochs (default 1)"),
+    "augment": (str, "distort every training batch afresh (image data): affine[:rotate=10,shear=10,scale=0.1,"
+                     "shift=2] (degrees, fraction, pixels), elastic[:ALPHA,SIGMA] (Simard: 34,4), or both "
+                     "joined by +; none by default"),
 }
 CHOICES = {
     "data": ("digits", "mnist", "fashion", "square", "sphere", "csv"),
@@ -80,7 +83,8 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None,
                    help="digits (the default on --data digits), seed001 (800:relu,10:softmax, the MNIST "
                         "settings), seed000 (x², full-batch GD), seed002 (2-3-4-3 on the "
-                        "sphere, Algorithm 1 SGD), sphere, cnn, dense-cnn; options given override it")
+                        "sphere, Algorithm 1 SGD), sphere, cnn, dense-cnn, mnist-affine, mnist-elastic, mnist-cnn "
+                        "(MNIST with distortions); options given override it")
     add_common_options(p, CONFIG_OPTIONS)
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue a run from its checkpoint.npz exactly as if it had never stopped")
@@ -127,8 +131,9 @@ def describe_settings(trainer) -> str:
     batch = {"minibatch": f"minibatch {c.batch_size}", "sgd": "sgd (one example per step)",
              "fullbatch": "full batch"}[c.mode]
     wd = f", weight decay {c.weight_decay:g}" if c.weight_decay else ""
+    aug = "" if trainer.augmenter is None else f", distortions {trainer.augmenter.spec()}"
     return (f"training: {opt}, lr {c.lr:g} ({c.schedule}){wd}, {batch}, {trainer.steps_per_epoch} steps/epoch, "
-            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}")
+            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}{aug}")
 
 
 def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
