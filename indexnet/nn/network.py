@@ -23,23 +23,23 @@ from indexnet.nn.losses import Loss, get_loss
 class Backprop:
     """Everything one forward + backward pass computed, by derivation name.
 
-    Lists are indexed by layer l = 1..L at position l-1, except ``A`` whose position 0
-    is the input X = A^(0) (so ``A[l]`` is A^(l)), and ``Delta`` whose position 0 is
-    ∂J/∂X = Δ^(0) (so ``Delta[l]`` is Δ^(l)).
+    **Indexing (one scheme for every per-layer list, here and in the oracle's result):**
+    position ``l-1`` holds layer l = 1..L in ``Z``, ``A``, ``Delta``, ``H``, ``grads`` and
+    ``caches``: ``Z[l-1]`` = Z^(l), ``A[l-1]`` = A^(l), ``Delta[l-1]`` = Δ^(l) = ∂J/∂A^(l),
+    ``H[l-1]`` = H^(l) = ∂J/∂Z^(l), ``grads[l-1]`` = ∂J/∂θ^(l). The input and its
+    gradient are separate fields: ``X`` = A^(0) and ``dX`` = Δ^(0) = ∂J/∂X (seed 003 §3.3;
+    None when not computed).
     """
 
     loss: float
+    X: np.ndarray = field(repr=False)
     Z: list
     A: list
     Delta: list
     H: list
     grads: list  # per layer: dict parameter name -> ∂J/∂θ
+    dX: np.ndarray | None = field(repr=False)
     caches: list = field(repr=False, default_factory=list)
-
-    @property
-    def dX(self) -> np.ndarray:
-        """∂J/∂X (seed 003 §3.3): Δ^(0)."""
-        return self.Delta[0]
 
 
 class Network:
@@ -213,7 +213,7 @@ class Network:
         H_out = None
         if fused and self.loss_fn.output_activation is not None:
             H_out = self.loss_fn.fused_H(last.A, Y, engine)
-        deltas = [None] * (L + 1)
+        deltas = [None] * (L + 1)  # deltas[l] = Δ^(l), l = 0..L
         deltas[L] = Delta
         Hs, grads = [None] * L, [None] * L
         for l in range(L, 0, -1):
@@ -225,11 +225,13 @@ class Network:
             deltas[l - 1] = out.Delta_prev
         return Backprop(
             loss=J,
+            X=X,
             Z=[c.Z for c in caches],
-            A=[X] + [c.A for c in caches],
-            Delta=deltas,
+            A=[c.A for c in caches],
+            Delta=deltas[1:],
             H=Hs,
             grads=grads,
+            dX=deltas[0],
             caches=caches,
         )
 
