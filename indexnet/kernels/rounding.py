@@ -117,45 +117,45 @@ def input_grad_bound_numpy(W, H, E_H, g, tiny, E_D):
 
 
 # ================================================================= conv contractions (R23-R26)
-def conv_forward_bound_literal(X, K, b, E_X, g, stride, pad, tiny, E_Z):
-    """E_Z,oijn = Σ_cuv |K_ocuv| (g|X| + E_X)_{c,s·i+u−p,s·j+v−p,n} + g|b_o| + tiny, via ``conv2d.forward_literal``. derivations/rounding.md#R23"""
-    conv2d.forward_literal(g * np.abs(X) + E_X, np.abs(K), g * np.abs(b), stride, pad, E_Z)
+def conv_forward_bound_literal(K, A_prev, b, E_A, g, stride, pad, tiny, E_Z):
+    """E_Z,oijn = Σ_cuv |K_ocuv| (g|A| + E_A)_{c,s·i+u−p,s·j+v−p,n} + g|b_o| + tiny, via ``conv2d.forward_literal``. derivations/rounding.md#R23"""
+    conv2d.forward_literal(np.abs(K), g * np.abs(A_prev) + E_A, g * np.abs(b), stride, pad, E_Z)
     E_Z += tiny
     return E_Z
 
 
-def conv_forward_bound_loops(X, K, b, E_X, g, stride, pad, tiny, E_Z):
-    """E_Z = |K| ⋆ (g|X| + E_X) + g|b| + tiny, via ``conv2d.forward_loops``. derivations/rounding.md#R23"""
-    conv2d.forward_loops(g * np.abs(X) + E_X, np.abs(K), g * np.abs(b), stride, pad, E_Z)
+def conv_forward_bound_loops(K, A_prev, b, E_A, g, stride, pad, tiny, E_Z):
+    """E_Z = |K| ⋆ (g|A| + E_A) + g|b| + tiny, via ``conv2d.forward_loops``. derivations/rounding.md#R23"""
+    conv2d.forward_loops(np.abs(K), g * np.abs(A_prev) + E_A, g * np.abs(b), stride, pad, E_Z)
     E_Z += tiny
     return E_Z
 
 
-def conv_forward_bound_numpy(X, K, b, E_X, g, stride, pad, tiny, E_Z):
-    """E_Z = |K| ⋆ (g|X| + E_X) + g|b| + tiny, via ``conv2d.forward_numpy``. derivations/rounding.md#R23"""
-    conv2d.forward_numpy(g * np.abs(X) + E_X, np.abs(K), g * np.abs(b), stride, pad, E_Z)
+def conv_forward_bound_numpy(K, A_prev, b, E_A, g, stride, pad, tiny, E_Z):
+    """E_Z = |K| ⋆ (g|A| + E_A) + g|b| + tiny, via ``conv2d.forward_numpy``. derivations/rounding.md#R23"""
+    conv2d.forward_numpy(np.abs(K), g * np.abs(A_prev) + E_A, g * np.abs(b), stride, pad, E_Z)
     E_Z += tiny
     return E_Z
 
 
-def conv_kernel_grad_bound_literal(H, X, E_H, E_X, g, stride, pad, tiny, E_dK):
-    """E_dK = (g|H| + E_H) ⋆ |X| + |H| ⋆ E_X + tiny, via ``conv2d.kernel_grad_literal``. derivations/rounding.md#R24"""
-    conv2d.kernel_grad_literal(g * np.abs(H) + E_H, np.abs(X), stride, pad, E_dK)
-    E_dK += conv2d.kernel_grad_literal(np.abs(H), E_X, stride, pad, np.empty_like(E_dK)) + tiny
+def conv_kernel_grad_bound_literal(H, A_prev, E_H, E_A, g, stride, pad, tiny, E_dK):
+    """E_dK = (g|H| + E_H) ⋆ |A| + |H| ⋆ E_A + tiny, via ``conv2d.kernel_grad_literal``. derivations/rounding.md#R24"""
+    conv2d.kernel_grad_literal(g * np.abs(H) + E_H, np.abs(A_prev), stride, pad, E_dK)
+    E_dK += conv2d.kernel_grad_literal(np.abs(H), E_A, stride, pad, np.empty_like(E_dK)) + tiny
     return E_dK
 
 
-def conv_kernel_grad_bound_loops(H, X, E_H, E_X, g, stride, pad, tiny, E_dK):
-    """E_dK = (g|H| + E_H) ⋆ |X| + |H| ⋆ E_X + tiny, via ``conv2d.kernel_grad_loops``. derivations/rounding.md#R24"""
-    conv2d.kernel_grad_loops(g * np.abs(H) + E_H, np.abs(X), stride, pad, E_dK)
-    E_dK += conv2d.kernel_grad_loops(np.abs(H), E_X, stride, pad, np.empty_like(E_dK)) + tiny
+def conv_kernel_grad_bound_loops(H, A_prev, E_H, E_A, g, stride, pad, tiny, E_dK):
+    """E_dK = (g|H| + E_H) ⋆ |A| + |H| ⋆ E_A + tiny, via ``conv2d.kernel_grad_loops``. derivations/rounding.md#R24"""
+    conv2d.kernel_grad_loops(g * np.abs(H) + E_H, np.abs(A_prev), stride, pad, E_dK)
+    E_dK += conv2d.kernel_grad_loops(np.abs(H), E_A, stride, pad, np.empty_like(E_dK)) + tiny
     return E_dK
 
 
-def conv_kernel_grad_bound_numpy(H, X, E_H, E_X, g, stride, pad, tiny, E_dK):
-    """E_dK = (g|H| + E_H) ⋆ |X| + |H| ⋆ E_X + tiny, via ``conv2d.kernel_grad_numpy``. derivations/rounding.md#R24"""
-    conv2d.kernel_grad_numpy(g * np.abs(H) + E_H, np.abs(X), stride, pad, E_dK)
-    E_dK += conv2d.kernel_grad_numpy(np.abs(H), E_X, stride, pad, np.empty_like(E_dK)) + tiny
+def conv_kernel_grad_bound_numpy(H, A_prev, E_H, E_A, g, stride, pad, tiny, E_dK):
+    """E_dK = (g|H| + E_H) ⋆ |A| + |H| ⋆ E_A + tiny, via ``conv2d.kernel_grad_numpy``. derivations/rounding.md#R24"""
+    conv2d.kernel_grad_numpy(g * np.abs(H) + E_H, np.abs(A_prev), stride, pad, E_dK)
+    E_dK += conv2d.kernel_grad_numpy(np.abs(H), E_A, stride, pad, np.empty_like(E_dK)) + tiny
     return E_dK
 
 
@@ -245,17 +245,17 @@ def avgpool_backward_bound_numpy(H, E_H, k, stride, g, tiny, E_dX):
 
 
 def maxpool_bound_literal(E_X, k, stride, E_Z):
-    """E_Z,cijn = max_uv E_X,{c,s·i+u,s·j+v,n}, via ``pooling.maxpool_forward_literal``. derivations/rounding.md#R29"""
+    """E_Z,cijn = max_uv E_X,{c,s·i+u,s·j+v,n}, via ``pooling.maxpool_forward_literal``. derivations/rounding.md#R29a"""
     return pooling.maxpool_forward_literal(E_X, k, stride, E_Z, np.empty(E_Z.shape, np.int64))
 
 
 def maxpool_bound_loops(E_X, k, stride, E_Z):
-    """E_Z = window maxima of E_X, via ``pooling.maxpool_forward_loops``. derivations/rounding.md#R29"""
+    """E_Z = window maxima of E_X, via ``pooling.maxpool_forward_loops``. derivations/rounding.md#R29a"""
     return pooling.maxpool_forward_loops(E_X, k, stride, E_Z, np.empty(E_Z.shape, np.int64))
 
 
 def maxpool_bound_numpy(E_X, k, stride, E_Z):
-    """E_Z = window maxima of E_X, via ``pooling.maxpool_forward_numpy``. derivations/rounding.md#R29"""
+    """E_Z = window maxima of E_X, via ``pooling.maxpool_forward_numpy``. derivations/rounding.md#R29a"""
     return pooling.maxpool_forward_numpy(E_X, k, stride, E_Z, np.empty(E_Z.shape, np.int64))
 
 

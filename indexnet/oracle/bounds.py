@@ -118,11 +118,14 @@ def as_precision(bounds, method: str = "worst_case", lam: float = 4.0) -> Precis
 class Bounds:
     """Elementwise bounds (float arrays) or kink masks (bool arrays), shaped as the pass.
 
-    ``A[0]`` is the bound of X itself (its rounding), ``Delta[0]`` that of ∂J/∂X; the rest
-    as :class:`indexnet.nn.network.Backprop`.
+    Indexed as :class:`indexnet.nn.network.Backprop`: layer l at ``l-1`` in ``Z``, ``A``,
+    ``Delta``, ``H``, ``grads``; ``X`` is the bound of the input's own rounding and ``dX``
+    that of ∂J/∂X.
     """
 
     loss: float | bool
+    X: np.ndarray
+    dX: np.ndarray
     Z: list
     A: list
     Delta: list
@@ -130,10 +133,6 @@ class Bounds:
     grads: list
     precision: Precision | None = None
     kink: "Bounds | None" = field(default=None, repr=False)
-
-    @property
-    def dX(self):
-        return self.Delta[0]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -233,7 +232,7 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             n = K.shape[1] * K.shape[2] * K.shape[3]
             Ez = prop(lambda V, E, g_, t_: k("conv_forward_bound")(*V, *E, g_, layer.stride, layer.pad, t_,
                                                                    np.empty_like(cache.Z)),
-                      (A_prev, K, b), (Ea,), g(n + 1) + up, 2 * (n + 1) * tiny)
+                      (K, A_prev, b), (Ea,), g(n + 1) + up, 2 * (n + 1) * tiny)
         elif isinstance(layer, AvgPool2D):
             Ez = prop(lambda V, E, g_, t_: k("avgpool_bound")(*V, *E, layer.size, layer.stride, g_, t_,
                                                               np.empty_like(cache.Z)),
@@ -310,14 +309,14 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             Eh = k("fused_output_grad_bound")(Al, Yf, Eal, u, np.empty_like(Al)).reshape(cache.Z.shape) + 3 * tiny
             Mh = np.zeros(cache.Z.shape, bool)
         elif act == "softmax":
-            Eh = k("softmax_jvp_bound")(cache.A, bp.Delta[l], E_A[l], Ed, u, g(cache.A.shape[0]), np.empty_like(Ed))
+            Eh = k("softmax_jvp_bound")(cache.A, bp.Delta[l - 1], E_A[l], Ed, u, g(cache.A.shape[0]), np.empty_like(Ed))
             Eh += 3 * cache.A.shape[0] * tiny
             Mh = np.zeros(Md.shape, bool)
         elif act == "identity" or isinstance(layer, (MaxPool2D, AvgPool2D, Flatten)):
             Eh, Mh = Ed, np.zeros(Md.shape, bool)
         else:
             kind = CODES[act]
-            Z2, A2, D2 = _flat(cache.Z), _flat(cache.A), _flat(bp.Delta[l])
+            Z2, A2, D2 = _flat(cache.Z), _flat(cache.A), _flat(bp.Delta[l - 1])
             dsig = activation_grad_numpy(Z2, A2, kind, float(layer.alpha), np.empty_like(Z2))
             Edsig = k("activation_grad_bound")(A2, _flat(E_A[l]), kind, u, np.empty_like(Z2))
             Eh = k("hadamard_bound")(D2, dsig, _flat(Ed), Edsig, u, np.empty_like(Z2)) + 3 * tiny
@@ -390,18 +389,17 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
         return x * s
 
     bounds = Bounds(
-        loss=s * E_loss,
+        loss=s * E_loss, X=scaled(E_A[0]), dX=scaled(E_D[0]),
         Z=[scaled(e) for e in E_Z],
-        A=[scaled(e) for e in E_A],
-        Delta=[scaled(e) for e in E_D],
+        A=[scaled(e) for e in E_A[1:]],
+        Delta=[scaled(e) for e in E_D[1:]],
         H=[scaled(e) for e in E_H],
         grads=[{name: scaled(v) for name, v in gr.items()} for gr in E_G],
         precision=p,
     )
-    no_kink = [np.zeros(e.shape, bool) for e in E_Z]
     kink = Bounds(
-        loss=False,
-        Z=no_kink, A=[np.zeros(e.shape, bool) for e in E_A],
-        Delta=M_D, H=M_H, grads=M_G, precision=p,
+        loss=False, X=np.zeros(E_A[0].shape, bool), dX=M_D[0],
+        Z=[np.zeros(e.shape, bool) for e in E_Z], A=[np.zeros(e.shape, bool) for e in E_A[1:]],
+        Delta=M_D[1:], H=M_H, grads=M_G, precision=p,
     )
     return replace(bounds, kink=kink)
