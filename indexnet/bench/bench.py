@@ -191,19 +191,19 @@ def conv_kernel_rows(dtypes=(np.float32, np.float64), N: int = 100, repeats: int
     rng = np.random.default_rng(1)
     for dt in dtypes:
         for C_in, C_out in ((1, 8), (8, 16)):
-            X = rng.random((C_in, 28, 28, N)).astype(dt)
+            A_prev = rng.random((C_in, 28, 28, N)).astype(dt)
             K = (rng.standard_normal((C_out, C_in, 3, 3)) * 0.3).astype(dt)
             b = rng.standard_normal(C_out).astype(dt)
-            Ho = conv2d.out_size(28, 3, 1, 0)
-            Z = np.empty((C_out, Ho, Ho, N), dt)
+            height_out = conv2d.out_size(28, 3, 1, 0)
+            Z = np.empty((C_out, height_out, height_out, N), dt)
             H = rng.standard_normal(Z.shape).astype(dt)
-            dK, db, dX = np.empty_like(K), np.empty(C_out, dt), np.empty_like(X)
-            macs = 2.0 * C_out * C_in * 9 * Ho * Ho * N
+            dK, db, Delta_prev = np.empty_like(K), np.empty(C_out, dt), np.empty_like(A_prev)
+            macs = 2.0 * C_out * C_in * 9 * height_out * height_out * N
             specs = {
-                "forward": (macs, (X, K, b, 1, 0, Z)),
-                "kernel_grad": (macs, (H, X, 1, 0, dK)),
+                "forward": (macs, (K, A_prev, b, 1, 0, Z)),
+                "kernel_grad": (macs, (H, A_prev, 1, 0, dK)),
                 "bias_grad": (1.0 * H.size, (H, db)),
-                "input_grad": (macs, (K, H, 1, 0, dX)),
+                "input_grad": (macs, (K, H, 1, 0, Delta_prev)),
             }
             for name, (flops, args) in specs.items():
                 loops = getattr(conv2d, f"{name}_loops")

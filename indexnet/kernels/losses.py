@@ -49,11 +49,11 @@ def squared_error_value_loops(A, Y, scale):
 
     ``scale`` is 1/N for ``mse`` (L1), ½ for ``half_se`` (L2), 1/(2N) for ``euclidean`` (L3).
     """
-    S, N = A.shape
+    S_L, N = A.shape
     per_sample = np.empty(N, dtype=A.dtype)
     for n in prange(N):
         acc = A.dtype.type(0)
-        for i in range(S):
+        for i in range(S_L):
             d = A[i, n] - Y[i, n]
             acc += d * d
         per_sample[n] = acc
@@ -71,13 +71,13 @@ def squared_error_delta_literal(A, Y, scale, Delta):
 
     The derivative of scale·Σ_j Σ_m (A_jm - Y_jm)² with both Kronecker deltas kept.
     """
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     two_scale = scale * 2
-    for i in range(S):
+    for i in range(S_L):
         for n in range(N):
             acc = Delta.dtype.type(0)
-            for j in range(S):
+            for j in range(S_L):
                 for m in range(N):
                     acc += two_scale * (A[j, m] - Y[j, m]) * kron(i, j, one) * kron(n, m, one)
             Delta[i, n] = acc
@@ -87,9 +87,9 @@ def squared_error_delta_literal(A, Y, scale, Delta):
 @exact
 def squared_error_delta_loops(A, Y, scale, Delta):
     """Δ_in = 2·scale·(A_in - Y_in), ``prange`` over rows i. derivations/losses.md#L4"""
-    S, N = A.shape
+    S_L, N = A.shape
     two_scale = scale * 2
-    for i in prange(S):
+    for i in prange(S_L):
         for n in range(N):
             Delta[i, n] = two_scale * (A[i, n] - Y[i, n])
     return Delta
@@ -224,9 +224,9 @@ def fused_output_grad_literal(A, Y, H):
     Serial statement of the collapsed result; softmax + cross-entropy (seed 001
     appendix F) and sigmoid + binary cross-entropy give the same formula.
     """
-    S, N = A.shape
+    S_L, N = A.shape
     inv_n = H.dtype.type(1) / N
-    for i in range(S):
+    for i in range(S_L):
         for n in range(N):
             H[i, n] = (A[i, n] - Y[i, n]) * inv_n
     return H
@@ -235,9 +235,9 @@ def fused_output_grad_literal(A, Y, H):
 @exact
 def fused_output_grad_loops(A, Y, H):
     """H_in = (A_in - Y_in)/N, ``prange`` over rows i. derivations/losses.md#L7"""
-    S, N = A.shape
+    S_L, N = A.shape
     inv_n = H.dtype.type(1) / N
-    for i in prange(S):
+    for i in prange(S_L):
         for n in range(N):
             H[i, n] = (A[i, n] - Y[i, n]) * inv_n
     return H
@@ -257,11 +257,11 @@ def binary_cross_entropy_value_loops(Z, Y):
     From the sigmoid layer's pre-activation Z: ln σ(z) = -softplus(-z),
     ln(1 - σ(z)) = -softplus(z), finite for every finite z.
     """
-    S, N = Z.shape
+    S_L, N = Z.shape
     per_sample = np.empty(N, dtype=Z.dtype)
     for n in prange(N):
         acc = Z.dtype.type(0)
-        for i in range(S):
+        for i in range(S_L):
             acc += softplus(Z[i, n]) - Y[i, n] * Z[i, n]
         per_sample[n] = acc
     return _ordered_sum(per_sample) / N
@@ -275,13 +275,13 @@ def binary_cross_entropy_value_numpy(Z, Y):
 @literal
 def binary_cross_entropy_delta_literal(A, Y, Delta):
     """Δ_in = Σ_j Σ_m (1/N)(-Y_jm/A_jm + (1-Y_jm)/(1-A_jm)) δ_ij δ_nm. derivations/losses.md#L9"""
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
-    for i in range(S):
+    for i in range(S_L):
         for n in range(N):
             acc = Delta.dtype.type(0)
-            for j in range(S):
+            for j in range(S_L):
                 for m in range(N):
                     term = -(Y[j, m] / A[j, m]) + (one - Y[j, m]) / (one - A[j, m])
                     acc += term * inv_n * kron(i, j, one) * kron(n, m, one)
@@ -292,10 +292,10 @@ def binary_cross_entropy_delta_literal(A, Y, Delta):
 @exact
 def binary_cross_entropy_delta_loops(A, Y, Delta):
     """Δ_in = (1/N)(-Y_in/A_in + (1-Y_in)/(1-A_in)), ``prange`` over rows i. derivations/losses.md#L9"""
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
-    for i in prange(S):
+    for i in prange(S_L):
         for n in range(N):
             Delta[i, n] = (-(Y[i, n] / A[i, n]) + (one - Y[i, n]) / (one - A[i, n])) * inv_n
     return Delta
