@@ -70,11 +70,11 @@ class Loss:
         return form("losses", f"{self.name}_delta", engine)(A, Y, out)
 
     def fused_H(self, A: np.ndarray, Y: np.ndarray, engine: str = "loops", out=None) -> np.ndarray:
-        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy and sigmoid + BCE (eq. L7)."""
+        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy (eq. L7) and sigmoid + BCE (L7b)."""
         if self.output_activation is None:
             raise ValueError(f"loss {self.name!r} has no fused output gradient")
         out = np.empty_like(A) if out is None else out
-        return form("losses", "fused_output_grad", engine)(A, Y, out)
+        return form("losses", f"{self.name}_output_grad", engine)(A, Y, out)
 
 
 LOSSES = {
