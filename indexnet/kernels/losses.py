@@ -165,6 +165,57 @@ def cross_entropy_delta_numpy(S, Y, Delta):
     return Delta
 
 
+@literal
+def cross_entropy_delta_from_z_literal(Z, Y, c, Delta):
+    """Δ_in = Σ_j Σ_m -c Y_jm (Σ_k e^{Z_km - Z_jm}) δ_ij δ_nm, from Z. derivations/losses.md#L6b
+
+    1/S_jm = Σ_k e^{Z_km - Z_jm} never divides by an underflowed S; a term with
+    Y_jm = 0 is 0 exactly (it is skipped, not multiplied by a possibly infinite sum).
+    ``c`` is 1/N (mean over samples) or 1 (sum).
+    """
+    K, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in range(K):
+        for n in range(N):
+            acc = Delta.dtype.type(0)
+            for j in range(K):
+                for m in range(N):
+                    if Y[j, m] != 0:
+                        inv_s = Delta.dtype.type(0)
+                        for k in range(K):
+                            inv_s += math.exp(Z[k, m] - Z[j, m])
+                        acc += -c * Y[j, m] * inv_s * kron(i, j, one) * kron(n, m, one)
+            Delta[i, n] = acc
+    return Delta
+
+
+@exact
+def cross_entropy_delta_from_z_loops(Z, Y, c, Delta):
+    """Δ_in = -c Y_in Σ_k e^{Z_kn - Z_in} (0 where Y_in = 0), ``prange`` over rows i. derivations/losses.md#L6b"""
+    K, N = Z.shape
+    for i in prange(K):
+        for n in range(N):
+            if Y[i, n] != 0:
+                inv_s = Delta.dtype.type(0)
+                for k in range(K):
+                    inv_s += math.exp(Z[k, n] - Z[i, n])
+                Delta[i, n] = -c * Y[i, n] * inv_s
+            else:
+                Delta[i, n] = Delta.dtype.type(0)
+    return Delta
+
+
+def cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
+    """Δ = -c Y ⊙ Σ_k e^{Z_k· - Z}, 0 where Y = 0. derivations/losses.md#L6b"""
+    K = Z.shape[0]
+    inv_s = np.zeros_like(Z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(K):  # sequential over k, as the loops form sums
+            inv_s += np.exp(Z[k] - Z)
+        Delta[...] = np.where(Y != 0, -c * Y * inv_s, 0.0)
+    return Delta
+
+
 # ------------------------------------------------- fused softmax + cross-entropy: H = (S - Y)/N
 @literal
 def cross_entropy_output_grad_literal(S, Y, H):
@@ -303,4 +354,53 @@ def binary_cross_entropy_delta_loops(A, Y, Delta):
 def binary_cross_entropy_delta_numpy(A, Y, Delta):
     """Δ = (1/N)(-Y ⊘ A + (1-Y) ⊘ (1-A)). derivations/losses.md#L9"""
     np.multiply(-(Y / A) + (1 - Y) / (1 - A), 1 / A.shape[1], out=Delta)
+    return Delta
+
+
+@literal
+def binary_cross_entropy_delta_from_z_literal(Z, Y, c, Delta):
+    """Δ_in = Σ_j Σ_m c(-Y_jm (1 + e^{-Z_jm}) + (1-Y_jm)(1 + e^{Z_jm})) δ_ij δ_nm, from Z. derivations/losses.md#L9b
+
+    1/σ(z) = 1 + e^{-z} and 1/(1 - σ(z)) = 1 + eᶻ: no division by a saturated A; a term
+    whose factor Y or 1 - Y is 0 is skipped (0, not 0 · ∞). ``c`` is 1/N or 1.
+    """
+    S, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in range(S):
+        for n in range(N):
+            acc = Delta.dtype.type(0)
+            for j in range(S):
+                for m in range(N):
+                    term = Delta.dtype.type(0)
+                    if Y[j, m] != 0:
+                        term -= Y[j, m] * (one + math.exp(-Z[j, m]))
+                    if Y[j, m] != one:
+                        term += (one - Y[j, m]) * (one + math.exp(Z[j, m]))
+                    acc += c * term * kron(i, j, one) * kron(n, m, one)
+            Delta[i, n] = acc
+    return Delta
+
+
+@exact
+def binary_cross_entropy_delta_from_z_loops(Z, Y, c, Delta):
+    """Δ_in = c(-Y_in (1 + e^{-Z_in}) + (1-Y_in)(1 + e^{Z_in})), zero factors skipped, ``prange`` over rows i. derivations/losses.md#L9b"""
+    S, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in prange(S):
+        for n in range(N):
+            term = Delta.dtype.type(0)
+            if Y[i, n] != 0:
+                term -= Y[i, n] * (one + math.exp(-Z[i, n]))
+            if Y[i, n] != one:
+                term += (one - Y[i, n]) * (one + math.exp(Z[i, n]))
+            Delta[i, n] = c * term
+    return Delta
+
+
+def binary_cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
+    """Δ = c(-Y ⊙ (1 + e^{-Z}) + (1-Y) ⊙ (1 + e^{Z})), zero factors skipped. derivations/losses.md#L9b"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        pos = np.where(Y != 0, -(Y * (1 + np.exp(-Z))), 0.0)
+        neg = np.where(Y != 1, (1 - Y) * (1 + np.exp(Z)), 0.0)
+        Delta[...] = c * (0.0 + pos + neg)
     return Delta
