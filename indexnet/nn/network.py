@@ -207,12 +207,37 @@ class Network:
         caches = self.forward(X, engine, check=False)
         last = caches[-1]
         J = self.loss_fn.value(last.Z, last.A, Y, engine)
-        L = len(self.layers)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            Delta = self.loss_fn.delta(last.A, Y, engine)
+        Delta = self.loss_fn.delta(last.Z, last.A, Y, engine)
         H_out = None
         if fused and self.loss_fn.output_activation is not None:
             H_out = self.loss_fn.fused_H(last.A, Y, engine)
+        return self.backward_from(X, caches, J, Delta, engine, H_out=H_out, input_grad=input_grad)
+
+    def backward_from(self, X: np.ndarray, caches: list[LayerCache], J: float, Delta: np.ndarray,
+                      engine: str = "loops", *, H_out: np.ndarray | None = None, input_grad: bool = True) -> Backprop:
+        """The backward recursion from a given output error Δ^(L) (and, optionally, H^(L)).
+
+        :meth:`backward` calls it with the loss's Δ^(L); the oracle calls it with the Δ^(L)
+        of its loss heads or of an upstream gradient G (J = Σ G ⊙ A^(L), Δ^(L) = G).
+
+        Parameters
+        ----------
+        X : ndarray
+            The input the caches were computed from.
+        caches : list of LayerCache
+            :meth:`forward`'s output.
+        J : float
+            The loss value to report.
+        Delta : ndarray
+            Δ^(L) = ∂J/∂A^(L), shaped like A^(L).
+        H_out : ndarray, optional
+            H^(L) = ∂J/∂Z^(L) when known directly (the fused output gradient, L7);
+            otherwise it is Δ^(L) through σ'.
+        input_grad : bool
+            Also compute Δ^(0) = ∂J/∂X.
+        """
+        check_engine(engine)
+        L = len(self.layers)
         deltas = [None] * (L + 1)  # deltas[l] = Δ^(l), l = 0..L
         deltas[L] = Delta
         Hs, grads = [None] * L, [None] * L
