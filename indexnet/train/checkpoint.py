@@ -22,7 +22,7 @@ import numpy as np
 
 from indexnet.io import load_npz, network_from_arrays, network_to_arrays, save_npz_atomic
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "OPTIM_PREFIX"]
+__all__ = ["Checkpoint", "checkpoint_payload", "save_checkpoint", "load_checkpoint", "OPTIM_PREFIX"]
 
 OPTIM_PREFIX = "optim."
 KIND = "checkpoint"
@@ -76,8 +76,7 @@ class Checkpoint:
         return np.random.Generator(bitgen)
 
 
-def save_checkpoint(
-    path,
+def checkpoint_payload(
     *,
     net,
     optimizer_name: str,
@@ -90,12 +89,10 @@ def save_checkpoint(
     best: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically; return its path.
+    """The arrays and JSON meta of a checkpoint (see :func:`save_checkpoint`).
 
     Parameters
     ----------
-    path : path-like
-        Target file (``.npz``); its folder is created if needed.
     net : Network
     optimizer_name : str
     optimizer_state : dict
@@ -129,7 +126,20 @@ def save_checkpoint(
         best=best,
         **(extra or {}),
     )
-    return save_npz_atomic(path, arrays, meta)
+    return arrays, meta
+
+
+def save_checkpoint(path, **parts) -> Path:
+    """Write a checkpoint atomically; return its path.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (``.npz``); its folder is created if needed.
+    **parts
+        The keyword arguments of :func:`checkpoint_payload`.
+    """
+    return save_npz_atomic(path, *checkpoint_payload(**parts))
 
 
 def load_checkpoint(path) -> Checkpoint:
