@@ -175,3 +175,122 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
     assert f"Continue with: indexnet train --resume {out / 'checkpoint.npz'}" in err
     assert "Traceback" not in err
     assert load_checkpoint(out / "checkpoint.npz").epoch >= 2
+
+
+def write(path, data: bytes | str):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def csv_rows(n=30, label=lambda i: i % 2):
+    return "".join(f"{i % 5},{(i * 7) % 3},{label(i)}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda d: d, r"--csv: .* is a folder; expected a file"),
+    (lambda d: d / "missing.csv", r"--csv: .*missing.csv does not exist"),
+    (lambda d: write(d / "x.csv", b"a,b\xff,c\n" + csv_rows().encode()), r"x.csv: line 1, byte 4: not UTF-8 text"),
+    (lambda d: write(d / "x.csv", b"\xef\xbb\xbfa,b,c\n" + csv_rows().encode()), r"byte-order mark"),
+    (lambda d: write(d / "x.csv", csv_rows().replace(",", ";")), r"separates its cells with ';'"),
+    (lambda d: write(d / "x.csv", '"1",2,0\n' + csv_rows()), r'line 1, column 1: quoted value "1"'),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: "cat")), r"holds one class only \('cat' on every row\)"),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: 1)), r"holds one class only"),
+    (lambda d: write(d / "x.csv", "a,b,c\n" + csv_rows()), None),
+])
+def test_bad_csv_files_are_clear_errors_naming_file_line_and_option(tmp_path, capsys, make, pattern):
+    """A folder or a missing file names --csv; bytes that are not UTF-8 name the file, line and byte; a BOM,
+    semicolons and quoted numbers are refused saying so; a file with one class is refused. Exit 2, before
+    any training, and no output folder left behind."""
+    path = make(tmp_path)
+    if pattern is None:  # the control: the same rows with a plain header train
+        assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--epochs", "1", "--engine", "numpy",
+                     "--no-plots", "--out", str(tmp_path / "o")]) == 0
+        return
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_text_class_labels_become_named_classes_shown_by_eval(tmp_path, capsys):
+    """A CSV whose label column holds words trains a classifier over the sorted distinct words; the names are
+    stored in the model, and eval prints them with per-class counts."""
+    import numpy as np
+    from indexnet.io import load_model
+
+    names = ["cat", "dog", "eel"]
+    path = write(tmp_path / "pets.csv", "x,y,pet\n" + "".join(
+        f"{i % 3 + 0.1 * (i % 7)},{(i * 5) % 3},{names[i % 3]}\n" for i in range(60)))
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--target", "pet", "--epochs", "3",
+                 "--engine", "numpy", "--no-plots", "--out", str(out)]) == 0
+    _, meta = load_model(out / "model.npz")
+    assert meta["data"]["class_names"] == names and meta["data"]["n_classes"] == 3
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in names)
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["--test-fraction", "0"], r"--data digits: the test split is empty \(0 examples\); check --test-fraction"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction: expected to leave"),
+    (["--layers", "100000000:relu,10:softmax"], r"--layers 100000000:relu,10:softmax: training this network needs "
+                                                r"about [\d.]+ GiB .* GiB available"),
+    (["--val-size", "10"], r"--val-size: applies to --data mnist or fashion"),
+])
+def test_split_and_size_errors_come_before_any_work_and_name_the_option(tmp_path, capsys, argv, pattern):
+    """An empty test split, fractions leaving no training data, a network too large for the memory (estimated
+    from the shapes, nothing allocated) and --val-size on digits: exit 2 naming the CLI option."""
+    assert main(["train", "--quiet", "--out", str(tmp_path / "o")] + argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "val_fraction" not in err and "test_fraction" not in err
+
+
+def small_idx_dir(path, n_train=60, n_test=0 or 20):
+    import numpy as np
+    from indexnet.data import write_idx
+
+    path.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(path / "train-images-idx3-ubyte", rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8))
+    write_idx(path / "train-labels-idx1-ubyte", (np.arange(n_train) % 10).astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8))
+    write_idx(path / "t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8))
+    return path
+
+
+def test_a_small_mnist_format_set_trains_with_a_validation_share(tmp_path, capsys):
+    """An MNIST-format set of 60 training images trains (the validation set was fixed at 5000 images, more
+    than the file holds): 10 % by default, --val-size N or --val-fraction F otherwise."""
+    d = small_idx_dir(tmp_path / "m")
+    base = ["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--layers", "8:relu,10:softmax",
+            "--epochs", "1", "--engine", "numpy", "--no-plots"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert "train/val/test 54/6/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "12", "--out", str(tmp_path / "b")]) == 0
+    assert "train/val/test 48/12/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "60", "--out", str(tmp_path / "c")]) == 2
+    assert "--val-size: expected fewer than the 60 training images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,pattern", [
+    ("empty-test", r"t10k-images-idx3-ubyte: expected at least one test image, got an empty file"),
+    ("folder", r"--data-dir: .*t10k-labels-idx1-ubyte is a folder; expected a file"),
+    ("loop", r"--data-dir: .*t10k-labels-idx1-ubyte is a loop of symbolic links"),
+])
+def test_idx_folders_loops_and_empty_test_files_are_named(tmp_path, capsys, damage, pattern):
+    """A folder or a symlink loop where an IDX file should be is called that (it was "missing X; it holds
+    [X.gz]"), and an empty test file stops the run before training."""
+    d = small_idx_dir(tmp_path / "m", n_test=0 if damage == "empty-test" else 20)
+    if damage != "empty-test":
+        (d / "t10k-labels-idx1-ubyte").unlink()
+        if damage == "folder":
+            (d / "t10k-labels-idx1-ubyte").mkdir()
+        else:
+            (d / "t10k-labels-idx1-ubyte").symlink_to(d / "loop")
+            (d / "loop").symlink_to(d / "t10k-labels-idx1-ubyte")
+    assert main(["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
