@@ -115,9 +115,9 @@ def caption(eq) -> str:
 
 # ----------------------------------------------------------- "Kernel: none" is checked
 def test_equations_cited_by_code_name_that_code(equations):
-    """An equation the package's source cites (derivations/<file>.md#ID, eq. ID) names a
-    kernel or its code: "Kernel: none" without "Code:" claims there is no code, and a
-    citation from the source contradicts it."""
+    """An equation the package's source cites as derivations/<file>.md#ID names a kernel
+    or its code: "Kernel: none" without "Code:" claims there is no code, and a citation
+    from the source contradicts it."""
     by_id = {e.id: e for e in equations}
     refs = eqmap.code_references()
     assert refs, "no equation is cited from the package source"

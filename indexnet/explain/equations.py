@@ -10,8 +10,8 @@ One source of truth, read from the two places a reader looks:
   computes it, ``Code: `indexnet.<module>.<name>` `` (a schedule, a gradient check).
 
 "Kernel: none" is checked, not trusted: :func:`code_references` finds every equation
-the package's source cites, and an equation marked none without a ``Code:`` is an
-error when something cites it (``tests/test_equation_map.py``).
+the package's source cites as ``derivations/<file>.md#ID``, and an equation marked none
+without a ``Code:`` is an error when something cites it (``tests/test_equation_map.py``).
 
 :func:`kernel_forms` and :func:`equations` read both sides; ``indexnet explain``, the
 derivations index and ``tests/test_equation_map.py`` all use them, so the two sides
@@ -204,12 +204,13 @@ def _expand_ids(first: str, last: str | None, known: set[str]) -> list[str]:
     return [first, last]
 
 
-def code_references(root: Path | None = None) -> dict[str, set[str]]:
+def code_references(root: Path | None = None, informal: bool = False) -> dict[str, set[str]]:
     """Every equation id cited from the package's Python source, with the files citing it.
 
-    Reads ``indexnet/**/*.py`` (not the tests) for ``derivations/<file>.md#ID`` and for
-    ``eq. ID`` / ``eqs. ID-ID`` where ID is an anchored equation (seed places such as
-    "seed 000 eq. 2" have no letter and are not equation ids).
+    Reads ``indexnet/**/*.py`` (not the tests) for the formal citation
+    ``derivations/<file>.md#ID`` (the form a kernel's docstring uses to name what it
+    computes); with ``informal=True`` also for ``eq. ID`` / ``eqs. ID-ID`` mentions (seed
+    places such as "seed 000 eq. 2" have no letter and are not equation ids).
     """
     package = Path(__file__).resolve().parents[1] if root is None else root
     known = {e.id for e in equations()}
@@ -217,6 +218,8 @@ def code_references(root: Path | None = None) -> dict[str, set[str]]:
     for path in sorted(package.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         for m in _SOURCE_REF.finditer(text):
+            if not m.group("id") and not informal:
+                continue
             ids = [m.group("id")] if m.group("id") else _expand_ids(m.group("eq"), m.group("to"), known)
             for eq_id in ids:
                 if eq_id in known:
