@@ -291,7 +291,7 @@ def test_mnist_presets_carry_their_distortions():
     aff = resolve_config("mnist-affine", data_dir="x")
     ela = resolve_config("mnist-elastic", data_dir="x")
     cnn = resolve_config("mnist-cnn", data_dir="x")
-    assert aff.layers == ela.layers == resolve_config("seed001").layers
+    assert aff.layers == ela.layers == resolve_config("seed001", data_dir="x").layers
     assert aff.augment.startswith("affine") and ela.augment == "elastic:34,4"
     assert cnn.layers.startswith("conv") and cnn.augment and cnn.data == "mnist"
     assert resolve_config("mnist-affine", data_dir="x", augment="none").augment == "none"

@@ -96,3 +96,201 @@ def test_eval_refuses_data_of_another_shape(tmp_path, capsys):
                  "--no-plots", "--out", str(out)]) == 0
     assert main(["eval", str(out / "model.npz"), "--data", "square"]) == 2
     assert "expected 64 input features and 10 outputs" in capsys.readouterr().err
+
+
+def test_show_config_prints_each_value_with_its_source(capsys):
+    """--show-config prints the resolved settings with their sources and exits without training."""
+    assert main(["train", "--show-config", "--layers", "100:relu,10:softmax", "--lr", "0.01"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"--lr\s+0\.01\s+command line", text)
+    assert re.search(r"--optimizer\s+adam\s+data set's preset digits", text)
+    assert re.search(r"--batch-size\s+200\s+data set's preset digits", text)
+    assert re.search(r"--seed\s+0\s+built-in default", text)
+
+
+def test_help_shows_each_presets_true_default(capsys):
+    """--help gives the default of every preset where it differs (the digits preset trains at lr 0.002 with
+    batch 200, not the built-in 0.05 and 32), and no Sphinx markup."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0.002 with digits (the default)" in text and "200 with digits (the default)" in text
+    assert ":mod:" not in text and "``" not in text
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda p: p.write_text("x"), r"--out: expected a folder .* existing file"),
+    (lambda p: p.parent.write_text("x"), r"--out: .* lies below .*f, which is a file"),
+])
+def test_a_bad_out_folder_is_refused_before_training(tmp_path, capsys, make, pattern):
+    """--out naming a file, or a path below a file, fails at once with exit 2 (it used to fail after epoch 1)."""
+    out = tmp_path / "o" if "below" not in pattern else tmp_path / "f" / "run"
+    make(out)
+    assert main(["train", "--quiet", "--epochs", "1", "--engine", "numpy", "--out", str(out)]) == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    assert main(["train", "--show-config", "--out", str(out)]) == 0
+
+
+def test_output_names_the_fast_engine_says_it_compiles_and_labels_the_metrics(tmp_path, capsys):
+    """A run shows the compile notice with its time, the engine `fast`, labelled metrics, every epoch of a
+    5-epoch digits run, and an s/epoch figure over this process's epochs; resuming the finished run says so."""
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "5", "--layers", "8:relu,10:softmax", "--no-plots", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"compiling the kernels .* ready in \d+\.\d s", text)
+    assert "engine fast" in text and "train loss (running mean)" in text and "train acc (end of epoch)" in text
+    assert len(re.findall(r"^epoch [1-5]/5", text, re.M)) == 5
+    assert "mean over the 5 epochs of this run" in text
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "has finished all 5 epochs, so nothing is trained" in text and "compiling" not in text
+    assert main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "7", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "extending the run to 7 epochs" in text and "mean over the 2 epochs of this run" in text
+
+
+def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
+    """SIGINT during training (a real process, numpy engine): exit 130, the resume command on stderr, and a
+    loadable checkpoint of the last completed epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from indexnet.train.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "indexnet", "train", "--engine", "numpy", "--epochs", "100000",
+                             "--layers", "8:relu,10:softmax", "--log-every", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    for line in proc.stdout:
+        if re.match(r"epoch\s+2/", line) or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"Continue with: indexnet train --resume {out / 'checkpoint.npz'}" in err
+    assert "Traceback" not in err
+    assert load_checkpoint(out / "checkpoint.npz").epoch >= 2
+
+
+def write(path, data: bytes | str):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def csv_rows(n=30, label=lambda i: i % 2):
+    return "".join(f"{i % 5},{(i * 7) % 3},{label(i)}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda d: d, r"--csv: .* is a folder; expected a file"),
+    (lambda d: d / "missing.csv", r"--csv: .*missing.csv does not exist"),
+    (lambda d: write(d / "x.csv", b"a,b\xff,c\n" + csv_rows().encode()), r"x.csv: line 1, byte 4: not UTF-8 text"),
+    (lambda d: write(d / "x.csv", b"\xef\xbb\xbfa,b,c\n" + csv_rows().encode()), r"byte-order mark"),
+    (lambda d: write(d / "x.csv", csv_rows().replace(",", ";")), r"separates its cells with ';'"),
+    (lambda d: write(d / "x.csv", '"1",2,0\n' + csv_rows()), r'line 1, column 1: quoted value "1"'),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: "cat")), r"holds one class only \('cat' on every row\)"),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: 1)), r"holds one class only"),
+    (lambda d: write(d / "x.csv", "a,b,c\n" + csv_rows()), None),
+])
+def test_bad_csv_files_are_clear_errors_naming_file_line_and_option(tmp_path, capsys, make, pattern):
+    """A folder or a missing file names --csv; bytes that are not UTF-8 name the file, line and byte; a BOM,
+    semicolons and quoted numbers are refused saying so; a file with one class is refused. Exit 2, before
+    any training, and no output folder left behind."""
+    path = make(tmp_path)
+    if pattern is None:  # the control: the same rows with a plain header train
+        assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--epochs", "1", "--engine", "numpy",
+                     "--no-plots", "--out", str(tmp_path / "o")]) == 0
+        return
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_text_class_labels_become_named_classes_shown_by_eval(tmp_path, capsys):
+    """A CSV whose label column holds words trains a classifier over the sorted distinct words; the names are
+    stored in the model, and eval prints them with per-class counts."""
+    import numpy as np
+    from indexnet.io import load_model
+
+    names = ["cat", "dog", "eel"]
+    path = write(tmp_path / "pets.csv", "x,y,pet\n" + "".join(
+        f"{i % 3 + 0.1 * (i % 7)},{(i * 5) % 3},{names[i % 3]}\n" for i in range(60)))
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--target", "pet", "--epochs", "3",
+                 "--engine", "numpy", "--no-plots", "--out", str(out)]) == 0
+    _, meta = load_model(out / "model.npz")
+    assert meta["data"]["class_names"] == names and meta["data"]["n_classes"] == 3
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in names)
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["--test-fraction", "0"], r"--data digits: the test split is empty \(0 examples\); check --test-fraction"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction: expected to leave"),
+    (["--layers", "100000000:relu,10:softmax"], r"--layers 100000000:relu,10:softmax: training this network needs "
+                                                r"about [\d.]+ GiB .* GiB available"),
+    (["--val-size", "10"], r"--val-size: applies to --data mnist or fashion"),
+])
+def test_split_and_size_errors_come_before_any_work_and_name_the_option(tmp_path, capsys, argv, pattern):
+    """An empty test split, fractions leaving no training data, a network too large for the memory (estimated
+    from the shapes, nothing allocated) and --val-size on digits: exit 2 naming the CLI option."""
+    assert main(["train", "--quiet", "--out", str(tmp_path / "o")] + argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "val_fraction" not in err and "test_fraction" not in err
+
+
+def small_idx_dir(path, n_train=60, n_test=0 or 20):
+    import numpy as np
+    from indexnet.data import write_idx
+
+    path.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(path / "train-images-idx3-ubyte", rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8))
+    write_idx(path / "train-labels-idx1-ubyte", (np.arange(n_train) % 10).astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8))
+    write_idx(path / "t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8))
+    return path
+
+
+def test_a_small_mnist_format_set_trains_with_a_validation_share(tmp_path, capsys):
+    """An MNIST-format set of 60 training images trains (the validation set was fixed at 5000 images, more
+    than the file holds): 10 % by default, --val-size N or --val-fraction F otherwise."""
+    d = small_idx_dir(tmp_path / "m")
+    base = ["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--layers", "8:relu,10:softmax",
+            "--epochs", "1", "--engine", "numpy", "--no-plots"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert "train/val/test 54/6/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "12", "--out", str(tmp_path / "b")]) == 0
+    assert "train/val/test 48/12/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "60", "--out", str(tmp_path / "c")]) == 2
+    assert "--val-size: expected fewer than the 60 training images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,pattern", [
+    ("empty-test", r"t10k-images-idx3-ubyte: expected at least one test image, got an empty file"),
+    ("folder", r"--data-dir: .*t10k-labels-idx1-ubyte is a folder; expected a file"),
+    ("loop", r"--data-dir: .*t10k-labels-idx1-ubyte is a loop of symbolic links"),
+])
+def test_idx_folders_loops_and_empty_test_files_are_named(tmp_path, capsys, damage, pattern):
+    """A folder or a symlink loop where an IDX file should be is called that (it was "missing X; it holds
+    [X.gz]"), and an empty test file stops the run before training."""
+    d = small_idx_dir(tmp_path / "m", n_test=0 if damage == "empty-test" else 20)
+    if damage != "empty-test":
+        (d / "t10k-labels-idx1-ubyte").unlink()
+        if damage == "folder":
+            (d / "t10k-labels-idx1-ubyte").mkdir()
+        else:
+            (d / "t10k-labels-idx1-ubyte").symlink_to(d / "loop")
+            (d / "loop").symlink_to(d / "t10k-labels-idx1-ubyte")
+    assert main(["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err

@@ -99,9 +99,10 @@ def test_softmax_and_loss_bound_forms_agree():
     _agree("softmax_bound", lambda: (Z, S, E, u, 8 * u, 5 * u), Z.shape)
     _agree("softmax_jvp_bound", lambda: (S, Z, E, E, u, 4 * u), Z.shape)
     _agree("squared_error_delta_bound", lambda: (Z, Y, E, 0.4, u), Z.shape)
-    _agree("cross_entropy_delta_bound", lambda: (S, Y, E, u), Z.shape)
+    _agree("cross_entropy_delta_bound", lambda: (Z, Y, E, u, 8 * u, 4 * u, 0.2), Z.shape)
     P = 1 / (1 + np.exp(-Z))
-    _agree("binary_cross_entropy_delta_bound", lambda: (P, Y, E, u), Z.shape)
+    P[0, 0], P[1, 1] = 0.0, 1.0  # zero factors skipped
+    _agree("binary_cross_entropy_delta_bound", lambda: (Z, P, E, u, 8 * u, 0.2), Z.shape)
     _agree("fused_output_grad_bound", lambda: (S, Y, E, u), Z.shape)
     lse = np.log(np.exp(Z).sum(axis=0))
     for code in (0, 1, 2):
@@ -229,11 +230,81 @@ def test_kinks_are_masked_where_the_pre_activation_is_within_its_perturbation():
 
 
 def test_probabilistic_bound_is_smaller_and_precision_checks_its_arguments():
-    """R30 is tighter than R2 for long sums; bad names and nu >= 1 are refused clearly."""
+    """R30 is tighter than R2 for long sums; a bad name is refused clearly; nu >= 1 has no bound."""
     p, q = Precision("float32"), Precision("float32", method="probabilistic", lam=4)
     assert q.gamma(10_000) * q.lam < p.gamma(10_000) / 10
     assert 0.99 < Precision("float32", method="probabilistic", lam=6).probability(100) < 1
     with pytest.raises(ValueError, match="bounds"):
         Precision("float8")
-    with pytest.raises(ValueError, match="nu >= 1"):
-        Precision("float16").gamma(4096)
+    assert Precision("float16").gamma(4096) == float("inf")  # nu >= 1: no bound of this kind (R2)
+
+
+# ------------------------------------------------------------------------- through the oracle
+def _oracle_problem():
+    rng = np.random.default_rng(7)
+    Ws = [rng.standard_normal((8, 5)), rng.standard_normal((3, 8))]
+    bs = [rng.standard_normal(8), rng.standard_normal(3)]
+    X = rng.standard_normal((6, 5))  # samples first
+    labels = rng.integers(0, 3, 6)
+    return Ws, bs, X, labels
+
+
+def _float32_grads(Ws, bs, X, labels, weight_layout):
+    """Hand-written float32 gradients (samples first): tanh, then softmax + cross-entropy."""
+    W1, W2 = (W.astype(np.float32) for W in Ws)
+    b1, b2 = (b.astype(np.float32) for b in bs)
+    X = X.astype(np.float32)
+    A1 = np.tanh(X @ W1.T + b1)
+    Z2 = A1 @ W2.T + b2
+    S = np.exp(Z2 - Z2.max(axis=1, keepdims=True))
+    S /= S.sum(axis=1, keepdims=True)
+    H2 = (S - np.eye(3, dtype=np.float32)[labels]) / np.float32(len(labels))
+    H1 = (H2 @ W2) * (1 - A1 * A1)
+    grads = {"layer 1": {"W": H1.T @ X, "b": H1.sum(axis=0)}, "layer 2": {"W": H2.T @ A1, "b": H2.sum(axis=0)}}
+    if weight_layout == "in_out":
+        for g in grads.values():
+            g["W"] = g["W"].T
+    return grads
+
+
+@pytest.mark.parametrize("weight_layout", ["out_in", "in_out"])
+def test_oracle_returns_bounds_in_the_callers_layout_and_the_check_passes_correct_float32(weight_layout):
+    """oracle.dense(..., bounds="float32"): result.bounds and result.kink have the result's
+    structure and shapes in the caller's layouts, and correct float32 gradients pass
+    assert_gradients_match(..., dtype="float32")."""
+    from indexnet import oracle
+
+    Ws, bs, X, labels = _oracle_problem()
+    Wc = [W.T.copy() for W in Ws] if weight_layout == "in_out" else Ws
+    r = oracle.dense(Wc, bs, ["tanh", "softmax"], "cross_entropy", X, labels, weight_layout=weight_layout,
+                     bounds="float32")
+    assert r.precision == "float32" and r.bound_method == "worst_case"
+    for name in ("Z", "A", "Delta", "H"):
+        for v, b, m in zip(getattr(r, name), getattr(r.bounds, name), getattr(r.kink, name)):
+            assert v.shape == b.shape == m.shape and m.dtype == bool and (b >= 0).all()
+    assert r.bounds.dX.shape == r.dX.shape == X.shape
+    for g, b in zip(r.grads, r.bounds.grads):
+        assert {k: v.shape for k, v in g.items()} == {k: v.shape for k, v in b.items()}
+    oracle.assert_gradients_match(_float32_grads(Ws, bs, X, labels, weight_layout), r, dtype="float32")
+
+
+def test_bound_check_names_the_element_the_bound_and_how_far_over():
+    """An element off by a relative 1e-3 fails the float32 bound check; the message names the
+    array, the index, the bound and how many times over the bound the error is. Asking for a
+    dtype the reference has no bounds for is a ValueError naming the argument."""
+    from indexnet import oracle
+
+    Ws, bs, X, labels = _oracle_problem()
+    r = oracle.dense(Ws, bs, ["tanh", "softmax"], "cross_entropy", X, labels, bounds="float32")
+    bad = _float32_grads(Ws, bs, X, labels, "out_in")
+    bad["layer 1"]["W"][2, 3] *= 1 + 1e-3
+    with pytest.raises(AssertionError) as err:
+        oracle.assert_gradients_match(bad, r, dtype="float32")
+    msg = str(err.value)
+    assert "layer 1 / W: 1 of 40 element(s) over the float32 worst-case bound" in msg
+    assert "index (2, 3)" in msg and "times the bound" in msg
+    with pytest.raises(ValueError, match="reference"):
+        oracle.assert_gradients_match(bad, oracle.dense(Ws, bs, ["tanh", "softmax"], "cross_entropy", X, labels),
+                                      dtype="float32")
+    with pytest.raises(ValueError, match="dtype"):
+        oracle.assert_gradients_match(bad, r, dtype="float16")

@@ -547,68 +547,87 @@ def squared_error_delta_bound_numpy(A, Y, E_A, two_scale, u, E_D):
     return E_D
 
 
+@serial
+def _ce_delta_bound_one(Z, Y, E_Z, i, n, u, eps_f, g, c):
+    """c|Y_in| Σ_k e^{Z_kn − Z_in} (E_Z,kn + E_Z,in + u|Z_kn − Z_in| + ε_f + g) (eq. R16)."""
+    if Y[i, n] == 0:
+        return 0.0
+    acc = 0.0
+    for k in range(Z.shape[0]):
+        d = Z[k, n] - Z[i, n]
+        acc += math.exp(d) * (E_Z[k, n] + E_Z[i, n] + u * abs(d) + eps_f + g)
+    return c * abs(Y[i, n]) * acc
+
+
 @literal
-def cross_entropy_delta_bound_literal(S, Y, E_S, u, E_D):
-    """E_Δ,in = |Y_in|/(N S_in) (E_S,in / S_in + 4u), element by element. derivations/rounding.md#R16"""
-    K, N = S.shape
+def cross_entropy_delta_bound_literal(Z, Y, E_Z, u, eps_f, g, c, E_D):
+    """E_Δ,in = c|Y_in| Σ_k e^{Z_kn − Z_in}(E_Z,kn + E_Z,in + u|Z_kn − Z_in| + ε_f + g), element by element. derivations/rounding.md#R16"""
+    K, N = Z.shape
     for i in range(K):
         for n in range(N):
-            E_D[i, n] = abs(Y[i, n]) / (N * S[i, n]) * (E_S[i, n] / S[i, n] + 4 * u)
+            E_D[i, n] = _ce_delta_bound_one(Z, Y, E_Z, i, n, u, eps_f, g, c)
     return E_D
 
 
 @exact
-def cross_entropy_delta_bound_loops(S, Y, E_S, u, E_D):
-    """E_Δ,in = |Y_in|/(N S_in) (E_S,in / S_in + 4u), ``prange`` over rows. derivations/rounding.md#R16"""
-    K, N = S.shape
+def cross_entropy_delta_bound_loops(Z, Y, E_Z, u, eps_f, g, c, E_D):
+    """E_Δ,in of the cross-entropy's Δ^(L) from Z, ``prange`` over rows i. derivations/rounding.md#R16"""
+    K, N = Z.shape
     for i in prange(K):
         for n in range(N):
-            E_D[i, n] = abs(Y[i, n]) / (N * S[i, n]) * (E_S[i, n] / S[i, n] + 4 * u)
+            E_D[i, n] = _ce_delta_bound_one(Z, Y, E_Z, i, n, u, eps_f, g, c)
     return E_D
 
 
-def cross_entropy_delta_bound_numpy(S, Y, E_S, u, E_D):
-    """E_Δ = |Y| ⊘ (N S) ⊙ (E_S ⊘ S + 4u). derivations/rounding.md#R16"""
-    np.copyto(E_D, np.abs(Y) / (S.shape[1] * S) * (E_S / S + 4 * u))
+def cross_entropy_delta_bound_numpy(Z, Y, E_Z, u, eps_f, g, c, E_D):
+    """E_Δ = c|Y| ⊙ Σ_k e^{Z_k· − Z}(E_Z,k· + E_Z + u|Z_k· − Z| + ε_f + g), vectorized. derivations/rounding.md#R16"""
+    D = Z[:, None, :] - Z[None, :, :]  # D[k, i, n] = Z_kn − Z_in
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = (np.exp(D) * (E_Z[:, None, :] + E_Z[None, :, :] + u * np.abs(D) + eps_f + g)).sum(axis=0)
+        np.copyto(E_D, np.where(Y != 0, c * np.abs(Y) * total, 0.0))
     return E_D
 
 
 @serial
-def _bce_delta_bound_one(a, y, e_a, u, inv_n):
-    t1 = abs(y) / a
-    t2 = abs(1.0 - y) / (1.0 - a)
-    slope = abs(y) / (a * a) + abs(1.0 - y) / ((1.0 - a) * (1.0 - a))
-    rounding_y = u * abs(y) * (1.0 / a + 1.0 / (1.0 - a))
-    return inv_n * (slope * e_a + rounding_y + 5 * u * (t1 + t2))
+def _bce_delta_bound_one(z, y, e_z, u, eps_f, c):
+    """E_Δ of c(−Y(1 + e^{−Z}) + (1−Y)(1 + e^{Z})) for one element (eq. R17); zero factors skipped."""
+    acc = 0.0
+    if y != 0:
+        em = math.exp(-z)
+        acc += abs(y) * (em * (e_z + eps_f) + 4 * u * (1 + em) + u * (1 + em))
+    if y != 1:
+        ep = math.exp(z)
+        acc += abs(1 - y) * (ep * (e_z + eps_f) + 4 * u * (1 + ep)) + u * abs(y) * (1 + ep)
+    return c * acc
 
 
 @literal
-def binary_cross_entropy_delta_bound_literal(A, Y, E_A, u, E_D):
-    """E_Δ,in = (1/N)[(|Y|/A² + |1−Y|/(1−A)²) E_A + u|Y|(1/A + 1/(1−A)) + 5u(|Y|/A + |1−Y|/(1−A))]. derivations/rounding.md#R17"""
-    S, N = A.shape
-    inv_n = 1.0 / N
+def binary_cross_entropy_delta_bound_literal(Z, Y, E_Z, u, eps_f, c, E_D):
+    """E_Δ,in = c[(|Y|e^{−Z} + |1−Y|e^{Z})(E_Z + ε_f) + 4u(|Y|(1+e^{−Z}) + |1−Y|(1+e^{Z})) + u|Y|(2+e^{Z}+e^{−Z})]. derivations/rounding.md#R17"""
+    S, N = Z.shape
     for i in range(S):
         for n in range(N):
-            E_D[i, n] = _bce_delta_bound_one(A[i, n], Y[i, n], E_A[i, n], u, inv_n)
+            E_D[i, n] = _bce_delta_bound_one(Z[i, n], Y[i, n], E_Z[i, n], u, eps_f, c)
     return E_D
 
 
 @exact
-def binary_cross_entropy_delta_bound_loops(A, Y, E_A, u, E_D):
-    """E_Δ of the binary cross-entropy's Δ^(L), ``prange`` over rows. derivations/rounding.md#R17"""
-    S, N = A.shape
-    inv_n = 1.0 / N
+def binary_cross_entropy_delta_bound_loops(Z, Y, E_Z, u, eps_f, c, E_D):
+    """E_Δ of the binary cross-entropy's Δ^(L) from Z, ``prange`` over rows. derivations/rounding.md#R17"""
+    S, N = Z.shape
     for i in prange(S):
         for n in range(N):
-            E_D[i, n] = _bce_delta_bound_one(A[i, n], Y[i, n], E_A[i, n], u, inv_n)
+            E_D[i, n] = _bce_delta_bound_one(Z[i, n], Y[i, n], E_Z[i, n], u, eps_f, c)
     return E_D
 
 
-def binary_cross_entropy_delta_bound_numpy(A, Y, E_A, u, E_D):
-    """E_Δ of the binary cross-entropy's Δ^(L), vectorized. derivations/rounding.md#R17"""
-    t1, t2 = np.abs(Y) / A, np.abs(1 - Y) / (1 - A)
-    slope = np.abs(Y) / A**2 + np.abs(1 - Y) / (1 - A) ** 2
-    np.copyto(E_D, (slope * E_A + u * np.abs(Y) * (1 / A + 1 / (1 - A)) + 5 * u * (t1 + t2)) / A.shape[1])
+def binary_cross_entropy_delta_bound_numpy(Z, Y, E_Z, u, eps_f, c, E_D):
+    """E_Δ of the binary cross-entropy's Δ^(L) from Z, vectorized; zero factors skipped. derivations/rounding.md#R17"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        em, ep = np.exp(-Z), np.exp(Z)
+        pos = np.where(Y != 0, np.abs(Y) * (em * (E_Z + eps_f) + 5 * u * (1 + em)), 0.0)
+        neg = np.where(Y != 1, np.abs(1 - Y) * (ep * (E_Z + eps_f) + 4 * u * (1 + ep)) + u * np.abs(Y) * (1 + ep), 0.0)
+    np.copyto(E_D, c * (pos + neg))
     return E_D
 
 

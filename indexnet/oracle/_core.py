@@ -22,6 +22,7 @@ from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 from indexnet.nn.losses import get_loss
 from indexnet.nn.network import Network
 from indexnet.oracle._arrays import as_float64
+from indexnet.oracle.bounds import as_precision, network_bounds
 from indexnet.oracle.describe import describe
 from indexnet.oracle.result import OracleResult
 
@@ -360,11 +361,14 @@ def _choose_layout(layout: str, layers, params, loss, X: np.ndarray, Y: Any):
 
 # -------------------------------------------------------------------------- the pass
 def _run(layers, params, loss: str, X, Y, *, layout: str, weight_layout: str, engine: str,
-         torch_names: Sequence[str], activation_modules: Sequence, identity_modules: tuple = ()) -> OracleResult:
-    """Resolve the layout, run one exact pass, and return every array in the caller's layouts."""
+         torch_names: Sequence[str], activation_modules: Sequence, identity_modules: tuple = (),
+         bounds=None, bound_method: str = "worst_case", lam: float = 4.0) -> OracleResult:
+    """Resolve the layout, run one exact pass, and return every array in the caller's layouts
+    (with ``bounds``: their rounding bounds and kink masks too, converted the same way)."""
     check_choice("weight_layout", weight_layout, WEIGHT_LAYOUTS)
     check_choice("engine", engine, ORACLE_ENGINES)
     get_loss(loss)
+    precision = None if bounds is None else as_precision(bounds, bound_method, lam)
     Xf = as_float64("X", X)
     layout, net, Xsl, Ysl = _choose_layout(layout, layers, params, loss, Xf, Y)
     bp = net.backward(Xsl, Ysl, engine, check=False)
@@ -372,19 +376,25 @@ def _run(layers, params, loss: str, X, Y, *, layout: str, weight_layout: str, en
     def act(a):
         return _convert(layout, a)
 
-    grads = []
-    for layer, g in zip(net.layers, bp.grads):
-        grads.append({p: (np.ascontiguousarray(v.T) if (p == "W" and weight_layout == "in_out") else v.copy())
-                      for p, v in g.items()})
-    return OracleResult(
-        loss=float(bp.loss), X=act(bp.X), dX=act(bp.dX),
-        Z=[act(z) for z in bp.Z], A=[act(a) for a in bp.A], Delta=[act(d) for d in bp.Delta], H=[act(h) for h in bp.H],
-        grads=grads,
-        layer_names=tuple(f"layer {l}" for l in range(1, len(net.layers) + 1)),
-        torch_names=tuple(torch_names), activation_modules=tuple(activation_modules),
-        identity_modules=tuple(identity_modules),
-        layout=layout, weight_layout=weight_layout, loss_name=loss, reduction=net.loss_fn.reduction,
-    )
+    def package(q, **extra) -> OracleResult:
+        """A pass (Backprop), its bounds or its kink masks (Bounds) in the caller's layouts."""
+        grads = [{p: (np.ascontiguousarray(v.T) if (p == "W" and weight_layout == "in_out") else v.copy())
+                  for p, v in g.items()} for g in q.grads]
+        return OracleResult(
+            loss=q.loss if isinstance(q.loss, bool) else float(q.loss), X=act(q.X), dX=act(q.dX),
+            Z=[act(z) for z in q.Z], A=[act(a) for a in q.A], Delta=[act(d) for d in q.Delta],
+            H=[act(h) for h in q.H], grads=grads,
+            layer_names=tuple(f"layer {l}" for l in range(1, len(net.layers) + 1)),
+            torch_names=tuple(torch_names), activation_modules=tuple(activation_modules),
+            identity_modules=tuple(identity_modules),
+            layout=layout, weight_layout=weight_layout, loss_name=loss, reduction=net.loss_fn.reduction, **extra,
+        )
+
+    if precision is None:
+        return package(bp)
+    B = network_bounds(net, bp, Xsl, Ysl, precision)
+    return package(bp, bounds=package(B), kink=package(B.kink), precision=precision.name,
+                   bound_method=precision.method)
 
 
 def _activation(k: int, spec) -> tuple[str, float]:
@@ -408,6 +418,9 @@ def dense(
     layout: str = "samples_first",
     weight_layout: str = "out_in",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference loss, gradients and intermediates of a dense network, in your layouts.
 
@@ -443,12 +456,25 @@ def dense(
         z = x W + b).
     engine : {"loops", "literal", "numpy"}
         Which form of the kernels to run; ``loops`` is the reference.
+    bounds : {None, "float32", "float16", "bfloat16"}
+        Also return, for every element of every quantity, how far a correct
+        implementation in that precision may be from this float64 result
+        (derivations/rounding.md): ``result.bounds`` (same structure as the result),
+        ``result.kink`` (masks of the kink-sensitive elements, which have no bound).
+        Check with ``assert_gradients_match(mine, result, dtype="float32")``.
+    bound_method : {"worst_case", "probabilistic"}
+        ``worst_case`` holds for any summation order, always (use it when a failure must
+        mean a bug); ``probabilistic`` is the much tighter model of Higham & Mary (2019)
+        with parameter ``lam``, which can fail, rarely, on a correct implementation.
+    lam : float
+        λ of the probabilistic bound (each sum holds with probability ≥ 1 − 2e^(−λ²/2) under the model).
 
     Returns
     -------
     OracleResult
         ``loss``, ``grads`` (``[{"W", "b"}, ...]`` in ``weight_layout``), ``dX`` and Z,
-        A, Delta (Δ = ∂J/∂A), H (= ∂J/∂Z) per layer in ``layout``.
+        A, Delta (Δ = ∂J/∂A), H (= ∂J/∂Z) per layer in ``layout``; with ``bounds``, also
+        ``bounds``, ``kink``, ``precision`` and ``bound_method``.
 
     Raises
     ------
@@ -491,7 +517,8 @@ def dense(
         act, alpha = _activation(k, spec)
         layers.append(Dense(int(W.shape[0]), act, alpha=alpha))
     return _run(layers, params, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
-                torch_names=torch_indices(layers), activation_modules=_activation_indices(layers))
+                torch_names=torch_indices(layers), activation_modules=_activation_indices(layers),
+                bounds=bounds, bound_method=bound_method, lam=lam)
 
 
 def network(
@@ -504,6 +531,9 @@ def network(
     layout: str = "samples_first",
     weight_layout: str = "out_in",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference values for a network with convolution, pooling, flatten and dense layers.
 
@@ -527,7 +557,7 @@ def network(
         ``samples_last``: ``(C, H, W, N)`` or ``(S_0, N)``. Copied to float64.
     Y : array
         Targets in the same sample layout, or class labels ``(N,)`` for cross-entropy.
-    layout, weight_layout, engine
+    layout, weight_layout, engine, bounds, bound_method, lam
         As in :func:`dense`.
 
     Returns
@@ -543,4 +573,5 @@ def network(
     pairs = _internal_params(_pairs(params), weight_layout, ("params[{k}] weight", "params[{k}] bias"))
     parsed, names, (acts, identities) = _parse(list(layers), pairs)
     return _run(parsed, pairs, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
-                torch_names=names, activation_modules=acts, identity_modules=identities)
+                torch_names=names, activation_modules=acts, identity_modules=identities,
+                bounds=bounds, bound_method=bound_method, lam=lam)

@@ -85,14 +85,11 @@ class Precision:
         return 2 * FUNCTION_ULPS * self.u
 
     def gamma(self, n: int) -> float:
-        """γ_n (eq. R2) or γ̃_n(λ) (eq. R30) for a sum of n terms."""
+        """γ_n (eq. R2), or γ̃_n(1) ≈ √n u (eq. R30, λ applied at the end), for a sum of n terms; inf when nu >= 1."""
         n = max(int(n), 1)
         u = self.u
-        if n * u >= 1:
-            raise ValueError(
-                f"bounds: a sum of {n} terms in {self.name} (u = {u:.3g}) has nu >= 1, where no bound of "
-                f"this kind exists; use a wider precision"
-            )
+        if n * u >= 1:  # eq. R2: no bound of this kind exists; the element is unbounded
+            return math.inf
         worst = n * u / (1 - n * u)
         if self.method == "worst_case":
             return worst
@@ -205,13 +202,17 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
     u, tiny, g = p.u, p.tiny, p.gamma
     rss = p.method == "probabilistic"
 
-    def prop(fn, values, errors, g_, tiny_):
-        """A contraction's bound (eq. R5): worst case, operand errors add linearly; probabilistic
-        (eq. R30), they add in root-sum-square, λ·sqrt(Σ (x E_y)² + (E_x y)²)."""
+    def prop(fn, values, errors, n, q, tiny_, g_par=0.0):
+        """A contraction's bound: a sum of n terms with exact value q, g_par the parameters' own
+        rounding (R4). Worst case (eq. R5): γ_n Σ|x||y| plus the operands' errors, linearly.
+        Probabilistic (eq. R30): the sum's own rounding u·sqrt(n (Σ (x y)² + q²)), and the
+        operands' errors in root-sum-square, sqrt(Σ (x E_y)² + (E_x y)² + (g_par x y)²)."""
         if not rss:
-            return fn(values, errors, g_, tiny_)
-        own = fn(values, [np.zeros_like(e) for e in errors], g_, tiny_)
-        carried = fn([v * v for v in values], [e * e for e in errors], 0.0, 0.0)
+            return fn(values, errors, g(n) + g_par, tiny_)
+        squares = [v * v for v in values]
+        zeros = [np.zeros_like(e) for e in errors]
+        own = u * np.sqrt(n * (fn(squares, zeros, 1.0, 0.0) + q * q)) + tiny_
+        carried = fn(squares, [e * e for e in errors], g_par * g_par, 0.0)
         return own + np.sqrt(carried)
     up = 0.0 if p.params_exact else u
     ux = 0.0 if p.inputs_exact else u
@@ -226,17 +227,17 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             W, b = prm
             n = W.shape[1]
             Ez = prop(lambda V, E, g_, t_: k("dense_forward_bound")(*V, *E, g_, t_, np.empty_like(cache.Z)),
-                      (W, A_prev, b), (Ea,), g(n + 1) + up, 2 * (n + 1) * tiny)
+                      (W, A_prev, b), (Ea,), n + 1, cache.Z, 2 * (n + 1) * tiny, up)
         elif isinstance(layer, Conv2D):
             K, b = prm
             n = K.shape[1] * K.shape[2] * K.shape[3]
             Ez = prop(lambda V, E, g_, t_: k("conv_forward_bound")(*V, *E, g_, layer.stride, layer.pad, t_,
                                                                    np.empty_like(cache.Z)),
-                      (K, A_prev, b), (Ea,), g(n + 1) + up, 2 * (n + 1) * tiny)
+                      (K, A_prev, b), (Ea,), n + 1, cache.Z, 2 * (n + 1) * tiny, up)
         elif isinstance(layer, AvgPool2D):
             Ez = prop(lambda V, E, g_, t_: k("avgpool_bound")(*V, *E, layer.size, layer.stride, g_, t_,
                                                               np.empty_like(cache.Z)),
-                      (A_prev,), (Ea,), g(layer.size**2 + 1), (layer.size**2 + 1) * tiny)
+                      (A_prev,), (Ea,), layer.size**2 + 1, cache.Z, (layer.size**2 + 1) * tiny)
         elif isinstance(layer, MaxPool2D):
             Ez = k("maxpool_bound")(np.ascontiguousarray(Ea), layer.size, layer.stride, np.empty_like(cache.Z))
         elif isinstance(layer, Flatten):
@@ -279,17 +280,21 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
         g_loss = g(Zl.size + 2)
     else:
         code, g_loss = 2, g(Zl.size + 2)
-    k("loss_value_bound")(code, Zl, Al, Yf, Eal, Ezl, lse, E_lse, u, p.eps_f, g_loss, T)
+    with np.errstate(invalid="ignore", over="ignore"):  # g_loss = inf (nu >= 1) times a zero term
+        k("loss_value_bound")(code, Zl, Al, Yf, Eal, Ezl, lse, E_lse, u, p.eps_f, g_loss, T)
     scale = loss_fn.scale(N) if loss_fn.squared else 1.0 / N
     E_loss = scale * float(T.sum()) + 2 * u * abs(bp.loss) + Zl.size * tiny
+    if not math.isfinite(E_loss):
+        E_loss = math.inf
 
     shape_L = last.A.shape
     if loss_fn.squared:
         E_delta_L = k("squared_error_delta_bound")(Al, Yf, Eal, 2 * loss_fn.scale(N), u, np.empty_like(Al))
-    elif loss_fn.name == "cross_entropy":
-        E_delta_L = k("cross_entropy_delta_bound")(Al, Yf, Eal, u, np.empty_like(Al))
-    else:
-        E_delta_L = k("binary_cross_entropy_delta_bound")(Al, Yf, Eal, u, np.empty_like(Al))
+    elif loss_fn.name == "cross_entropy":  # from Z, as losses.md L6b computes it
+        E_delta_L = k("cross_entropy_delta_bound")(Zl, Yf, Ezl, u, p.eps_f, g(Zl.shape[0]) + 3 * u, 1.0 / N,
+                                                   np.empty_like(Al))
+    else:  # from Z, as losses.md L9b computes it
+        E_delta_L = k("binary_cross_entropy_delta_bound")(Zl, Yf, Ezl, u, p.eps_f, 1.0 / N, np.empty_like(Al))
     E_delta_L = (E_delta_L + 3 * tiny).reshape(shape_L)
 
     # ---- backward (eqs. R11, R12, R14, R18, R20-R29)
@@ -330,39 +335,40 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
         E_H[l - 1], M_H[l - 1] = Eh, Mh
         H = bp.H[l - 1]
         A_prev, Ea_prev = cache.A_prev, E_A[l - 1]
+        D_prev = bp.Delta[l - 2] if l > 1 else bp.dX  # the exact Δ^(l-1)
         if isinstance(layer, Dense):
             W, b = prm
             S_, N_ = H.shape
             Ew = prop(lambda V, E, g_, t_: k("weight_grad_bound")(*V, *E, g_, t_, np.empty_like(W)),
-                      (H, A_prev), (Eh, Ea_prev), g(N_), 2 * N_ * tiny)
+                      (H, A_prev), (Eh, Ea_prev), N_, bp.grads[l - 1]["W"], 2 * N_ * tiny)
             Eb = prop(lambda V, E, g_, t_: k("bias_grad_bound")(*V, *E, g_, t_, np.empty_like(b)),
-                      (H,), (Eh,), g(N_), N_ * tiny)
+                      (H,), (Eh,), N_, bp.grads[l - 1]["b"], N_ * tiny)
             E_G[l - 1] = {"W": Ew, "b": Eb}
             M_G[l - 1] = {"W": np.zeros(W.shape, bool), "b": np.zeros(b.shape, bool)}
             E_D[l - 1] = prop(lambda V, E, g_, t_: k("input_grad_bound")(*V, *E, g_, t_, np.empty_like(A_prev)),
-                              (W, H), (Eh,), g(S_) + up, 2 * S_ * tiny)
+                              (W, H), (Eh,), S_, D_prev, 2 * S_ * tiny, up)
             M_D[l - 1] = np.zeros(A_prev.shape, bool)
         elif isinstance(layer, Conv2D):
             K, b = prm
             terms = H.shape[1] * H.shape[2] * H.shape[3]
             Ek = prop(lambda V, E, g_, t_: k("conv_kernel_grad_bound")(*V, *E, g_, layer.stride, layer.pad, t_,
                                                                        np.empty_like(K)),
-                      (H, A_prev), (Eh, Ea_prev), g(terms), 2 * terms * tiny)
+                      (H, A_prev), (Eh, Ea_prev), terms, bp.grads[l - 1]["K"], 2 * terms * tiny)
             Eb = prop(lambda V, E, g_, t_: k("conv_bias_grad_bound")(*V, *E, g_, t_, np.empty_like(b)),
-                      (H,), (Eh,), g(terms), terms * tiny)
+                      (H,), (Eh,), terms, bp.grads[l - 1]["b"], terms * tiny)
             E_G[l - 1] = {"K": Ek, "b": Eb}
             M_G[l - 1] = {"K": np.zeros(K.shape, bool), "b": np.zeros(b.shape, bool)}
             taps = K.shape[0] * K.shape[2] * K.shape[3]
             E_D[l - 1] = prop(lambda V, E, g_, t_: k("conv_input_grad_bound")(*V, *E, g_, layer.stride, layer.pad,
                                                                               t_, np.empty_like(A_prev)),
-                              (K, H), (Eh,), g(taps) + up, 2 * taps * tiny)
+                              (K, H), (Eh,), taps, D_prev, 2 * taps * tiny, up)
             M_D[l - 1] = np.zeros(A_prev.shape, bool)
         elif isinstance(layer, AvgPool2D):
             kk = layer.size**2
             E_G[l - 1], M_G[l - 1] = {}, {}
             E_D[l - 1] = prop(lambda V, E, g_, t_: k("avgpool_backward_bound")(*V, *E, layer.size, layer.stride, g_,
                                                                                t_, np.empty_like(A_prev)),
-                              (H,), (Eh,), g(kk + 1), (kk + 1) * tiny)
+                              (H,), (Eh,), kk + 1, D_prev, (kk + 1) * tiny)
             M_D[l - 1] = np.zeros(A_prev.shape, bool)
         elif isinstance(layer, MaxPool2D):
             kk = layer.size**2

@@ -70,6 +70,16 @@ class OracleResult:
         The last module outputs logits Z^(L) and the loss applies the softmax / sigmoid
         (``CrossEntropyLoss``, ``BCEWithLogitsLoss``): ``A[-1]`` is then σ(Z^(L)) as the
         derivation has it, and the module's own output is ``Z[-1]`` with gradient ``H[-1]``.
+    bounds : OracleResult or None
+        With ``bounds="float32"`` (``"float16"``, ``"bfloat16"``): the same structure,
+        holding for every element a bound on how far a correct implementation in that
+        precision may be from this result (derivations/rounding.md, R31); None otherwise.
+    kink : OracleResult or None
+        The same structure of boolean masks: the kink-sensitive elements (a ReLU or
+        leaky-ReLU pre-activation, or a max-pool tie, within its perturbation, R10, R29),
+        which have no bound and are skipped by ``assert_gradients_match(..., dtype=...)``.
+    precision, bound_method : str or None
+        The precision of the bounds and ``"worst_case"`` or ``"probabilistic"``.
     """
 
     loss: float
@@ -91,6 +101,10 @@ class OracleResult:
     identity_modules: tuple = ()
     logits_head: bool = False
     # further optional fields (with defaults) go below this line
+    bounds: "OracleResult | None" = field(default=None, repr=False)
+    kink: "OracleResult | None" = field(default=None, repr=False)
+    precision: str | None = None
+    bound_method: str | None = None
 
     @property
     def n_layers(self) -> int:

@@ -20,9 +20,24 @@ Modes (``mode``)
                    steps (default 1).
 
 Engines (``engine``)
-    ``loops`` runs the Numba kernels' fastmath build (kernel engine ``"fast"`` of
-    :mod:`indexnet.nn.engine`, via :func:`indexnet.train.step.make_train_step`); ``numpy``
-    the vectorized NumPy forms. Evaluation uses the same engine.
+    ``fast`` (the default) runs the Numba kernels' fastmath build (via
+    :func:`indexnet.train.step.make_train_step`), ``loops`` the exact, deterministic
+    build of the same loops, ``numpy`` the vectorized NumPy forms
+    (:mod:`indexnet.nn.engine`). The per-epoch evaluation uses the training engine.
+
+Checkpoints and interruption
+    ``checkpoint_every`` None (the default) writes ``checkpoint.npz`` at the end of the
+    run, after any epoch that ends a minute or more after the last write, and when the
+    run is interrupted (Ctrl-C: the state of the last completed epoch, kept in memory);
+    an integer N writes it every N epochs as well. ``fit`` turns SIGINT into a flag that
+    is checked between steps, so a Ctrl-C that lands inside a compiled kernel stops the
+    run cleanly after that step.
+
+Extending a run
+    :meth:`Trainer.resume` with a larger ``epochs`` trains the extra epochs and keeps the
+    learning-rate schedule laid out over the original run (``schedule_epochs``): a
+    cosine schedule stays at ``lr_min`` after its end, a step schedule keeps decaying
+    every ``step_size`` epochs, a constant rate stays. The rate never jumps back up.
 
 Reproducibility
     The initial weights come from ``seed``, the batches from a
@@ -61,10 +76,13 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_config", "load
 
 MODES = ("minibatch", "sgd", "fullbatch")
 #: trainer engine -> kernel engine of :mod:`indexnet.nn.engine`
-ENGINE_MAP = {"loops": "fast", "numpy": "numpy"}
+ENGINE_MAP = {"fast": "fast", "loops": "loops", "numpy": "numpy"}
+ENGINES = tuple(ENGINE_MAP)
 DATASETS = ("digits", "mnist", "fashion", "square", "sphere", "csv")
 #: options that may differ on --resume without changing what is computed
 RESUME_OVERRIDES = ("epochs", "log_every", "checkpoint_every", "eval_batch_size")
+#: seconds between checkpoints when ``checkpoint_every`` is None
+CHECKPOINT_SECONDS = 60.0
 
 CHECKPOINT_FILE = "checkpoint.npz"
 BEST_FILE = "best.npz"
@@ -104,6 +122,10 @@ class TrainConfig:
     split_seed : int
         Seed of the train / validation / test split (fixed by default, so test figures
         of different ``seed`` compare).
+    val_size, val_fraction, test_fraction : int, float, float or None
+        The validation set's size (MNIST-format sets: images from the end of the
+        training file) or fraction, and the test fraction (not for MNIST-format sets,
+        which test on their t10k file); None: the loader's default.
     preset : str or None
         The preset the settings came from (informational).
     layers : str or None
@@ -118,12 +140,15 @@ class TrainConfig:
     schedule, step_size, gamma, lr_min
         ``constant``, ``step`` (× ``gamma`` every ``step_size`` epochs, default a third
         of the run) or ``cosine`` (to ``lr_min`` at the last step).
+    schedule_epochs : int or None
+        The epochs the schedule is laid out over; None: ``epochs``. Set by a resume that
+        extends a run, so the extra epochs continue the schedule instead of re-spreading it.
     mode, batch_size, steps_per_epoch, epochs
         See the module docstring.
     seed : int
         Seed of the initial weights and of the batch Generator.
     engine : str
-        ``loops`` (Numba, fastmath build) or ``numpy``.
+        ``fast`` (Numba, fastmath build), ``loops`` (Numba, exact build) or ``numpy``.
     dtype : str
         ``float32`` or ``float64``.
     eval_batch_size : int
@@ -131,8 +156,11 @@ class TrainConfig:
     train_eval_size : int
         The training accuracy of each epoch is measured on the first this many
         training examples (the training loss is the mean of the epoch's step losses).
-    checkpoint_every, log_every : int
-        Write a checkpoint / print a line every this many epochs (and after the last).
+    checkpoint_every : int or None
+        Also write a checkpoint every this many epochs; None: see the module docstring.
+    log_every : int or None
+        Print a line every this many epochs (and after the first and the last); None:
+        every ``ceil(epochs / 10)`` epochs.
     augment : str or None
         Random distortions of every training batch, ``affine[:rotate=R,shear=S,scale=Z,shift=T]``,
         ``elastic[:ALPHA,SIGMA]`` or both joined by ``+`` (:func:`indexnet.data.augment.parse_augment`,
@@ -145,6 +173,9 @@ class TrainConfig:
     target: str = "-1"
     task: str = "classification"
     split_seed: int = 0
+    val_size: int | None = None
+    val_fraction: float | None = None
+    test_fraction: float | None = None
     preset: str | None = None
     layers: str | None = None
     loss: str | None = None
@@ -163,13 +194,14 @@ class TrainConfig:
     batch_size: int = 32
     steps_per_epoch: int | None = None
     epochs: int = 20
+    schedule_epochs: int | None = None
     seed: int = 0
-    engine: str = "loops"
+    engine: str = "fast"
     dtype: str = "float64"
     eval_batch_size: int = 1000
     train_eval_size: int = 10000
-    checkpoint_every: int = 1
-    log_every: int = 1
+    checkpoint_every: int | None = None
+    log_every: int | None = None
     augment: str | None = None
 
     def __post_init__(self) -> None:
@@ -180,11 +212,11 @@ class TrainConfig:
         check_choice("--schedule", self.schedule, ("constant", "step", "cosine"))
         check_choice("--optimizer", self.optimizer, ("sgd", "momentum", "adam"))
         check_choice("--task", self.task, ("classification", "regression"))
-        for name in ("batch_size", "epochs", "eval_batch_size", "train_eval_size", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "epochs", "eval_batch_size", "train_eval_size"):
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         for name in ("seed", "split_seed"):
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
-        for name in ("steps_per_epoch", "step_size"):
+        for name in ("steps_per_epoch", "step_size", "checkpoint_every", "log_every", "schedule_epochs"):
             if getattr(self, name) is not None:
                 check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.mode == "minibatch" and self.steps_per_epoch is not None:
@@ -201,10 +233,28 @@ class TrainConfig:
             raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
         if self.data == "csv" and not self.csv:
             raise ValueError("--csv: expected the path of a CSV file for --data csv, got none")
+        if self.val_size is not None:
+            check_positive_int("--val-size", self.val_size, minimum=0)
+            if self.data not in ("mnist", "fashion"):
+                raise ValueError(f"--val-size: applies to --data mnist or fashion; for --data {self.data} give "
+                                 f"--val-fraction, got --val-size {self.val_size}")
+            if self.val_fraction is not None:
+                raise ValueError("--val-size, --val-fraction: expected one of them, got both")
+        for name in ("val_fraction", "test_fraction"):
+            if getattr(self, name) is not None:
+                check_real(f"--{name.replace('_', '-')}", getattr(self, name), lo=0, hi=1, hi_open=True)
+        if self.test_fraction is not None and self.data in ("mnist", "fashion"):
+            raise ValueError(f"--test-fraction: --data {self.data} tests on its t10k files; got --test-fraction "
+                             f"{self.test_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-able dict."""
         return asdict(self)
+
+    @property
+    def log_cadence(self) -> int:
+        """Epochs between log lines: ``log_every``, or ``ceil(epochs / 10)`` when it is None."""
+        return self.log_every or max(1, -(-self.epochs // 10))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -216,38 +266,83 @@ class TrainConfig:
         return cls(**d)
 
 
-def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset and explicit options.
+#: where a configuration value came from (see :func:`resolve_config_sources`)
+SOURCE_DEFAULT = "built-in default"
+SOURCE_OPTION = "command line"
 
-    Order: the dataclass defaults, then the preset's data set, layers, loss and
-    settings (the preset named, or the data set's default preset when neither
-    ``preset`` nor ``layers`` is given), then every option that is not None.
+
+def resolve_config_sources(preset: str | None = None, **options: Any) -> tuple[TrainConfig, dict[str, str]]:
+    """A :class:`TrainConfig` from a preset and explicit options, and where each value came from.
+
+    Order: the dataclass defaults, then the preset's data set, layers, loss and settings
+    (the preset named, or the data set's default preset when none is named), then every
+    option that is not None. Each option overrides only itself; the one coupling is
+    ``layers`` without ``loss``: the loss then follows from the new output layer.
+    A preset carries its data set: ``data`` must be one the preset was made for.
+
+    Returns
+    -------
+    config : TrainConfig
+    sources : dict
+        Field name -> ``"built-in default"``, ``"data set's preset NAME"``,
+        ``"--preset NAME"``, ``"command line"`` or ``"from --layers"``.
 
     Raises
     ------
     ValueError
-        An unknown preset or option name, or an invalid value (naming the option).
+        An unknown preset or option name, a ``data`` the preset is not for, or an
+        invalid value (naming the option).
     """
     from indexnet.train.presets import get_preset, preset_for_data
 
     options = {k: v for k, v in options.items() if v is not None}
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(options) - names)
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(options) - set(names))
     if unknown:
         raise ValueError(f"options: unknown {unknown}; expected some of {sorted(names)}")
     if preset is not None:
-        chosen = get_preset(preset)
-    elif "layers" not in options:
-        chosen = preset_for_data(options.get("data", TrainConfig.data))
+        chosen = get_preset(preset, options.get("data"))
+        label = f"--preset {chosen.name}"
     else:
-        chosen = None
+        chosen = preset_for_data(options.get("data", TrainConfig.data))
+        label = None if chosen is None else f"data set's preset {chosen.name}"
     values: dict[str, Any] = {}
+    sources = {name: SOURCE_DEFAULT for name in names}
     if chosen is not None:
         values.update(data=chosen.data, layers=chosen.layers, loss=chosen.loss, preset=chosen.name, **chosen.settings)
+        sources.update({k: label for k in values})
     values.update(options)
+    sources.update({k: SOURCE_OPTION for k in options})
     if "layers" in options and "loss" not in options:
         values["loss"] = None  # the preset's loss belongs to the preset's layers
-    return TrainConfig(**values)
+        sources["loss"] = "from --layers (its output activation)"
+    return TrainConfig(**values), sources
+
+
+def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset and explicit options; see :func:`resolve_config_sources`."""
+    return resolve_config_sources(preset, **options)[0]
+
+
+def format_config(config: TrainConfig, sources: dict[str, str] | None = None, options=None) -> str:
+    """The configuration as aligned ``name  value  source`` lines; the fields in ``options`` (the
+    command line's) are named as options (``--batch-size``), the others by their field name."""
+    rows = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name == "loss" and value is None and config.layers:
+            value = f"{infer_loss(config.layers)} (from the output layer)"
+        elif f.name == "log_every" and value is None:
+            value = f"{config.log_cadence} (every tenth of the run)"
+        elif f.name == "checkpoint_every" and value is None:
+            value = f"at the end, on Ctrl-C, and every {CHECKPOINT_SECONDS:g} s"
+        elif f.name == "schedule_epochs" and value is None:
+            value = f"{config.epochs} (= --epochs)"
+        name = "--" + f.name.replace("_", "-") if options is None or f.name in options else f.name
+        rows.append((name, "-" if value is None else str(value),
+                     (sources or {}).get(f.name, "")))
+    w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)
 
 
 def infer_loss(layers_spec: str) -> str:
@@ -256,22 +351,61 @@ def infer_loss(layers_spec: str) -> str:
     return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}.get(act, "mse")
 
 
+#: library argument names -> the command-line options that set them (for error messages)
+CLI_NAMES = {
+    "val_fraction + test_fraction": "--val-fraction + --test-fraction", "target_columns": "--target",
+    "data_dir": "--data-dir", "val_size": "--val-size", "val_fraction": "--val-fraction",
+    "test_fraction": "--test-fraction", "csv file": "--csv", "kind='regression'": "--task regression",
+    "kind": "--task", "n_classes=": "a label column of the real classes",
+}
+
+
+def cli_message(text: str) -> str:
+    """``text`` with the library's argument names replaced by the CLI options that set them."""
+    import re
+
+    pattern = "|".join(re.escape(k) for k in sorted(CLI_NAMES, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({pattern})(?![\w])", lambda m: CLI_NAMES[m.group(1)], text)
+
+
 def load_splits(config: TrainConfig, scaling: dict | None = None):
     """The data set a configuration names, split and in its dtype.
 
     ``scaling`` (a stored record, at evaluation time) replaces the scaling a CSV file
     would compute from its training split; the other sets have a fixed scaling.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        From the loader, with its argument names replaced by the command-line options
+        (``--data-dir``, ``--val-size``, ``--target`` ...); also an empty split.
     """
     from indexnet import data as D
 
     dtype = np.dtype(config.dtype)
-    if config.data in ("mnist", "fashion"):
-        return D.load_mnist(config.data_dir, config.data, dtype=dtype)
-    if config.data == "csv":
-        target: Any = int(config.target) if config.target.lstrip("-").isdigit() else config.target
-        return D.load_csv(config.csv, target_columns=target, kind=config.task, seed=config.split_seed,
-                          scaling=scaling, dtype=dtype)
-    return D.load(config.data, seed=config.split_seed, dtype=dtype)
+    opts = {k: getattr(config, k) for k in ("val_fraction", "test_fraction") if getattr(config, k) is not None}
+    try:
+        if config.data in ("mnist", "fashion"):
+            splits = D.load_mnist(config.data_dir, config.data, dtype=dtype, val_size=config.val_size,
+                                  val_fraction=config.val_fraction)
+        elif config.data == "csv":
+            target: Any = int(config.target) if config.target.lstrip("-").isdigit() else config.target
+            splits = D.load_csv(config.csv, target_columns=target, kind=config.task, seed=config.split_seed,
+                                scaling=scaling, dtype=dtype, **opts)
+        else:
+            splits = D.load(config.data, seed=config.split_seed, dtype=dtype, **opts)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(cli_message(str(exc))) from None
+    except ValueError as exc:
+        raise ValueError(cli_message(str(exc))) from None
+    for part, ds in zip(("training", "validation", "test"), (splits.train, splits.validation, splits.test)):
+        if ds.n_samples == 0:
+            mnist = config.data in ("mnist", "fashion")
+            hint = {"training": "--val-fraction / --test-fraction or --val-size",
+                    "validation": "--val-size" if mnist else "--val-fraction",
+                    "test": "the t10k files" if mnist else "--test-fraction"}[part]
+            raise ValueError(f"--data {config.data}: the {part} split is empty (0 examples); check {hint}")
+    return splits
 
 
 def data_meta(config: TrainConfig, splits) -> dict[str, Any]:
@@ -281,6 +415,7 @@ def data_meta(config: TrainConfig, splits) -> dict[str, Any]:
         "name": train.name, "kind": train.kind, "scaling": train.scaling, "n_classes": train.n_classes,
         "image_shape": None if train.image_shape is None else list(train.image_shape),
         "n_features": train.n_features, "n_outputs": train.n_outputs, "split": splits.info,
+        "class_names": splits.info.get("class_names"),
         "source": {k: getattr(config, k) for k in ("data", "data_dir", "csv", "target", "task", "split_seed")},
     }
 
@@ -332,6 +467,8 @@ class Trainer:
         layers, input_shape = build_layers(layers_spec, train.n_features, train.image_shape, train.n_outputs)
         self.layers_spec = layers_spec
         if net is None:
+            check_memory(layers, input_shape, config, layers_spec)
+        if net is None:
             net = Network(layers, input_shape, self.loss_name, dtype=np.dtype(config.dtype), seed=config.seed)
         else:
             want = ([l.to_config() for l in layers], input_shape, self.loss_name, np.dtype(config.dtype))
@@ -350,6 +487,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self._best_params: list | None = None  # parameters of a best epoch not yet written to best.npz
+        self.session_seconds: list[float] = []  # training seconds of the epochs this process ran
+        self._stop = False
+        self._snapshot: tuple | None = None
+        self._checkpoint_time = time.perf_counter()
         self.optimizer = self._make_optimizer()
         self.schedule = self._make_schedule()
         from indexnet.train.step import make_train_step
@@ -397,11 +538,12 @@ class Trainer:
         from indexnet.nn.optim import make_schedule
 
         c = self.config
+        span = c.schedule_epochs or c.epochs
         if c.schedule == "step":
-            every = c.step_size or max(1, c.epochs // 3)
+            every = c.step_size or max(1, span // 3)
             return make_schedule("step", lr=c.lr, step_size=every * self.steps_per_epoch, gamma=c.gamma)
         if c.schedule == "cosine":
-            return make_schedule("cosine", lr=c.lr, total_steps=c.epochs * self.steps_per_epoch, lr_min=c.lr_min)
+            return make_schedule("cosine", lr=c.lr, total_steps=span * self.steps_per_epoch, lr_min=c.lr_min)
         return make_schedule("constant", lr=c.lr)
 
     @classmethod
@@ -411,24 +553,28 @@ class Trainer:
         Parameters
         ----------
         checkpoint : path-like
-            A ``checkpoint.npz`` of an earlier run.
+            A ``checkpoint.npz`` of an earlier run, or its run folder.
         splits : Splits, optional
             The data (default: reloaded from the stored configuration).
         out : path-like, optional
             Output folder; default the checkpoint's folder.
         **overrides
-            ``epochs`` (extend or shorten the run; note that a cosine or default step
-            schedule is laid out over ``epochs``, so changing it changes the rates),
-            ``log_every``, ``checkpoint_every``, ``eval_batch_size``.
+            ``epochs`` (extend the run: the schedule keeps the length of the original
+            run, ``schedule_epochs``, see the module docstring; fewer epochs than are
+            done is an error), ``log_every``, ``checkpoint_every``, ``eval_batch_size``.
 
         Raises
         ------
         ValueError
-            Not a checkpoint, or an override that would change what is computed.
+            Not a checkpoint, a checkpoint without the optimiser arrays its optimiser
+            needs, fewer ``epochs`` than are done, or an override that would change what
+            is computed.
         """
         from indexnet.train.checkpoint import load_checkpoint
 
         path = Path(checkpoint)
+        if path.is_dir():
+            path = path / CHECKPOINT_FILE
         ck = load_checkpoint(path)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
@@ -437,10 +583,24 @@ class Trainer:
                 f"--resume: options {bad} cannot change when resuming (the run continues with its stored "
                 f"configuration); only {list(RESUME_OVERRIDES)} can"
             )
-        config = replace(TrainConfig.from_dict(ck.config), **overrides)
+        stored = TrainConfig.from_dict(ck.config)
+        if overrides.get("epochs", ck.epoch) < ck.epoch:
+            raise ValueError(f"--epochs: the run has done {ck.epoch} epochs; expected at least that many, "
+                             f"got --epochs {overrides['epochs']}")
+        config = replace(stored, schedule_epochs=stored.schedule_epochs or stored.epochs, **overrides)
         trainer = cls(config, splits=splits, out=path.parent if out is None else out, log=log, progress=progress,
                       net=ck.net)
-        trainer.optimizer.load_state_dict(ck.optimizer_state)
+        opt = trainer.optimizer
+        if ck.optimizer_state.get("t", 0) and opt.state_names:
+            n = sum(len(p) for p in trainer.net.params)
+            want = [f"{name}.{k}" for name in opt.state_names for k in range(n)]
+            missing = [key for key in want if key not in ck.optimizer_state]
+            if missing:
+                raise ValueError(
+                    f"--resume: {path} lacks the optimiser arrays {missing[:6]}{' ...' if len(missing) > 6 else ''} "
+                    f"({len(missing)} of {len(want)}); {stored.optimizer} after step {ck.optimizer_state['t']} "
+                    f"cannot continue exactly without them (they would restart at zero)")
+        opt.load_state_dict(ck.optimizer_state)
         trainer.rng = ck.make_rng()
         trainer.epoch, trainer.step = ck.epoch, ck.step
         trainer.history = ck.history
@@ -450,14 +610,17 @@ class Trainer:
     # ------------------------------------------------------------------------ the loop
     def _epoch_plan(self) -> list:
         """The index sets of this epoch's steps (None: the whole training set)."""
+        return self._epoch_plan_for(self.rng)
+
+    def _epoch_plan_for(self, rng: np.random.Generator) -> list:
         from indexnet.data import batches
 
         c = self.config
         if c.mode == "minibatch":
-            return batches(self.n_train, c.batch_size, self.rng)
+            return batches(self.n_train, c.batch_size, rng)
         if c.mode == "sgd":
             # Algorithm 1 of seed 002: j ~ U{1..N} independently for every step
-            return list(self.rng.integers(0, self.n_train, size=(self.steps_per_epoch, 1)))
+            return list(rng.integers(0, self.n_train, size=(self.steps_per_epoch, 1)))
         return [None] * self.steps_per_epoch
 
     def _batch(self, idx) -> tuple[np.ndarray, np.ndarray]:
@@ -471,6 +634,7 @@ class Trainer:
         return X.reshape(shape + (X.shape[-1],)), T
 
     def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
+        self._save_snapshot()  # the last good epoch's state, if it is not on disk yet
         ck = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
         where = f"epoch {epoch}, step {k} of {self.steps_per_epoch} (global step {self.step})"
         keep = (f"the last good checkpoint {ck} (end of epoch {self._last_checkpoint_epoch}) is kept" if ck else
@@ -506,10 +670,59 @@ class Trainer:
             A NaN or Inf loss or parameter; the last good checkpoint is kept.
         """
         last = self.config.epochs if until_epoch is None else check_positive_int("until_epoch", until_epoch)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/Inf are caught below
-            while self.epoch < last:
-                self._run_epoch(self.epoch + 1)
+        self._stop = False
+        with _sigint_to_flag(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                while self.epoch < last:
+                    self._run_epoch(self.epoch + 1)
+            except KeyboardInterrupt:
+                self._save_snapshot()
+                raise
         return self.history
+
+    def interrupt(self) -> None:
+        """Ask the running :meth:`fit` to stop after the current step (raises KeyboardInterrupt there)."""
+        self._stop = True
+
+    def _take_snapshot(self) -> None:
+        """Keep the resumable state of the epoch just completed in memory (copies)."""
+        self._snapshot = self._checkpoint_payload() if self.out is not None else None
+
+    def _save_snapshot(self) -> None:
+        """On interruption: write the last completed epoch's state, unless it is already on disk."""
+        snap = getattr(self, "_snapshot", None)
+        if snap is None or self.out is None:
+            return
+        from indexnet.io import save_npz_atomic
+
+        if self._best_params is not None:
+            self._save_best()
+        save_npz_atomic(self.checkpoint_path, *snap)
+        self._snapshot = None
+        self._checkpoint_time = time.perf_counter()
+
+    def warm_up(self) -> float:
+        """Compile (or load from Numba's cache) the kernels of a step and of the evaluation.
+
+        Runs one step on a copy of the network and optimiser and a one-batch forward pass,
+        so the training state is untouched. Returns the seconds it took.
+        """
+        from indexnet.train.step import make_train_step
+
+        t0 = time.perf_counter()
+        net = self.net.copy()
+        step = make_train_step(net, self._make_optimizer(), self.engine)
+        plan = self._epoch_plan_for(np.random.default_rng(0))
+        shape = net.input_shape
+        idx = plan[0]
+        X = self._X if idx is None else np.take(self._X, idx, axis=1)
+        T = self._T if idx is None else np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # its own Generator: the batch Generator is not touched
+            X = self.augmenter(X, np.random.default_rng(0))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            step(X.reshape(shape + (X.shape[-1],)), T)
+            evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
+        return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
         """One epoch's steps, then its metrics, checkpoint and log line."""
@@ -532,6 +745,8 @@ class Trainer:
                 n = X.shape[-1]
                 loss_sum += per_example(self.net.loss_fn, J, n) * n
                 count += n
+                if self._stop:
+                    raise KeyboardInterrupt
                 bar.update(1)
                 if k % 20 == 0 or k == len(plan):
                     bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
@@ -554,17 +769,23 @@ class Trainer:
         record["seconds"] = seconds
         record["eval_seconds"] = time.perf_counter() - t0
         self.history.append(record)
+        self.session_seconds.append(seconds)
         self.epoch = epoch
         if self._is_better(record):
             self.best = {k: record[k] for k in record if k not in ("seconds", "eval_seconds")}
             self._best_params = [tuple(a.copy() for a in p) for p in self.net.params]
-        if self.out is not None and (epoch % c.checkpoint_every == 0 or epoch == c.epochs):
+        due = (epoch == c.epochs or (c.checkpoint_every is not None and epoch % c.checkpoint_every == 0)
+               or time.perf_counter() - self._checkpoint_time >= CHECKPOINT_SECONDS)
+        if self.out is not None and due:
             # best.npz is written with the checkpoint, not at every improvement (a regression run may
             # improve every epoch for thousands of epochs)
             if self._best_params is not None:
                 self._save_best()
             self.save_checkpoint()
-        if self.log is not None and (epoch % c.log_every == 0 or epoch in (1, c.epochs)):
+            self._snapshot = None
+        elif self.out is not None:
+            self._take_snapshot()
+        if self.log is not None and (epoch % c.log_cadence == 0 or epoch in (1, c.epochs)):
             self.log(self.epoch_line(record))
 
     def _is_better(self, record: dict) -> bool:
@@ -579,11 +800,15 @@ class Trainer:
         width = len(str(self.config.epochs))
         parts = [f"epoch {r['epoch']:>{width}}/{self.config.epochs}"]
         if "train_acc" in r:
-            parts.append(f"train loss {r['train_loss']:.4f} acc {100 * r['train_acc']:6.2f}%")
+            parts.append(f"train loss (running mean) {r['train_loss']:.4f}  train acc (end of epoch) "
+                         f"{100 * r['train_acc']:6.2f}%")
             parts.append(f"val loss {r['val_loss']:.4f} acc {100 * r['val_acc']:6.2f}%")
         else:
-            parts.append(f"train loss {r['train_loss']:.4g} rmse {r['train_rmse']:.4g}")
+            parts.append(f"train loss (running mean) {r['train_loss']:.4g}  train rmse (end of epoch) "
+                         f"{r['train_rmse']:.4g}")
             parts.append(f"val loss {r['val_loss']:.4g} rmse {r['val_rmse']:.4g}")
+        if self.best is not None and self.best.get("epoch") == r["epoch"]:
+            parts.append("best")
         parts.append(f"lr {r['lr']:.3g}")
         parts.append(f"{r['seconds']:.2f}s")
         return "  ".join(parts)
@@ -605,24 +830,35 @@ class Trainer:
         """Write the best epoch's parameters to ``out/best.npz``."""
         from indexnet.io import save_model
 
-        best = self.net.copy()
-        best.params = self._best_params
+        from indexnet.nn.network import Network
+
+        net = self.net
+        best = Network(net.layers, net.input_shape, net.loss_fn.name, dtype=net.dtype, params=self._best_params)
         self._best_params = None
         return save_model(best, self.out / BEST_FILE, epoch=self.best["epoch"], best=self.best, **self._meta())
 
-    def save_checkpoint(self, path=None) -> Path:
-        """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
-        from indexnet.train.checkpoint import save_checkpoint
+    def _checkpoint_payload(self) -> tuple[dict, dict]:
+        """The arrays (copies) and JSON meta of a checkpoint of the current state."""
+        from indexnet.train.checkpoint import checkpoint_payload
 
         state = self.optimizer.state_dict()
         state["lr"] = float(self.config.lr)  # the schedule sets the rate of every step from config.lr
         meta = self._meta()
         config = meta.pop("config")
-        return save_checkpoint(
-            path or self.checkpoint_path, net=self.net, optimizer_name=self.config.optimizer, optimizer_state=state,
-            rng=self.rng, epoch=self.epoch, step=self.step, history=self.history, config=config, best=self.best,
-            extra=meta,
+        arrays, doc = checkpoint_payload(
+            net=self.net, optimizer_name=self.config.optimizer, optimizer_state=state,
+            rng=self.rng, epoch=self.epoch, step=self.step, history=[dict(r) for r in self.history], config=config,
+            best=None if self.best is None else dict(self.best), extra=meta,
         )
+        return {k: np.array(v, copy=True) for k, v in arrays.items()}, doc
+
+    def save_checkpoint(self, path=None) -> Path:
+        """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
+        from indexnet.io import save_npz_atomic
+
+        written = save_npz_atomic(path or self.checkpoint_path, *self._checkpoint_payload())
+        self._checkpoint_time = time.perf_counter()
+        return written
 
     def save_model(self, path, **meta: Any) -> Path:
         """Save the network with its data scaling and configuration (atomically, no pickle)."""
@@ -659,7 +895,8 @@ class Trainer:
                 cm = confusion_matrix(test_metrics["predictions"], self.splits.test.labels, self.splits.test.n_classes)
                 written["confusion"] = P.plot_confusion(
                     cm, self.out / "confusion.png",
-                    title=f"{self.splits.train.name} test: accuracy {100 * test_metrics['accuracy']:.2f}%")
+                    title=f"{self.splits.train.name} test: accuracy {100 * test_metrics['accuracy']:.2f}%",
+                    class_names=self.splits.info.get("class_names"))
             fit = P.plot_fit(self.net, self.splits, self.out / "fit.png", engine=self.engine)
             if fit is not None:
                 written["fit"] = fit
@@ -667,6 +904,90 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------------ helpers
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable, else physical memory), or None."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimate(layers, input_shape, config: TrainConfig) -> tuple[int, int]:
+    """``(bytes, parameters)``: what a run keeps in memory, from the shapes alone (nothing allocated).
+
+    Parameters × (the parameters, their gradients, the optimiser's state arrays, the
+    best epoch's copy and the in-memory checkpoint of the last epoch) plus the
+    activations of a training batch and of an evaluation batch (values, pre-activations
+    and deltas of every layer).
+    """
+    itemsize = np.dtype(config.dtype).itemsize
+    n_params, units = 0, int(np.prod(input_shape))
+    shape = tuple(input_shape)
+    for layer in layers:
+        n_params += sum(int(np.prod(s)) for s in layer.param_shapes(shape))
+        shape = tuple(layer.output_shape(shape))
+        units += int(np.prod(shape))
+    state = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    copies = 1 + 1 + state + 1 + (1 + state)
+    batch = config.batch_size if config.mode == "minibatch" else 1
+    activations = 3 * units * (batch + config.eval_batch_size)
+    return (copies * n_params + activations) * itemsize, n_params
+
+
+def check_memory(layers, input_shape, config: TrainConfig, spec: str) -> None:
+    """Refuse, before allocating, a network whose training would not fit in the available memory."""
+    need, n_params = memory_estimate(layers, input_shape, config)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise ValueError(
+            f"--layers {spec}: training this network needs about {need / gib:.1f} GiB ({n_params:,} parameters in "
+            f"{config.dtype}, with their gradients, the {config.optimizer} state, copies for checkpoints, and the "
+            f"activations of a batch); this machine has {have / gib:.1f} GiB available. Choose smaller layers"
+        )
+
+
+class _sigint_to_flag:
+    """While active (main thread only): SIGINT sets ``trainer._stop`` instead of raising at once.
+
+    A KeyboardInterrupt raised while a compiled kernel runs surfaces as a SystemError;
+    the flag is checked after every step, so the run stops cleanly between steps. A
+    second Ctrl-C before that raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.trainer._stop:
+            raise KeyboardInterrupt
+        self.trainer._stop = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def _plain(m: dict) -> dict:
     """Metrics without their arrays (JSON-able)."""
     return {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
@@ -679,12 +1000,17 @@ def write_text_atomic(path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+#: the order of the history.csv columns (those a run has), whatever order a record's keys come in
+HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "train_rmse", "val_loss", "val_acc", "val_rmse",
+                   "seconds", "eval_seconds")
+
+
 def write_history(history: list[dict], out) -> dict[str, Path]:
-    """history.json and history.csv (one row per epoch) in ``out``."""
+    """history.json and history.csv (one row per epoch, columns in :data:`HISTORY_COLUMNS` order) in ``out``."""
     out = Path(out)
-    columns: list[str] = []
-    for record in history:
-        columns += [k for k in record if k not in columns]
+    present = {k for record in history for k in record}
+    columns = [k for k in HISTORY_COLUMNS if k in present] + sorted(present - set(HISTORY_COLUMNS))
+    history = [{k: r[k] for k in columns if k in r} for r in history]
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
