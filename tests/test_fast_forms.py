@@ -22,7 +22,8 @@ from indexnet.train.step import make_train_step
 
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 DTYPES = [np.float64, np.float32]
-#: (S, S_prev, N): the output rows and samples up to realistic sizes, the summed index short
+#: (S, S_prev, N): the output rows and samples up to realistic sizes (N on both sides of
+#: dense.SHORT_BATCH, the weight gradient's two blockings), the summed index short
 shapes = st.tuples(st.integers(1, 1024), st.integers(1, 40), st.integers(1, 512))
 few = settings(max_examples=6)
 
@@ -68,7 +69,7 @@ def test_dense_sums_fast_equal_loops(dtype, shape, seed):
     aW, aA, ab, aH = np.abs(W), np.abs(A), np.abs(b), np.abs(H)
     Z = dense.forward_fast(W, A, b, np.empty((S, N), dtype))
     _close(Z, dense.forward_loops(W, A, b, np.empty((S, N), dtype)), aW @ aA + ab[:, None], dtype)
-    dW = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype))
+    dW = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), np.empty((N, S_prev), dtype))
     _close(dW, dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype)), aH @ aA.T, dtype)
     D = dense.input_grad_fast(W, H, np.empty((S_prev, N), dtype))
     _close(D, dense.input_grad_loops(W, H, np.empty((S_prev, N), dtype)), aW.T @ aH, dtype)
@@ -114,7 +115,7 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     terms = np.abs(H) @ np.abs(A).T
     want = W - dtype(eta) * g
     scale = np.abs(W) + eta * terms
-    _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy()), want, scale, dtype)
+    _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
     HP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, N, dense.SUPPORT_BLOCK), dtype)
     _close(dense.weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, np.empty((S, S_prev), dtype)), g, terms,

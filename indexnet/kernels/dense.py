@@ -230,8 +230,8 @@ def input_grad_numpy(W, H, Delta_prev):
 # private blocking helpers carry the register blocks; each fast form's body names its
 # sum's indices and calls them.
 @fastserial
-def _axpy_rows(P, Q, r0, m, C):
-    """C_{r0+a, n} += Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D1.4 and D2.25.
+def _axpy_rows(P, Q, r0, m, C, scale):
+    """C_{r0+a, n} += scale · Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D1.4, D2.25 (and of D2.5, D2.6 for short batches).
 
     Register block: 4 rows of C × 4 values of k at a time (16 scalars of P in registers);
     each pass over n (unit-stride, vectorized) loads 4 rows of Q and the 4 rows of C
@@ -248,10 +248,11 @@ def _axpy_rows(P, Q, r0, m, C):
         q1 = Q[k + min(1, kk - 1)]
         q2 = Q[k + min(2, kk - 1)]
         q3 = Q[k + min(3, kk - 1)]
-        w00, w01, w02, w03 = P[r0, k], P[r0, k + min(1, kk - 1)], P[r0, k + min(2, kk - 1)], P[r0, k + min(3, kk - 1)]
-        w10, w11, w12, w13 = P[i1, k], P[i1, k + min(1, kk - 1)], P[i1, k + min(2, kk - 1)], P[i1, k + min(3, kk - 1)]
-        w20, w21, w22, w23 = P[i2, k], P[i2, k + min(1, kk - 1)], P[i2, k + min(2, kk - 1)], P[i2, k + min(3, kk - 1)]
-        w30, w31, w32, w33 = P[i3, k], P[i3, k + min(1, kk - 1)], P[i3, k + min(2, kk - 1)], P[i3, k + min(3, kk - 1)]
+        k1, k2, k3 = k + min(1, kk - 1), k + min(2, kk - 1), k + min(3, kk - 1)
+        w00, w01, w02, w03 = scale * P[r0, k], scale * P[r0, k1], scale * P[r0, k2], scale * P[r0, k3]
+        w10, w11, w12, w13 = scale * P[i1, k], scale * P[i1, k1], scale * P[i1, k2], scale * P[i1, k3]
+        w20, w21, w22, w23 = scale * P[i2, k], scale * P[i2, k1], scale * P[i2, k2], scale * P[i2, k3]
+        w30, w31, w32, w33 = scale * P[i3, k], scale * P[i3, k1], scale * P[i3, k2], scale * P[i3, k3]
         if kk < 4:  # weight 0 for the repeated values of k
             w03, w13, w23, w33 = z, z, z, z
             if kk < 3:
@@ -268,13 +269,13 @@ def _axpy_rows(P, Q, r0, m, C):
         else:
             for a in range(m):
                 c = C[r0 + a]
-                v0, v1, v2, v3 = P[r0 + a, k], w01, w02, w03
+                v0, v1, v2, v3 = scale * P[r0 + a, k], w01, w02, w03
                 if kk > 1:
-                    v1 = P[r0 + a, k + 1]
+                    v1 = scale * P[r0 + a, k + 1]
                 if kk > 2:
-                    v2 = P[r0 + a, k + 2]
+                    v2 = scale * P[r0 + a, k + 2]
                 if kk > 3:
-                    v3 = P[r0 + a, k + 3]
+                    v3 = scale * P[r0 + a, k + 3]
                 for n in range(c.shape[0]):
                     c[n] += (v0 * q0[n] + v1 * q1[n]) + (v2 * q2[n] + v3 * q3[n])
 
@@ -315,7 +316,7 @@ def forward_fast(W, A_prev, b, Z):
         m = min(4, S - i)
         for a in range(m):
             Z[i + a, :] = b[i + a]
-        _axpy_rows(W, A_prev, i, m, Z)
+        _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
     return Z
 
 
@@ -333,7 +334,7 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A):
         m = min(4, S - i)
         for a in range(m):
             Z[i + a, :] = b[i + a]
-        _axpy_rows(W, A_prev, i, m, Z)
+        _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
         for a in range(m):
             activate_row(Z[i + a], A[i + a], kind, alpha)
     return A
@@ -354,50 +355,91 @@ def input_grad_fast(W, H, Delta_prev):
         m = min(4, S_prev - j)
         for a in range(m):
             Delta_prev[j + a, :] = 0
-        _axpy_rows(WT, H, j, m, Delta_prev)
+        _axpy_rows(WT, H, j, m, Delta_prev, Delta_prev.dtype.type(1))
     return Delta_prev
 
 
+#: batches shorter than this take the axpy blocking in the weight-gradient fast forms
+SHORT_BATCH = 256
+
+
 @fastform
-def weight_grad_fast(H, A_prev, dW):
+def _transpose_into(A, AT):
+    """AT_nj = A_jn in 32 × 32 cache blocks, ``prange`` over blocks of j: the packing of the
+    short-batch weight gradient (derivations/dense.md#D2.5)."""
+    R, C = A.shape
+    for bj in prange((R + 31) // 32):
+        j0 = bj * 32
+        j1 = min(R, j0 + 32)
+        for n0 in range(0, C, 32):
+            n1 = min(C, n0 + 32)
+            for j in range(j0, j1):
+                for n in range(n0, n1):
+                    AT[n, j] = A[j, n]
+
+
+@fastserial
+def _weight_rows(H, A_prev, AT, i, m, eta, out):
+    """Rows i..i+m−1 (m <= 4) of D2.5 (eta = 0: out_ij = Σ_n H_in A_jn) or of D2.6
+    (out_ij −= η Σ_n H_in A_jn). For N >= :data:`SHORT_BATCH`, 4 × 2 blocks of dot
+    products over n (:func:`_weight_sums`); for shorter batches, whose dot products
+    are too short to amortize their horizontal sums, the axpy blocking over the packed
+    AT = A_prevᵗ: 4 values of n at a time add H_in AT_n· to the rows out_i·."""
+    S_prev = out.shape[1]
+    N = H.shape[1]
+    if N < SHORT_BATCH:
+        if eta == 0:
+            for a in range(m):
+                out[i + a, :] = 0
+            _axpy_rows(H, AT, i, m, out, out.dtype.type(1))
+        else:
+            _axpy_rows(H, AT, i, m, out, out.dtype.type(-eta))
+        return
+    for j in range(0, S_prev, 2):
+        k = min(2, S_prev - j)
+        c = _weight_sums(H, A_prev, i, m, j, k)
+        for a in range(m):
+            for v in range(k):
+                if eta == 0:
+                    out[i + a, j + v] = c[2 * a + v]
+                else:
+                    out[i + a, j + v] -= eta * c[2 * a + v]
+
+
+@fastform
+def weight_grad_fast(H, A_prev, dW, AT):
     """∂J/∂W_ij = Σ_n H_in A_jn, register-blocked. derivations/dense.md#D2.5
 
-    Blocking: ``prange`` over blocks of 4 rows i; inside, 4 × 2 blocks (i..i+3) × (j, j+1)
-    keep 8 partial sums over n in vector registers (:func:`_dots42`), reading each loaded
-    H_in twice and each A_jn four times. Performance contract: no allocation, inner loop
-    over n unit-stride in both H and A.
+    Blocking: ``prange`` over blocks of 4 rows i. For N >= :data:`SHORT_BATCH`, 4 × 2
+    blocks (i..i+3) × (j, j+1) keep 8 partial sums over n in vector registers
+    (:func:`_dots42`), the inner loop over n unit-stride in H and A. For a shorter batch
+    A_prev is packed into ``AT`` (N × S_{l-1}) and 4 values of n at a time add
+    H_in AT_n· to 4 rows of ∂J/∂W, the inner loop over j unit-stride
+    (:func:`_weight_rows`). Performance contract: no allocation (``AT`` from the caller).
     """
-    S, S_prev = dW.shape
+    S = dW.shape[0]
+    if H.shape[1] < SHORT_BATCH:
+        _transpose_into(A_prev, AT)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
-        m = min(4, S - i)
-        for j in range(0, S_prev, 2):
-            k = min(2, S_prev - j)
-            c = _weight_sums(H, A_prev, i, m, j, k)
-            for a in range(m):
-                for v in range(k):
-                    dW[i + a, j + v] = c[2 * a + v]
+        _weight_rows(H, A_prev, AT, i, min(4, S - i), dW.dtype.type(0), dW)
     return dW
 
 
 @fastform
-def weight_grad_sgd_fast(H, A_prev, eta, W):
+def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
     """W_ij ← W_ij − η Σ_n H_in A_jn: D2.5 with the SGD step O2 folded into its store. derivations/dense.md#D2.6
 
     Blocking and contract as :func:`weight_grad_fast`; the sum is subtracted from W
-    where D2.5 would store it, so ∂J/∂W is never written.
+    where D2.5 would store it (short batches: added with weight −η by the axpy sweeps),
+    so ∂J/∂W is never written.
     """
-    S, S_prev = W.shape
-    e = W.dtype.type(eta)
+    S = W.shape[0]
+    if H.shape[1] < SHORT_BATCH:
+        _transpose_into(A_prev, AT)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
-        m = min(4, S - i)
-        for j in range(0, S_prev, 2):
-            k = min(2, S_prev - j)
-            c = _weight_sums(H, A_prev, i, m, j, k)
-            for a in range(m):
-                for v in range(k):
-                    W[i + a, j + v] -= e * c[2 * a + v]
+        _weight_rows(H, A_prev, AT, i, min(4, S - i), W.dtype.type(eta), W)
     return W
 
 

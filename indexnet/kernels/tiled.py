@@ -29,7 +29,7 @@ def forward_tiled(W, A_prev, b, Z, work=None):
 
 def weight_grad_tiled(H, A_prev, dW, work=None):
     """``dense.weight_grad_fast`` (derivations/dense.md#D2.5)."""
-    return weight_grad_fast(H, A_prev, dW)
+    return weight_grad_fast(H, A_prev, dW, A_prev.T.copy())
 
 
 def input_grad_tiled(W, H, Delta_prev, work=None):

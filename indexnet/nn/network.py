@@ -43,7 +43,7 @@ class Backprop:
 
 
 #: columns of :attr:`Workspace.layout` (one row per layer l = 1..L)
-S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D = range(7)
+S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D, OFF_T = range(8)
 
 
 class Workspace:
@@ -51,7 +51,8 @@ class Workspace:
 
     Per layer l = 1..L (list position l-1), each S_l × N and C-ordered: ``Z[l-1]`` = Z^(l),
     ``A[l-1]`` = A^(l), ``H[l-1]`` = H^(l) = ∂J/∂Z^(l), and for the hidden layers
-    ``D[l-1]`` = Δ^(l) = W^(l+1)ᵗ H^(l+1); ``per_sample`` holds the N per-sample loss
+    ``D[l-1]`` = Δ^(l) = W^(l+1)ᵗ H^(l+1); ``AT[l-1]`` (N × S_{l-1}) is the packing
+    buffer of the weight gradient's fast form; ``per_sample`` holds the N per-sample loss
     terms. All are views of one flat array ``flat`` (so that a compiled step passes one
     array for all of them), located by ``layout`` (int64, one row per layer: S_{l-1},
     S_l, activation code and the offsets of Z, A, H, Δ). With ``support=True`` it also
@@ -67,7 +68,7 @@ class Workspace:
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
         L = len(net.layers)
         self.N = N
-        self.flat = np.zeros((4 * sum(sizes[1:]) + 1) * N, dt)
+        self.flat = np.zeros((4 * sum(sizes[1:]) + sum(sizes[:-1]) + 1) * N, dt)
         at = 0
 
         def take(s):
@@ -79,9 +80,11 @@ class Workspace:
         self.A, oA = zip(*[take(s) for s in sizes[1:]])
         self.H, oH = zip(*[take(s) for s in sizes[1:]])
         self.D, oD = zip(*[take(s) for s in sizes[1:]])
+        self.AT, oT = zip(*[take(s) for s in sizes[:-1]])
+        self.AT = tuple(a.reshape(N, -1) for a in self.AT)
         self.per_sample = take(1)[0].reshape(N)
         self.layout = np.array([[sizes[l], sizes[l + 1], CODES.get(layer.activation, IDENTITY), oZ[l], oA[l], oH[l],
-                                 oD[l]] for l, layer in enumerate(net.layers)], np.int64)
+                                 oD[l], oT[l]] for l, layer in enumerate(net.layers)], np.int64)
         self.support = support
         if support:
             S0, S1 = sizes[0], sizes[1]

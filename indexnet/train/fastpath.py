@@ -31,7 +31,7 @@ import numpy as np
 from indexnet._jit import fastserial, serial_twin
 from indexnet.kernels import dense, losses
 from indexnet.kernels.activations import CODES, IDENTITY
-from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_Z, S_IN, S_OUT
+from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
@@ -130,17 +130,18 @@ def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets)
                              reals[PER_LAYER + 2 * (l - 1)], _view(flat, layout[l - 1, OFF_H], Sp, N),
                              grads[grad_offsets[2 * l - 1]:grad_offsets[2 * l - 1] + Sp])
         W = Ws[l]
+        AT = _view(flat, layout[l, OFF_T], N, Sp)
         if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
                 _shrink(W.reshape(-1), W.dtype.type(1 - lr * lam))
-            _weight_grad_sgd_s(H, A_prev, lr, W)
+            _weight_grad_sgd_s(H, A_prev, lr, W, AT)
             b = bs[l]
             eta = b.dtype.type(lr)
             for i in range(S):
                 b[i] -= eta * db[i]
         else:
-            _weight_grad_s(H, A_prev, _view(grads, grad_offsets[2 * l], S, Sp))
+            _weight_grad_s(H, A_prev, _view(grads, grad_offsets[2 * l], S, Sp), AT)
     return J
 
 
@@ -256,12 +257,12 @@ def make_fast_step(net, optimizer, decay_mask=None):
                 if sparse:
                     _pick(dense.weight_grad_support_sgd_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, lr, W)
                 else:
-                    _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W)
+                    _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 b -= b.dtype.type(lr) * dbs[l]
             elif sparse:
                 _pick(dense.weight_grad_support_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, dWs[l])
             else:
-                _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l])
+                _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
 
     def run(X, Y, lr):
