@@ -1,8 +1,8 @@
 """2-D convolution: the three forms of each formula, gradients, independent references, layer.
 
 Formulas of derivations/conv2d.md: forward (C5), kernel_grad (C7), bias_grad (C8),
-input_grad (C9, numpy form via C10). Layout samples last: X (C_in, H, W, N),
-K (C_out, C_in, kh, kw), Z (C_out, Ho, Wo, N).
+input_grad (C9, numpy form via C10). Layout samples last: A_prev (C_in, height, width, N),
+K (C_out, C_in, kh, kw), Z (C_out, height_out, width_out, N).
 """
 from dataclasses import dataclass
 
@@ -28,7 +28,7 @@ RTOL = 1e-12
 class Case:
     """One random convolution problem with its upstream gradient G = ∂J/∂Z."""
 
-    X: np.ndarray
+    A_prev: np.ndarray
     K: np.ndarray
     b: np.ndarray
     G: np.ndarray
@@ -40,15 +40,15 @@ class Case:
         return self.G.shape
 
 
-def make_case(C_in, C_out, Hin, Win, N, kh, kw, stride, pad, seed=7) -> Case:
-    """Standard-normal X, K, b and G for the given geometry."""
+def make_case(C_in, C_out, height, width, N, kh, kw, stride, pad, seed=7) -> Case:
+    """Standard-normal A_prev, K, b and G for the given geometry."""
     rng = np.random.default_rng(seed)
-    Ho, Wo = conv2d.out_size(Hin, kh, stride, pad), conv2d.out_size(Win, kw, stride, pad)
+    height_out, width_out = conv2d.out_size(height, kh, stride, pad), conv2d.out_size(width, kw, stride, pad)
     return Case(
-        X=rng.standard_normal((C_in, Hin, Win, N)),
+        A_prev=rng.standard_normal((C_in, height, width, N)),
         K=rng.standard_normal((C_out, C_in, kh, kw)),
         b=rng.standard_normal(C_out),
-        G=rng.standard_normal((C_out, Ho, Wo, N)),
+        G=rng.standard_normal((C_out, height_out, width_out, N)),
         stride=stride,
         pad=pad,
     )
@@ -60,21 +60,21 @@ def cases(draw, max_hw=8):
     C_in, C_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride, pad = draw(st.sampled_from([1, 2])), draw(st.sampled_from([0, 1]))
-    Hin = draw(st.integers(max(1, kh - 2 * pad), max_hw))
-    Win = draw(st.integers(max(1, kw - 2 * pad), max_hw))
+    height = draw(st.integers(max(1, kh - 2 * pad), max_hw))
+    width = draw(st.integers(max(1, kw - 2 * pad), max_hw))
     N = draw(st.integers(1, 3))
-    return make_case(C_in, C_out, Hin, Win, N, kh, kw, stride, pad, seed=draw(st.integers(0, 2**32 - 1)))
+    return make_case(C_in, C_out, height, width, N, kh, kw, stride, pad, seed=draw(st.integers(0, 2**32 - 1)))
 
 
 def run(formula, fn, c: Case):
     """Call one form of ``formula`` on case ``c`` with a fresh output buffer."""
     if formula == "forward":
-        return fn(c.X, c.K, c.b, c.stride, c.pad, np.empty(c.z_shape))
+        return fn(c.K, c.A_prev, c.b, c.stride, c.pad, np.empty(c.z_shape))
     if formula == "kernel_grad":
-        return fn(c.G, c.X, c.stride, c.pad, np.empty_like(c.K))
+        return fn(c.G, c.A_prev, c.stride, c.pad, np.empty_like(c.K))
     if formula == "bias_grad":
         return fn(c.G, np.empty_like(c.b))
-    return fn(c.K, c.G, c.stride, c.pad, np.empty_like(c.X))
+    return fn(c.K, c.G, c.stride, c.pad, np.empty_like(c.A_prev))
 
 
 def form(formula, name):
@@ -128,11 +128,11 @@ def test_forward_matches_scipy_correlate2d(c):
     """Eq. C5 is scipy's 2-D cross-correlation ('valid' on the padded input), summed over C_in, strided, plus b."""
     Z = run("forward", conv2d.forward_loops, c)
     p, s = c.pad, c.stride
-    Xp = np.pad(c.X, ((0, 0), (p, p), (p, p), (0, 0)))
+    A_pad = np.pad(c.A_prev, ((0, 0), (p, p), (p, p), (0, 0)))
     want = np.empty_like(Z)
     for o in range(c.K.shape[0]):
-        for n in range(c.X.shape[3]):
-            full = sum(correlate2d(Xp[ci, :, :, n], c.K[o, ci], mode="valid") for ci in range(c.X.shape[0]))
+        for n in range(c.A_prev.shape[3]):
+            full = sum(correlate2d(A_pad[ci, :, :, n], c.K[o, ci], mode="valid") for ci in range(c.A_prev.shape[0]))
             want[o, :, :, n] = full[::s, ::s] + c.b[o]
     assert_close(Z, want)
 
@@ -142,16 +142,16 @@ def test_seed_sum_is_cross_correlation():
     rng = np.random.default_rng(3)
     f = rng.standard_normal((6, 7))
     g = rng.standard_normal((3, 2))
-    Ho, Wo = 6 - 3 + 1, 7 - 2 + 1
-    seed = np.zeros((Ho, Wo))
-    for i in range(Ho):
-        for j in range(Wo):
+    height_out, width_out = 6 - 3 + 1, 7 - 2 + 1
+    seed = np.zeros((height_out, width_out))
+    for i in range(height_out):
+        for j in range(width_out):
             for m in range(6):
                 for n in range(7):
                     a, b = m - i, n - j
                     if 0 <= a < 3 and 0 <= b < 2:
                         seed[i, j] += f[m, n] * g[a, b]
-    Z = conv2d.forward_loops(f[None, :, :, None], g[None, None], np.zeros(1), 1, 0, np.empty((1, Ho, Wo, 1)))
+    Z = conv2d.forward_loops(g[None, None], f[None, :, :, None], np.zeros(1), 1, 0, np.empty((1, height_out, width_out, 1)))
     assert_close(Z[0, :, :, 0], seed)
 
 
@@ -170,13 +170,13 @@ def central_differences(J, args, which, eps):
 
 @given(c=cases(max_hw=5))
 def test_gradients_match_central_differences(c):
-    """∂J/∂X, ∂J/∂K, ∂J/∂b (loops) equal central differences of J = Σ G ⊙ Z(X, K, b).
+    """∂J/∂A_prev, ∂J/∂K, ∂J/∂b (loops) equal central differences of J = Σ G ⊙ Z(A_prev, K, b).
 
     J is linear in each argument, so the difference quotient is exact up to rounding.
     """
 
-    def J(X, K, b):
-        return float((c.G * conv2d.forward_numpy(X, K, b, c.stride, c.pad, np.empty(c.z_shape))).sum())
+    def J(A_prev, K, b):
+        return float((c.G * conv2d.forward_numpy(K, A_prev, b, c.stride, c.pad, np.empty(c.z_shape))).sum())
 
     grads = (
         run("input_grad", conv2d.input_grad_loops, c),
@@ -184,7 +184,7 @@ def test_gradients_match_central_differences(c):
         run("bias_grad", conv2d.bias_grad_loops, c),
     )
     for which, grad in enumerate(grads):
-        assert_close(grad, central_differences(J, (c.X, c.K, c.b), which, 1e-3), rtol=1e-8)
+        assert_close(grad, central_differences(J, (c.A_prev, c.K, c.b), which, 1e-3), rtol=1e-8)
 
 
 # ------------------------------------------------------------------------- PyTorch
@@ -201,7 +201,7 @@ def to_chwn(A):
 def test_matches_torch_conv2d_autograd(c):
     """Forward and the three gradients equal torch.nn.functional.conv2d + autograd in float64 (NCHW <-> CHWN)."""
     torch = pytest.importorskip("torch")
-    X = torch.tensor(to_nchw(c.X), requires_grad=True)
+    X = torch.tensor(to_nchw(c.A_prev), requires_grad=True)
     K = torch.tensor(c.K, requires_grad=True)
     b = torch.tensor(c.b, requires_grad=True)
     Z = torch.nn.functional.conv2d(X, K, b, stride=c.stride, padding=c.pad)
@@ -273,7 +273,7 @@ def test_layer_shapes_init_and_config():
         (lambda: Conv2D(2, 0), r"kernel_size: expected an integer >= 1, got 0"),
         (lambda: Conv2D(2, 3, activation="softmax"), r"activation: expected one of .*got 'softmax'"),
         (lambda: Conv2D(2, 5, pad=0).output_shape((1, 4, 6)), r"kernel_size: .*\(4, 6\), got \(kh, kw\) = \(5, 5\)"),
-        (lambda: Conv2D(2, 3).output_shape((4, 6)), r"conv2d input: expected a \(C, H, W\) sample shape"),
+        (lambda: Conv2D(2, 3).output_shape((4, 6)), r"conv2d input: expected a \(C, height, width\) sample shape"),
         (lambda: check_conv_geometry((3, 5, 5), (3, 3), 1, 0, in_channels=2), r"expected C_in = 2 channels .*got 3"),
     ],
 )

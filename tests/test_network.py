@@ -49,7 +49,7 @@ def test_literal_equals_loops_bit_for_bit(case):
                 assert np.array_equal(a.grads[l][name], b.grads[l][name])
             else:
                 np.testing.assert_allclose(a.grads[l][name], b.grads[l][name], rtol=1e-12, atol=1e-15)
-        assert np.array_equal(a.Z[l], b.Z[l]) and np.array_equal(a.A[l + 1], b.A[l + 1])
+        assert np.array_equal(a.Z[l], b.Z[l]) and np.array_equal(a.A[l], b.A[l])
     assert a.loss == b.loss
 
 

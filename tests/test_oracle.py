@@ -97,7 +97,7 @@ def test_all_four_layout_combinations_give_the_same_numbers(problem):
     ref = oracle.dense(Ws, bs, acts, loss, X, Y, layout="samples_first", weight_layout="out_in")
     N = X.shape[0]
     for l, Z in enumerate(ref.Z):
-        assert Z.shape == (N, Ws[l].shape[0]) and ref.H[l].shape == Z.shape and ref.A[l + 1].shape == Z.shape
+        assert Z.shape == (N, Ws[l].shape[0]) and ref.H[l].shape == Z.shape and ref.A[l].shape == Z.shape
     assert ref.dX.shape == X.shape
     for samples_last in (False, True):
         for in_out in (False, True):
@@ -121,10 +121,9 @@ def test_oracle_equals_network_backward_in_float64(rng):
     for l in range(2):
         for name in ("W", "b"):
             assert np.array_equal(r.grads[l][name], bp.grads[l][name])
-        for field in ("Z", "H"):
+        for field in ("Z", "A", "Delta", "H"):
             assert np.array_equal(getattr(r, field)[l], getattr(bp, field)[l])
-    for l in range(3):
-        assert np.array_equal(r.A[l], bp.A[l]) and np.array_equal(r.Delta[l], bp.Delta[l])
+    assert np.array_equal(r.X, bp.X) and np.array_equal(r.dX, bp.dX)
 
 
 def test_any_dtype_is_converted_to_float64(rng):
@@ -168,7 +167,7 @@ def test_result_accessors(rng):
     assert np.array_equal(r.grads_flat[:6], r.grads[0]["W"].ravel())
     d = r.to_dict()
     assert set(d["layer 2"]) == {"W", "b", "Z", "A", "Delta", "H"} and d["loss"] == r.loss
-    assert d["layer 2"]["A"] is r.A[2] and d["dX"] is r.dX
+    assert d["layer 2"]["A"] is r.A[1] and d["dX"] is r.dX
 
 
 def test_auto_layout_decides_from_the_shapes(rng):
@@ -275,7 +274,7 @@ def test_conv_layouts_round_trip(rng):
     params, X, Y = conv_problem(rng)
     first = oracle.network(CONV_SPEC, params, "cross_entropy", X, Y)
     last = oracle.network(CONV_SPEC, params, "cross_entropy", np.moveaxis(X, 0, -1), Y.T, layout="samples_last")
-    assert first.dX.shape == X.shape and first.Z[0].shape == (3, 3, 6, 6) and first.A[3].shape == (3, 2, 2, 2) and first.A[5].shape == (3, 2)
+    assert first.dX.shape == X.shape and first.Z[0].shape == (3, 3, 6, 6) and first.A[2].shape == (3, 2, 2, 2) and first.A[4].shape == (3, 2)
     assert last.Z[0].shape == (3, 6, 6, 3)
     for l in range(len(first.Z)):
         assert np.array_equal(first.Z[l], np.moveaxis(last.Z[l], -1, 0))
@@ -347,3 +346,51 @@ def test_gradcheck_refuses_non_scalar_functions_and_bad_grads():
         oracle.gradcheck(lambda x: x * 2, [np.ones(2)], [np.ones(2)])
     with pytest.raises(ValueError, match=r"grads: expected keys \['x'\]"):
         oracle.gradcheck(lambda x: float(x.sum()), {"x": np.ones(2)}, {"z": np.ones(2)})
+
+
+# ------------------------------------------------------------------ Δ^(L) at saturation
+ENGINES = ("literal", "loops", "numpy")
+
+
+def test_output_error_is_exact_at_saturation_in_every_engine():
+    """Δ^(L) is computed from Z (L6b, L9b): sigmoid + binary cross-entropy at Z = 800, Y = 1
+    gives exactly -1/N (dividing by 1 - A = 0 gave NaN, and ZeroDivisionError in the literal
+    build); softmax + cross-entropy with T_k = 0 where A_k has underflowed to 0 gives exactly
+    0 (it gave NaN or -inf). Every engine returns the same finite numbers."""
+    N = 4
+    X = np.array([[800.0], [-800.0], [3.0], [0.0]])
+    Y = np.array([[1.0], [0.0], [1.0], [0.25]])
+    out = {e: oracle.dense([np.eye(1)], [np.zeros(1)], ["sigmoid"], "binary_cross_entropy", X, Y, engine=e)
+           for e in ENGINES}
+    for e, r in out.items():
+        D = r.Delta[-1]
+        assert np.all(np.isfinite(D)) and D[0, 0] == -1 / N and D[1, 0] == 1 / N, e
+        assert np.array_equal(D, out["loops"].Delta[-1]) and np.array_equal(r.H[-1], out["loops"].H[-1]), e
+    a = 1 / (1 + np.exp(-3.0))
+    assert out["loops"].Delta[-1][2, 0] == pytest.approx(-1 / (N * a), rel=1e-15)
+
+    Xs = np.array([[1000.0, 0.0], [0.0, 0.0]])  # sample 0: A_2 = e^-1000 = 0 in float64
+    Ys = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    res = {e: oracle.dense([W], [np.zeros(3)], ["softmax"], "cross_entropy", Xs, Ys, engine=e) for e in ENGINES}
+    for e, r in res.items():
+        D = r.Delta[-1]
+        assert r.A[-1][0, 1] == 0.0 and D[0, 1] == 0.0 and D[0, 2] == 0.0 and D[0, 0] == -1 / 2, e
+        assert np.all(np.isfinite(D)) and np.array_equal(D, res["loops"].Delta[-1]), e
+    assert res["loops"].Delta[-1][1, 1] == -3 / 2  # Z = (0, 0, 0): 1/S = 3, Δ = -Y/(N S)
+
+
+@given(dense_problems())
+def test_output_error_from_z_equals_the_textbook_formula(problem):
+    """Away from saturation Δ^(L) from Z (L6b, L9b) equals L4 / L6 / L9 written in NumPy from
+    A (-Y/(N S), (1/N)(-Y/A + (1-Y)/(1-A)), 2c(A - Y)), and the three engines agree."""
+    Ws, bs, acts, loss, X, Y = problem
+    r = oracle.dense(Ws, bs, acts, loss, X, Y)
+    A, N = r.A[-1], X.shape[0]
+    expected = {"cross_entropy": lambda: -Y / (N * A),
+                "binary_cross_entropy": lambda: (-Y / A + (1 - Y) / (1 - A)) / N,
+                "mse": lambda: 2 * (A - Y) / N, "half_se": lambda: A - Y, "euclidean": lambda: (A - Y) / N}[loss]()
+    np.testing.assert_allclose(r.Delta[-1], expected, rtol=1e-9, atol=1e-300)
+    for e in ("literal", "numpy"):
+        np.testing.assert_allclose(oracle.dense(Ws, bs, acts, loss, X, Y, engine=e).Delta[-1], r.Delta[-1],
+                                   rtol=1e-14, atol=0)

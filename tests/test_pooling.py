@@ -1,7 +1,7 @@
 """Max and average pooling: the three forms, the tie rule, gradients, PyTorch, layers.
 
 Formulas of derivations/pooling.md: maxpool_forward (P2), maxpool_backward (P3),
-avgpool_forward (P4), avgpool_backward (P5). Layout samples last: X (C, H, W, N).
+avgpool_forward (P4), avgpool_backward (P5). Layout samples last: A_prev (C, height, width, N).
 """
 from dataclasses import dataclass
 
@@ -20,9 +20,9 @@ FORMULAS = ("maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_b
 
 @dataclass
 class Case:
-    """Input X with distinct values (no ties unless asked), upstream G = ∂J/∂Z, window k, stride s."""
+    """Input A_prev with distinct values (no ties unless asked), upstream G = ∂J/∂Z, window k, stride s."""
 
-    X: np.ndarray
+    A_prev: np.ndarray
     G: np.ndarray
     k: int
     stride: int
@@ -34,12 +34,12 @@ def cases(draw, max_hw=8):
     k = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
     C, N = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    Hin, Win = draw(st.integers(k, max_hw)), draw(st.integers(k, max_hw))
+    height, width = draw(st.integers(k, max_hw)), draw(st.integers(k, max_hw))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     # a permutation of well-separated values: every window has one clear maximum
-    X = rng.permutation(C * Hin * Win * N).reshape(C, Hin, Win, N) * 0.5 - 7.0
-    Ho, Wo = (Hin - k) // stride + 1, (Win - k) // stride + 1
-    return Case(X=X, G=rng.standard_normal((C, Ho, Wo, N)), k=k, stride=stride)
+    X = rng.permutation(C * height * width * N).reshape(C, height, width, N) * 0.5 - 7.0
+    height_out, width_out = (height - k) // stride + 1, (width - k) // stride + 1
+    return Case(A_prev=X, G=rng.standard_normal((C, height_out, width_out, N)), k=k, stride=stride)
 
 
 def run(formula, name, c: Case):
@@ -47,13 +47,13 @@ def run(formula, name, c: Case):
     fn = getattr(pooling, f"{formula}_{name}") if name != "fast" else fast(getattr(pooling, f"{formula}_loops"))
     if formula == "maxpool_forward":
         arg = np.empty(c.G.shape, dtype=np.int64)
-        return fn(c.X, c.k, c.stride, np.empty(c.G.shape), arg), arg
+        return fn(c.A_prev, c.k, c.stride, np.empty(c.G.shape), arg), arg
     if formula == "avgpool_forward":
-        return fn(c.X, c.k, c.stride, np.empty(c.G.shape))
+        return fn(c.A_prev, c.k, c.stride, np.empty(c.G.shape))
     if formula == "maxpool_backward":
         _, arg = run("maxpool_forward", "numpy", c)
-        return fn(c.G, arg, c.k, c.stride, np.empty_like(c.X))
-    return fn(c.G, c.k, c.stride, np.empty_like(c.X))
+        return fn(c.G, arg, c.k, c.stride, np.empty_like(c.A_prev))
+    return fn(c.G, c.k, c.stride, np.empty_like(c.A_prev))
 
 
 def assert_close(actual, desired, rtol=1e-12):
@@ -88,7 +88,7 @@ def test_loops_match_numpy(formula, c):
 def test_fast_build_matches_exact(formula):
     """The fastmath twin agrees with the exact build to rtol 1e-12."""
     rng = np.random.default_rng(4)
-    c = Case(X=rng.standard_normal((3, 8, 7, 5)), G=rng.standard_normal((3, 3, 3, 5)), k=3, stride=2)
+    c = Case(A_prev=rng.standard_normal((3, 8, 7, 5)), G=rng.standard_normal((3, 3, 3, 5)), k=3, stride=2)
     assert_results_close(run(formula, "fast", c), run(formula, "loops", c))
 
 
@@ -97,7 +97,7 @@ def test_fast_build_matches_exact(formula):
 def test_loops_independent_of_thread_count(formula):
     """The exact build gives identical bits (and argmax) on 1 and 2 Numba threads."""
     rng = np.random.default_rng(2)
-    c = Case(X=rng.standard_normal((4, 8, 8, 6)), G=rng.standard_normal((4, 4, 4, 6)), k=2, stride=2)
+    c = Case(A_prev=rng.standard_normal((4, 8, 8, 6)), G=rng.standard_normal((4, 4, 4, 6)), k=2, stride=2)
     before = numba.get_num_threads()
     try:
         results = [numba.set_num_threads(t) or run(formula, "loops", c) for t in (1, 2)]
@@ -111,14 +111,14 @@ def test_ties_go_to_first_maximum_in_row_major_order(name):
     """With equal maxima the winner is the first tap in row-major order, and only it receives the gradient."""
     X = np.zeros((1, 2, 3, 1))
     X[0, 0, 1, 0] = X[0, 1, 0, 0] = X[0, 1, 2, 0] = 5.0  # window 0: taps (0,1), (1,0); window 1: (0,0), (1,1)
-    c = Case(X=X, G=np.array([[[[2.0], [3.0]]]]), k=2, stride=1)
+    c = Case(A_prev=X, G=np.array([[[[2.0], [3.0]]]]), k=2, stride=1)
     Z, arg = run("maxpool_forward", name, c)
     assert Z.ravel().tolist() == [5.0, 5.0]
     assert arg.ravel().tolist() == [1, 0]
-    dX = run("maxpool_backward", name, c)
+    Delta_prev = run("maxpool_backward", name, c)
     want = np.zeros_like(X)
     want[0, 0, 1, 0] = 2.0 + 3.0  # X[0,0,1] is tap (0,1) of window 0 and tap (0,0) of window 1
-    np.testing.assert_array_equal(dX, want)
+    np.testing.assert_array_equal(Delta_prev, want)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -132,9 +132,9 @@ def test_backward_matches_central_differences(kind, c):
         return float((c.G * forward(X, c.k, c.stride, np.empty(c.G.shape), *extra)).sum())
 
     eps = 1e-3
-    fd = np.empty_like(c.X)
-    for idx in np.ndindex(c.X.shape):
-        plus, minus = c.X.copy(), c.X.copy()
+    fd = np.empty_like(c.A_prev)
+    for idx in np.ndindex(c.A_prev.shape):
+        plus, minus = c.A_prev.copy(), c.A_prev.copy()
         plus[idx] += eps
         minus[idx] -= eps
         fd[idx] = (J(plus) - J(minus)) / (2 * eps)
@@ -147,7 +147,7 @@ def test_backward_matches_central_differences(kind, c):
 def test_matches_torch_pooling_autograd(kind, c):
     """Forward and ∂J/∂X equal torch max_pool2d / avg_pool2d with autograd in float64 (NCHW <-> CHWN)."""
     torch = pytest.importorskip("torch")
-    X = torch.tensor(np.ascontiguousarray(c.X.transpose(3, 0, 1, 2)), requires_grad=True)
+    X = torch.tensor(np.ascontiguousarray(c.A_prev.transpose(3, 0, 1, 2)), requires_grad=True)
     pool = getattr(torch.nn.functional, f"{kind}_pool2d")
     Z = pool(X, c.k, stride=c.stride)
     Z.backward(torch.tensor(np.ascontiguousarray(c.G.transpose(3, 0, 1, 2))))
@@ -194,8 +194,8 @@ def test_layer_shapes_and_config():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: MaxPool2D(3).output_shape((2, 2, 5)), r"size: .*\(H, W\) = \(2, 5\), got k = 3"),
-        (lambda: AvgPool2D(2).output_shape((2, 8)), r"pooling input: expected a \(C, H, W\) sample shape"),
+        (lambda: MaxPool2D(3).output_shape((2, 2, 5)), r"size: .*\(height, width\) = \(2, 5\), got k = 3"),
+        (lambda: AvgPool2D(2).output_shape((2, 8)), r"pooling input: expected a \(C, height, width\) sample shape"),
         (lambda: MaxPool2D(2, stride=0), r"stride: expected an integer >= 1, got 0"),
         (lambda: AvgPool2D(0), r"size: expected an integer >= 1, got 0"),
     ],

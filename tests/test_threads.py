@@ -60,9 +60,12 @@ def calls(d):
         "losses.squared_error_delta": [((d["sig"], d["prob"], 1 / N), buf(sn))],
         "losses.cross_entropy_value": [((d["Z"], d["Y"]), None)],
         "losses.cross_entropy_delta": [((d["S"], d["Y"]), buf(sn))],
-        "losses.fused_output_grad": [((d["S"], d["Y"]), buf(sn))],
+        "losses.cross_entropy_delta_from_z": [((d["Z"], d["Y"], 1 / N), buf(sn))],
+        "losses.cross_entropy_output_grad": [((d["S"], d["Y"]), buf(sn))],
+        "losses.binary_cross_entropy_output_grad": [((d["sig"], d["prob"]), buf(sn))],
         "losses.binary_cross_entropy_value": [((d["Z"], d["prob"]), None)],
         "losses.binary_cross_entropy_delta": [((d["sig"], d["prob"]), buf(sn))],
+        "losses.binary_cross_entropy_delta_from_z": [((d["Z"], d["prob"], 1 / N), buf(sn))],
     }
 
 

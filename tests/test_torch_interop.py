@@ -206,3 +206,36 @@ def test_oracle_network_accepts_a_torch_model_directly():
                                   rtol=0)
     with pytest.raises(ValueError, match="params: expected None when layers is a torch model"):
         oracle.network(model, params, "cross_entropy", X, labels)
+
+
+def test_by_module_equals_torch_hooks_per_module():
+    """result.by_module() gives, for every module of a Sequential (activations that indexnet
+    fuses into the layer before split back out), the module's output and the gradient of J
+    with respect to it, equal to what PyTorch forward hooks and retained gradients see, plus
+    each parameterised module's weight and bias gradients; the per-layer lists follow the
+    one indexing scheme (layer l at l-1, X and dX separate)."""
+    torch = pytest.importorskip("torch")
+    model = conv_model(torch).double()
+    X = torch.randn(4, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 2, 1, 2])
+    outputs = {}
+    for key, mod in model.named_children():
+        mod.register_forward_hook(lambda m, i, o, key=key: outputs.__setitem__(key, o))
+    z = model[:-1](X)  # CrossEntropyLoss on the logits; the final Softmax module's output computed beside
+    model[-1](z)
+    for o in outputs.values():
+        o.retain_grad()
+    torch.nn.functional.cross_entropy(z, labels).backward()
+    r = oracle.network(model, None, "cross_entropy", X.detach().numpy(), labels.numpy())
+    assert len(r.Z) == len(r.A) == len(r.Delta) == len(r.H) == len(r.grads) == r.n_layers == 7
+    assert np.array_equal(r.X, X.detach().numpy()) and r.dX.shape == r.X.shape
+    view = r.by_module()
+    assert set(view) == {k for k, _ in model.named_children()}
+    for key, entry in view.items():
+        np.testing.assert_allclose(entry["output"], outputs[key].detach().numpy(), rtol=1e-12, atol=1e-15)
+        if key != "11":  # the Softmax module's output is not on autograd's path (the loss takes logits)
+            np.testing.assert_allclose(entry["grad_output"], outputs[key].grad.numpy(), rtol=1e-10, atol=1e-15)
+        mod = model[int(key)]
+        for p in ("weight", "bias"):
+            assert (p in entry) == hasattr(mod, p) and (p not in entry or
+                                                         np.allclose(entry[p], getattr(mod, p).grad.numpy(), rtol=1e-10, atol=1e-15))

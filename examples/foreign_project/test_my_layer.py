@@ -46,7 +46,7 @@ def test_gradients_match_indexnet(indexnet_oracle, problem):
     assert loss == pytest.approx(ref.loss, rel=1e-12)
     assert_gradients_match(grads, ref, rtol=1e-10)                   # {"layer 1": {"W", "b"}, ...}
     assert_gradients_match({"dX": dX, "A1": np.tanh(X @ W1 + b1)},
-                           {"dX": ref.dX, "A1": ref.A[1]}, rtol=1e-10)  # intermediates too, in rows
+                           {"dX": ref.dX, "A1": ref.A[0]}, rtol=1e-10)  # A[l-1] is layer l; rows
 
 
 def test_the_oracle_catches_a_wrong_gradient(indexnet_oracle, problem):

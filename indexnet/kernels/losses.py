@@ -43,11 +43,11 @@ def squared_error_value_loops(A, Y, scale):
 
     ``scale`` is 1/N for ``mse`` (L1), ½ for ``half_se`` (L2), 1/(2N) for ``euclidean`` (L3).
     """
-    S, N = A.shape
+    S_L, N = A.shape
     per_sample = np.empty(N, dtype=A.dtype)
     for n in prange(N):
         acc = A.dtype.type(0)
-        for i in range(S):
+        for i in range(S_L):
             d = A[i, n] - Y[i, n]
             acc += d * d
         per_sample[n] = acc
@@ -65,13 +65,13 @@ def squared_error_delta_literal(A, Y, scale, Delta):
 
     The derivative of scale·Σ_j Σ_m (A_jm - Y_jm)² with both Kronecker deltas kept.
     """
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     two_scale = scale * 2
-    for i in range(S):
+    for i in range(S_L):
         for n in range(N):
             acc = Delta.dtype.type(0)
-            for j in range(S):
+            for j in range(S_L):
                 for m in range(N):
                     acc += two_scale * (A[j, m] - Y[j, m]) * kron(i, j, one) * kron(n, m, one)
             Delta[i, n] = acc
@@ -81,9 +81,9 @@ def squared_error_delta_literal(A, Y, scale, Delta):
 @exact
 def squared_error_delta_loops(A, Y, scale, Delta):
     """Δ_in = 2·scale·(A_in - Y_in), ``prange`` over rows i. derivations/losses.md#L4"""
-    S, N = A.shape
+    S_L, N = A.shape
     two_scale = scale * 2
-    for i in prange(S):
+    for i in prange(S_L):
         for n in range(N):
             Delta[i, n] = two_scale * (A[i, n] - Y[i, n])
     return Delta
@@ -159,35 +159,136 @@ def cross_entropy_delta_numpy(S, Y, Delta):
     return Delta
 
 
-# ------------------------------------------ fused softmax + CE, sigmoid + BCE: H = (A - Y)/N
 @literal
-def fused_output_grad_literal(A, Y, H):
-    """H_in = ∂J/∂Z_in = Σ_k (-(1/N) Y_kn / S_kn) S_kn (δ_ki - S_in) collapsed to (S_in - Y_in)/N. derivations/losses.md#L7
+def cross_entropy_delta_from_z_literal(Z, Y, c, Delta):
+    """Δ_in = Σ_j Σ_m -c Y_jm (Σ_k e^{Z_km - Z_jm}) δ_ij δ_nm, from Z. derivations/losses.md#L6b
 
-    Serial statement of the collapsed result; softmax + cross-entropy (seed 001
-    appendix F) and sigmoid + binary cross-entropy give the same formula.
+    1/S_jm = Σ_k e^{Z_km - Z_jm} never divides by an underflowed S; a term with
+    Y_jm = 0 is 0 exactly (it is skipped, not multiplied by a possibly infinite sum).
+    ``c`` is 1/N (mean over samples) or 1 (sum).
     """
-    S, N = A.shape
-    inv_n = H.dtype.type(1) / N
-    for i in range(S):
+    K, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in range(K):
         for n in range(N):
-            H[i, n] = (A[i, n] - Y[i, n]) * inv_n
+            acc = Delta.dtype.type(0)
+            for j in range(K):
+                for m in range(N):
+                    if Y[j, m] != 0:
+                        inv_s = Delta.dtype.type(0)
+                        for k in range(K):
+                            inv_s += math.exp(Z[k, m] - Z[j, m])
+                        acc += -c * Y[j, m] * inv_s * kron(i, j, one) * kron(n, m, one)
+            Delta[i, n] = acc
+    return Delta
+
+
+@exact
+def cross_entropy_delta_from_z_loops(Z, Y, c, Delta):
+    """Δ_in = -c Y_in Σ_k e^{Z_kn - Z_in} (0 where Y_in = 0), ``prange`` over rows i. derivations/losses.md#L6b"""
+    K, N = Z.shape
+    for i in prange(K):
+        for n in range(N):
+            if Y[i, n] != 0:
+                inv_s = Delta.dtype.type(0)
+                for k in range(K):
+                    inv_s += math.exp(Z[k, n] - Z[i, n])
+                Delta[i, n] = -c * Y[i, n] * inv_s
+            else:
+                Delta[i, n] = Delta.dtype.type(0)
+    return Delta
+
+
+def cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
+    """Δ = -c Y ⊙ Σ_k e^{Z_k· - Z}, 0 where Y = 0. derivations/losses.md#L6b"""
+    K = Z.shape[0]
+    inv_s = np.zeros_like(Z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(K):  # sequential over k, as the loops form sums
+            inv_s += np.exp(Z[k] - Z)
+        Delta[...] = np.where(Y != 0, -c * Y * inv_s, 0.0)
+    return Delta
+
+
+# ------------------------------------------------- fused softmax + cross-entropy: H = (S - Y)/N
+@literal
+def cross_entropy_output_grad_literal(S, Y, H):
+    """H_in = Σ_k Δ_kn S_kn (δ_ki - S_in), Δ_kn = -(1/N) Y_kn / S_kn: L6 then S3, unreduced. derivations/losses.md#L7
+
+    The chain rule as written, before the collapse: the output error of L6 enters the
+    softmax Jacobian-vector product of S3, the delta δ_ki kept as a factor. It divides
+    by S (terms with Y_kn = 0 are exact zeros and skip the division), so it needs
+    S_kn > 0 where Y_kn ≠ 0, and it does not use Σ_k Y_kn = 1: for targets whose columns
+    do not sum to 1 it is the gradient and :func:`cross_entropy_output_grad_loops` is not.
+    """
+    K, N = S.shape
+    one = H.dtype.type(1)
+    zero = H.dtype.type(0)
+    inv_n = one / N
+    for i in range(K):
+        for n in range(N):
+            acc = zero
+            for k in range(K):
+                delta_kn = -(Y[k, n] / S[k, n]) * inv_n if Y[k, n] != 0 else zero
+                acc += delta_kn * S[k, n] * (kron(k, i, one) - S[i, n])
+            H[i, n] = acc
     return H
 
 
 @exact
-def fused_output_grad_loops(A, Y, H):
-    """H_in = (A_in - Y_in)/N, ``prange`` over rows i. derivations/losses.md#L7"""
-    S, N = A.shape
+def cross_entropy_output_grad_loops(S, Y, H):
+    """H_in = (S_in - Y_in)/N, the collapsed L7 (Σ_k Y_kn = 1), ``prange`` over rows i. derivations/losses.md#L7"""
+    K, N = S.shape
     inv_n = H.dtype.type(1) / N
-    for i in prange(S):
+    for i in prange(K):
+        for n in range(N):
+            H[i, n] = (S[i, n] - Y[i, n]) * inv_n
+    return H
+
+
+def cross_entropy_output_grad_numpy(S, Y, H):
+    """H = (S - Y)/N. derivations/losses.md#L7"""
+    np.multiply(S - Y, 1 / S.shape[1], out=H)
+    return H
+
+
+# --------------------------------------- fused sigmoid + binary cross-entropy: H = (A - Y)/N
+@literal
+def binary_cross_entropy_output_grad_literal(A, Y, H):
+    """H_in = Σ_k Σ_m Δ_km A_km (1 - A_km) δ_ki δ_mn, Δ_km of L9: L9 then A6 through D2.13, unreduced. derivations/losses.md#L7b
+
+    The chain rule as written, before the collapse: the output error of L9 times the
+    diagonal sigmoid Jacobian, both deltas kept. It divides by A and 1 - A, so it needs
+    0 < A < 1 (a saturated sigmoid output gives ∞ · 0); the collapsed
+    :func:`binary_cross_entropy_output_grad_loops` does not.
+    """
+    S_L, N = A.shape
+    one = H.dtype.type(1)
+    inv_n = one / N
+    for i in range(S_L):
+        for n in range(N):
+            acc = H.dtype.type(0)
+            for k in range(S_L):
+                for m in range(N):
+                    delta_km = (-(Y[k, m] / A[k, m]) + (one - Y[k, m]) / (one - A[k, m])) * inv_n
+                    acc += delta_km * (A[k, m] * (one - A[k, m])) * kron(k, i, one) * kron(m, n, one)
+            H[i, n] = acc
+    return H
+
+
+@exact
+def binary_cross_entropy_output_grad_loops(A, Y, H):
+    """H_in = (A_in - Y_in)/N, the collapsed L7b, ``prange`` over rows i. derivations/losses.md#L7b"""
+    S_L, N = A.shape
+    inv_n = H.dtype.type(1) / N
+    for i in prange(S_L):
         for n in range(N):
             H[i, n] = (A[i, n] - Y[i, n]) * inv_n
     return H
 
 
-def fused_output_grad_numpy(A, Y, H):
-    """H = (A - Y)/N. derivations/losses.md#L7"""
+def binary_cross_entropy_output_grad_numpy(A, Y, H):
+    """H = (A - Y)/N. derivations/losses.md#L7b"""
     np.multiply(A - Y, 1 / A.shape[1], out=H)
     return H
 
@@ -200,11 +301,11 @@ def binary_cross_entropy_value_loops(Z, Y):
     From the sigmoid layer's pre-activation Z: ln σ(z) = -softplus(-z),
     ln(1 - σ(z)) = -softplus(z), finite for every finite z.
     """
-    S, N = Z.shape
+    S_L, N = Z.shape
     per_sample = np.empty(N, dtype=Z.dtype)
     for n in prange(N):
         acc = Z.dtype.type(0)
-        for i in range(S):
+        for i in range(S_L):
             acc += softplus(Z[i, n]) - Y[i, n] * Z[i, n]
         per_sample[n] = acc
     return _ordered_sum(per_sample) / N
@@ -218,13 +319,13 @@ def binary_cross_entropy_value_numpy(Z, Y):
 @literal
 def binary_cross_entropy_delta_literal(A, Y, Delta):
     """Δ_in = Σ_j Σ_m (1/N)(-Y_jm/A_jm + (1-Y_jm)/(1-A_jm)) δ_ij δ_nm. derivations/losses.md#L9"""
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
-    for i in range(S):
+    for i in range(S_L):
         for n in range(N):
             acc = Delta.dtype.type(0)
-            for j in range(S):
+            for j in range(S_L):
                 for m in range(N):
                     term = -(Y[j, m] / A[j, m]) + (one - Y[j, m]) / (one - A[j, m])
                     acc += term * inv_n * kron(i, j, one) * kron(n, m, one)
@@ -235,10 +336,10 @@ def binary_cross_entropy_delta_literal(A, Y, Delta):
 @exact
 def binary_cross_entropy_delta_loops(A, Y, Delta):
     """Δ_in = (1/N)(-Y_in/A_in + (1-Y_in)/(1-A_in)), ``prange`` over rows i. derivations/losses.md#L9"""
-    S, N = A.shape
+    S_L, N = A.shape
     one = Delta.dtype.type(1)
     inv_n = one / N
-    for i in prange(S):
+    for i in prange(S_L):
         for n in range(N):
             Delta[i, n] = (-(Y[i, n] / A[i, n]) + (one - Y[i, n]) / (one - A[i, n])) * inv_n
     return Delta
@@ -247,6 +348,55 @@ def binary_cross_entropy_delta_loops(A, Y, Delta):
 def binary_cross_entropy_delta_numpy(A, Y, Delta):
     """Δ = (1/N)(-Y ⊘ A + (1-Y) ⊘ (1-A)). derivations/losses.md#L9"""
     np.multiply(-(Y / A) + (1 - Y) / (1 - A), 1 / A.shape[1], out=Delta)
+    return Delta
+
+
+@literal
+def binary_cross_entropy_delta_from_z_literal(Z, Y, c, Delta):
+    """Δ_in = Σ_j Σ_m c(-Y_jm (1 + e^{-Z_jm}) + (1-Y_jm)(1 + e^{Z_jm})) δ_ij δ_nm, from Z. derivations/losses.md#L9b
+
+    1/σ(z) = 1 + e^{-z} and 1/(1 - σ(z)) = 1 + eᶻ: no division by a saturated A; a term
+    whose factor Y or 1 - Y is 0 is skipped (0, not 0 · ∞). ``c`` is 1/N or 1.
+    """
+    S, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in range(S):
+        for n in range(N):
+            acc = Delta.dtype.type(0)
+            for j in range(S):
+                for m in range(N):
+                    term = Delta.dtype.type(0)
+                    if Y[j, m] != 0:
+                        term -= Y[j, m] * (one + math.exp(-Z[j, m]))
+                    if Y[j, m] != one:
+                        term += (one - Y[j, m]) * (one + math.exp(Z[j, m]))
+                    acc += c * term * kron(i, j, one) * kron(n, m, one)
+            Delta[i, n] = acc
+    return Delta
+
+
+@exact
+def binary_cross_entropy_delta_from_z_loops(Z, Y, c, Delta):
+    """Δ_in = c(-Y_in (1 + e^{-Z_in}) + (1-Y_in)(1 + e^{Z_in})), zero factors skipped, ``prange`` over rows i. derivations/losses.md#L9b"""
+    S, N = Z.shape
+    one = Delta.dtype.type(1)
+    for i in prange(S):
+        for n in range(N):
+            term = Delta.dtype.type(0)
+            if Y[i, n] != 0:
+                term -= Y[i, n] * (one + math.exp(-Z[i, n]))
+            if Y[i, n] != one:
+                term += (one - Y[i, n]) * (one + math.exp(Z[i, n]))
+            Delta[i, n] = c * term
+    return Delta
+
+
+def binary_cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
+    """Δ = c(-Y ⊙ (1 + e^{-Z}) + (1-Y) ⊙ (1 + e^{Z})), zero factors skipped. derivations/losses.md#L9b"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        pos = np.where(Y != 0, -(Y * (1 + np.exp(-Z))), 0.0)
+        neg = np.where(Y != 1, (1 - Y) * (1 + np.exp(Z)), 0.0)
+        Delta[...] = c * (0.0 + pos + neg)
     return Delta
 
 

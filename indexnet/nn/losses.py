@@ -57,24 +57,51 @@ class Loss:
             check_range(argname, Y, 0.0, 1.0)
 
     def value(self, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, engine: str = "loops") -> float:
-        """J from the output layer's Z and A (eqs. L1-L3, L5, L8)."""
+        """J from the output layer's Z and A (eqs. L1-L3, L5, L8).
+
+        Feature-map outputs ``(C, H, W, N)`` are summed over C×H×W like the rows of a
+        dense output.
+        """
+        Z, A, Y = _rows(Z), _rows(A), _rows(Y)
         if self.squared:
             return float(form("losses", "squared_error_value", engine)(A, Y, self.scale(A.shape[1])))
         return float(form("losses", f"{self.name}_value", engine)(Z, Y))
 
-    def delta(self, A: np.ndarray, Y: np.ndarray, engine: str = "loops", out=None) -> np.ndarray:
-        """Δ^(L) = ∂J/∂A^(L) (eqs. L4, L6, L9)."""
+    def delta(self, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, engine: str = "loops", out=None,
+              c: float | None = None) -> np.ndarray:
+        """Δ^(L) = ∂J/∂A^(L) (eqs. L4, L6b, L9b), exact and finite at saturation.
+
+        The cross-entropies take Δ^(L) from Z (L6b, L9b), never dividing by an output
+        that has rounded to 0 or 1. ``c`` overrides the batch factor (1/N for the mean;
+        1 for a sum over samples; the squared losses' own scale otherwise).
+        """
         out = np.empty_like(A) if out is None else out
+        N = A.shape[-1]
         if self.squared:
-            return form("losses", "squared_error_delta", engine)(A, Y, self.scale(A.shape[1]), out)
-        return form("losses", f"{self.name}_delta", engine)(A, Y, out)
+            scale = self.scale(N) if c is None else c
+            form("losses", "squared_error_delta", engine)(_rows(A), _rows(Y), scale, _rows(out))
+            return out
+        c = 1.0 / N if c is None else c
+        form("losses", f"{self.name}_delta_from_z", engine)(_rows(Z), _rows(Y), c, _rows(out))
+        return out
 
     def fused_H(self, A: np.ndarray, Y: np.ndarray, engine: str = "loops", out=None) -> np.ndarray:
-        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy and sigmoid + BCE (eq. L7)."""
+        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy (eq. L7) and sigmoid + BCE (L7b)."""
         if self.output_activation is None:
             raise ValueError(f"loss {self.name!r} has no fused output gradient")
         out = np.empty_like(A) if out is None else out
-        return form("losses", "fused_output_grad", engine)(A, Y, out)
+        # The literal forms of L7/L7b are the unreduced chain rule; they divide by A (and
+        # 1 - A), so they are undefined at saturation and differ from (A - Y)/N by rounding.
+        # The literal engine therefore takes the collapsed result, bit-identical to loops;
+        # tests/test_losses_kernels.py compares the unreduced literal forms with it.
+        kernel_engine = "loops" if engine == "literal" else engine
+        form("losses", f"{self.name}_output_grad", kernel_engine)(_rows(A), _rows(Y), _rows(out))
+        return out
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A samples-last array as rows × samples: ``(..., N)`` -> ``(prod(...), N)``, a view."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
 
 
 LOSSES = {

@@ -23,23 +23,23 @@ from indexnet.nn.losses import Loss, get_loss
 class Backprop:
     """Everything one forward + backward pass computed, by derivation name.
 
-    Lists are indexed by layer l = 1..L at position l-1, except ``A`` whose position 0
-    is the input X = A^(0) (so ``A[l]`` is A^(l)), and ``Delta`` whose position 0 is
-    ∂J/∂X = Δ^(0) (so ``Delta[l]`` is Δ^(l)).
+    **Indexing (one scheme for every per-layer list, here and in the oracle's result):**
+    position ``l-1`` holds layer l = 1..L in ``Z``, ``A``, ``Delta``, ``H``, ``grads`` and
+    ``caches``: ``Z[l-1]`` = Z^(l), ``A[l-1]`` = A^(l), ``Delta[l-1]`` = Δ^(l) = ∂J/∂A^(l),
+    ``H[l-1]`` = H^(l) = ∂J/∂Z^(l), ``grads[l-1]`` = ∂J/∂θ^(l). The input and its
+    gradient are separate fields: ``X`` = A^(0) and ``dX`` = Δ^(0) = ∂J/∂X (seed 003 §3.3;
+    None when not computed).
     """
 
     loss: float
+    X: np.ndarray = field(repr=False)
     Z: list
     A: list
     Delta: list
     H: list
     grads: list  # per layer: dict parameter name -> ∂J/∂θ
+    dX: np.ndarray | None = field(repr=False)
     caches: list = field(repr=False, default_factory=list)
-
-    @property
-    def dX(self) -> np.ndarray:
-        """∂J/∂X (seed 003 §3.3): Δ^(0)."""
-        return self.Delta[0]
 
 
 #: columns of :attr:`Workspace.layout` (one row per layer l = 1..L)
@@ -261,13 +261,38 @@ class Network:
         caches = self.forward(X, engine, check=False)
         last = caches[-1]
         J = self.loss_fn.value(last.Z, last.A, Y, engine)
-        L = len(self.layers)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            Delta = self.loss_fn.delta(last.A, Y, engine)
+        Delta = self.loss_fn.delta(last.Z, last.A, Y, engine)
         H_out = None
         if fused and self.loss_fn.output_activation is not None:
             H_out = self.loss_fn.fused_H(last.A, Y, engine)
-        deltas = [None] * (L + 1)
+        return self.backward_from(X, caches, J, Delta, engine, H_out=H_out, input_grad=input_grad)
+
+    def backward_from(self, X: np.ndarray, caches: list[LayerCache], J: float, Delta: np.ndarray,
+                      engine: str = "loops", *, H_out: np.ndarray | None = None, input_grad: bool = True) -> Backprop:
+        """The backward recursion from a given output error Δ^(L) (and, optionally, H^(L)).
+
+        :meth:`backward` calls it with the loss's Δ^(L); the oracle calls it with the Δ^(L)
+        of its loss heads or of an upstream gradient G (J = Σ G ⊙ A^(L), Δ^(L) = G).
+
+        Parameters
+        ----------
+        X : ndarray
+            The input the caches were computed from.
+        caches : list of LayerCache
+            :meth:`forward`'s output.
+        J : float
+            The loss value to report.
+        Delta : ndarray
+            Δ^(L) = ∂J/∂A^(L), shaped like A^(L).
+        H_out : ndarray, optional
+            H^(L) = ∂J/∂Z^(L) when known directly (the fused output gradient, L7);
+            otherwise it is Δ^(L) through σ'.
+        input_grad : bool
+            Also compute Δ^(0) = ∂J/∂X.
+        """
+        check_engine(engine)
+        L = len(self.layers)
+        deltas = [None] * (L + 1)  # deltas[l] = Δ^(l), l = 0..L
         deltas[L] = Delta
         Hs, grads = [None] * L, [None] * L
         for l in range(L, 0, -1):
@@ -279,11 +304,13 @@ class Network:
             deltas[l - 1] = out.Delta_prev
         return Backprop(
             loss=J,
+            X=X,
             Z=[c.Z for c in caches],
-            A=[X] + [c.A for c in caches],
-            Delta=deltas,
+            A=[c.A for c in caches],
+            Delta=deltas[1:],
             H=Hs,
             grads=grads,
+            dX=deltas[0],
             caches=caches,
         )
 

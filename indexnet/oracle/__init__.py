@@ -22,8 +22,9 @@ import importlib
 _EXPORTS = {
     "as_float64": "indexnet.oracle._arrays",
     **{name: "indexnet.oracle._core" for name in (
-        "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "OracleResult", "dense", "network", "parse_layers",
+        "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "dense", "network", "parse_layers",
         "torch_indices")},
+    "OracleResult": "indexnet.oracle.result",
     "gradcheck": "indexnet.oracle.check",
     "assert_gradients_match": "indexnet.oracle.compare",
     "relative_error": "indexnet.oracle.compare",

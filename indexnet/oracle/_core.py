@@ -8,7 +8,6 @@ depend on the thread count. Inputs are copied to float64 first, whatever their d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import prod
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +22,9 @@ from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 from indexnet.nn.losses import get_loss
 from indexnet.nn.network import Network
 from indexnet.oracle._arrays import as_float64
+from indexnet.oracle.bounds import as_precision, network_bounds
 from indexnet.oracle.describe import describe
+from indexnet.oracle.result import OracleResult
 
 #: where the samples are: rows (seed 001, PyTorch, Keras) or columns (seed 004, indexnet)
 LAYOUTS = ("samples_first", "samples_last")
@@ -36,7 +37,6 @@ ACTIVATION_NAMES = {
     "identity": "identity", "relu": "relu", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu",
     "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "softplus": "softplus",
 }
-_PARAM_TORCH_NAMES = {"W": "weight", "K": "weight", "b": "bias"}
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -53,81 +53,6 @@ def from_samples_last(a: np.ndarray) -> np.ndarray:
 def _convert(layout: str, a: np.ndarray) -> np.ndarray:
     """An internal (samples-last) array in the caller's sample layout (a copy)."""
     return from_samples_last(a) if layout == "samples_first" else np.array(a, order="C", copy=True)
-
-
-# ----------------------------------------------------------------------------- result
-@dataclass(frozen=True)
-class OracleResult:
-    """Loss, gradients and every intermediate of one exact float64 pass, in the caller's layouts.
-
-    Lists follow :class:`indexnet.nn.network.Backprop`: ``Z[l-1]``, ``H[l-1]`` and
-    ``grads[l-1]`` belong to layer l = 1..L; ``A[l]`` is A^(l) with ``A[0]`` the input X;
-    ``Delta[l]`` is Δ^(l) = ∂J/∂A^(l) with ``Delta[0]`` = ∂J/∂X. Every activation-shaped
-    array is in the caller's sample layout (``layout``); dense weight gradients are in
-    the caller's ``weight_layout``; kernel gradients are ``(C_out, C_in, kh, kw)``.
-
-    Attributes
-    ----------
-    loss : float
-        J.
-    grads : list of dict
-        Per layer ``{"W": ∂J/∂W, "b": ∂J/∂b}`` (dense) or ``{"K": ..., "b": ...}``
-        (conv); empty for pooling and flatten.
-    dX : ndarray
-        ∂J/∂X, shaped like X.
-    Z, A, Delta, H : list of ndarray
-        Pre-activations, activations, Δ = ∂J/∂A and H = ∂J/∂Z (= Δ ⊙ σ').
-    layer_names : tuple of str
-        ``"layer 1"``, ``"layer 2"``, ...
-    torch_names : tuple of str
-        The index of each layer's module in the equivalent ``torch.nn.Sequential``
-        (the keys' prefix in its ``state_dict``).
-    layout, weight_layout : str
-        The layouts of the returned arrays.
-    """
-
-    loss: float
-    grads: list
-    dX: np.ndarray
-    Z: list
-    A: list
-    Delta: list
-    H: list
-    layer_names: tuple
-    torch_names: tuple
-    layout: str
-    weight_layout: str
-
-    def grads_dict(self, style: str = "indexnet") -> dict:
-        """The parameter gradients by name.
-
-        Parameters
-        ----------
-        style : {"indexnet", "torch"}
-            ``indexnet``: ``{"layer 1": {"W": ..., "b": ...}, ...}`` (layers without
-            parameters left out). ``torch``: ``{"0.weight": ..., "0.bias": ...}``, the
-            keys of the equivalent Sequential's ``state_dict``.
-        """
-        check_choice("style", style, ("indexnet", "torch"))
-        if style == "torch":
-            return {f"{t}.{_PARAM_TORCH_NAMES[p]}": g for t, gs in zip(self.torch_names, self.grads) for p, g in gs.items()}
-        return {name: dict(gs) for name, gs in zip(self.layer_names, self.grads) if gs}
-
-    @property
-    def grads_flat(self) -> np.ndarray:
-        """Every parameter gradient in one vector: layer by layer, W (or K) before b, row-major
-        in the caller's weight layout."""
-        parts = [g.ravel() for gs in self.grads for g in gs.values()]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def to_dict(self) -> dict:
-        """Everything, nested for comparison: ``{"loss": J, "dX": ..., "layer 1": {"W", "b",
-        "Z", "A", "Delta", "H"}, ...}`` where a layer's ``A`` and ``Delta`` are its output's
-        A^(l) and Δ^(l)."""
-        out: dict = {"loss": self.loss, "dX": self.dX}
-        for l, name in enumerate(self.layer_names):
-            out[name] = {**self.grads[l], "Z": self.Z[l], "A": self.A[l + 1], "Delta": self.Delta[l + 1], "H": self.H[l]}
-        return out
 
 
 # ------------------------------------------------------------------ layer descriptions
@@ -173,6 +98,19 @@ def _check_option(k: int, opts: dict, key: str, actual) -> None:
 
 
 def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[Layer], list[str]]:
+    """Turn a PyTorch-like description into indexnet layers (see :func:`_parse`).
+
+    Returns
+    -------
+    layers : list of Layer
+    torch_names : list of str
+        The entry index of each returned layer (its module index in the Sequential).
+    """
+    parsed, names, _ = _parse(layers, params)
+    return parsed, names
+
+
+def _parse(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[Layer], list[str], list]:
     """Turn a PyTorch-like description into indexnet layers.
 
     Each entry is an indexnet :class:`~indexnet.nn.layers.base.Layer` (used as is), a name
@@ -190,14 +128,21 @@ def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) 
     layers : list of Layer
     torch_names : list of str
         The entry index of each returned layer (its module index in the Sequential).
+    modules : (list, tuple)
+        The entry index of the activation fused into each layer (None for none), and the
+        identity entries as ``(entry index, layer position, "X" | "Z" | "A")``: what each
+        passes on.
     """
     out: list[Layer] = []
     names: list[str] = []
+    acts: list = []
+    identities: list = []  # (entry index, position of the layer whose output it passes on, -1: X)
     next_param = 0
     for k, entry in enumerate(layers):
         if isinstance(entry, Layer):
             out.append(entry)
             names.append(str(k))
+            acts.append(None)
             next_param += bool(entry.param_names)
             continue
         kind, opts = _entry_type(k, entry)
@@ -220,6 +165,7 @@ def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) 
                                   stride=_square(f"layers[{k}] stride", opts.get("stride", 1)),
                                   pad=_square(f"layers[{k}] padding", padding)))
             names.append(str(k))
+            acts.append(None)
         elif kind in ("maxpool2d", "avgpool2d"):
             if _square(f"layers[{k}] padding", opts.get("padding", 0)) != 0:
                 raise ValueError(f"layers[{k}] padding: expected 0 (indexnet pools without padding), got {opts['padding']!r}")
@@ -228,12 +174,15 @@ def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) 
             cls = MaxPool2D if kind == "maxpool2d" else AvgPool2D
             out.append(cls(size, None if stride is None else _square(f"layers[{k}] stride", stride)))
             names.append(str(k))
+            acts.append(None)
         elif kind == "flatten":
             out.append(Flatten())
             names.append(str(k))
+            acts.append(None)
         else:
             act = ACTIVATION_NAMES[kind]
             if act == "identity":
+                identities.append((str(k), len(out) - 1))
                 continue
             prev = out[-1] if out else None
             if not isinstance(prev, (Dense, Conv2D)) or prev.activation != "identity":
@@ -245,13 +194,16 @@ def parse_layers(layers: Sequence, params: list[tuple[np.ndarray, np.ndarray]]) 
             alpha = float(opts.get("negative_slope", opts.get("alpha", prev.alpha)))
             fields = {f: getattr(prev, f) for f in prev.__dataclass_fields__}
             out[-1] = type(prev)(**{**fields, "activation": act, "alpha": alpha})
+            acts[-1] = str(k)
     if next_param != len(params):
         raise ValueError(
             f"params: expected {next_param} (weight, bias) pair(s), one per linear/conv2d entry, got {len(params)}"
         )
     if not out:
         raise ValueError("layers: expected at least one layer, got none")
-    return out, names
+    passes = tuple((key, pos, "X" if pos < 0 else "Z" if acts[pos] is not None and int(acts[pos]) > int(key) else "A")
+                   for key, pos in identities)
+    return out, names, (acts, passes)
 
 
 def torch_indices(layers: Sequence[Layer]) -> list[str]:
@@ -265,6 +217,12 @@ def torch_indices(layers: Sequence[Layer]) -> list[str]:
         names.append(str(k))
         k += 1 + (getattr(layer, "activation", "identity") != "identity")
     return names
+
+
+def _activation_indices(layers: Sequence[Layer]) -> list:
+    """Module index of each layer's activation in the equivalent Sequential (None for none)."""
+    return [None if getattr(layer, "activation", "identity") == "identity" else str(int(t) + 1)
+            for layer, t in zip(layers, torch_indices(layers))]
 
 
 # ---------------------------------------------------------------------------- params
@@ -403,11 +361,14 @@ def _choose_layout(layout: str, layers, params, loss, X: np.ndarray, Y: Any):
 
 # -------------------------------------------------------------------------- the pass
 def _run(layers, params, loss: str, X, Y, *, layout: str, weight_layout: str, engine: str,
-         torch_names: Sequence[str]) -> OracleResult:
-    """Resolve the layout, run one exact pass, and return every array in the caller's layouts."""
+         torch_names: Sequence[str], activation_modules: Sequence, identity_modules: tuple = (),
+         bounds=None, bound_method: str = "worst_case", lam: float = 4.0) -> OracleResult:
+    """Resolve the layout, run one exact pass, and return every array in the caller's layouts
+    (with ``bounds``: their rounding bounds and kink masks too, converted the same way)."""
     check_choice("weight_layout", weight_layout, WEIGHT_LAYOUTS)
     check_choice("engine", engine, ORACLE_ENGINES)
     get_loss(loss)
+    precision = None if bounds is None else as_precision(bounds, bound_method, lam)
     Xf = as_float64("X", X)
     layout, net, Xsl, Ysl = _choose_layout(layout, layers, params, loss, Xf, Y)
     bp = net.backward(Xsl, Ysl, engine, check=False)
@@ -415,16 +376,25 @@ def _run(layers, params, loss: str, X, Y, *, layout: str, weight_layout: str, en
     def act(a):
         return _convert(layout, a)
 
-    grads = []
-    for layer, g in zip(net.layers, bp.grads):
-        grads.append({p: (np.ascontiguousarray(v.T) if (p == "W" and weight_layout == "in_out") else v.copy())
-                      for p, v in g.items()})
-    return OracleResult(
-        loss=float(bp.loss), grads=grads, dX=act(bp.dX),
-        Z=[act(z) for z in bp.Z], A=[act(a) for a in bp.A], Delta=[act(d) for d in bp.Delta], H=[act(h) for h in bp.H],
-        layer_names=tuple(f"layer {l}" for l in range(1, len(net.layers) + 1)),
-        torch_names=tuple(torch_names), layout=layout, weight_layout=weight_layout,
-    )
+    def package(q, **extra) -> OracleResult:
+        """A pass (Backprop), its bounds or its kink masks (Bounds) in the caller's layouts."""
+        grads = [{p: (np.ascontiguousarray(v.T) if (p == "W" and weight_layout == "in_out") else v.copy())
+                  for p, v in g.items()} for g in q.grads]
+        return OracleResult(
+            loss=q.loss if isinstance(q.loss, bool) else float(q.loss), X=act(q.X), dX=act(q.dX),
+            Z=[act(z) for z in q.Z], A=[act(a) for a in q.A], Delta=[act(d) for d in q.Delta],
+            H=[act(h) for h in q.H], grads=grads,
+            layer_names=tuple(f"layer {l}" for l in range(1, len(net.layers) + 1)),
+            torch_names=tuple(torch_names), activation_modules=tuple(activation_modules),
+            identity_modules=tuple(identity_modules),
+            layout=layout, weight_layout=weight_layout, loss_name=loss, reduction=net.loss_fn.reduction, **extra,
+        )
+
+    if precision is None:
+        return package(bp)
+    B = network_bounds(net, bp, Xsl, Ysl, precision)
+    return package(bp, bounds=package(B), kink=package(B.kink), precision=precision.name,
+                   bound_method=precision.method)
 
 
 def _activation(k: int, spec) -> tuple[str, float]:
@@ -448,6 +418,9 @@ def dense(
     layout: str = "samples_first",
     weight_layout: str = "out_in",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference loss, gradients and intermediates of a dense network, in your layouts.
 
@@ -483,12 +456,25 @@ def dense(
         z = x W + b).
     engine : {"loops", "literal", "numpy"}
         Which form of the kernels to run; ``loops`` is the reference.
+    bounds : {None, "float32", "float16", "bfloat16"}
+        Also return, for every element of every quantity, how far a correct
+        implementation in that precision may be from this float64 result
+        (derivations/rounding.md): ``result.bounds`` (same structure as the result),
+        ``result.kink`` (masks of the kink-sensitive elements, which have no bound).
+        Check with ``assert_gradients_match(mine, result, dtype="float32")``.
+    bound_method : {"worst_case", "probabilistic"}
+        ``worst_case`` holds for any summation order, always (use it when a failure must
+        mean a bug); ``probabilistic`` is the much tighter model of Higham & Mary (2019)
+        with parameter ``lam``, which can fail, rarely, on a correct implementation.
+    lam : float
+        λ of the probabilistic bound (each sum holds with probability ≥ 1 − 2e^(−λ²/2) under the model).
 
     Returns
     -------
     OracleResult
         ``loss``, ``grads`` (``[{"W", "b"}, ...]`` in ``weight_layout``), ``dX`` and Z,
-        A, Delta (Δ = ∂J/∂A), H (= ∂J/∂Z) per layer in ``layout``.
+        A, Delta (Δ = ∂J/∂A), H (= ∂J/∂Z) per layer in ``layout``; with ``bounds``, also
+        ``bounds``, ``kink``, ``precision`` and ``bound_method``.
 
     Raises
     ------
@@ -531,7 +517,8 @@ def dense(
         act, alpha = _activation(k, spec)
         layers.append(Dense(int(W.shape[0]), act, alpha=alpha))
     return _run(layers, params, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
-                torch_names=torch_indices(layers))
+                torch_names=torch_indices(layers), activation_modules=_activation_indices(layers),
+                bounds=bounds, bound_method=bound_method, lam=lam)
 
 
 def network(
@@ -544,6 +531,9 @@ def network(
     layout: str = "samples_first",
     weight_layout: str = "out_in",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference values for a network with convolution, pooling, flatten and dense layers.
 
@@ -567,7 +557,7 @@ def network(
         ``samples_last``: ``(C, H, W, N)`` or ``(S_0, N)``. Copied to float64.
     Y : array
         Targets in the same sample layout, or class labels ``(N,)`` for cross-entropy.
-    layout, weight_layout, engine
+    layout, weight_layout, engine, bounds, bound_method, lam
         As in :func:`dense`.
 
     Returns
@@ -581,5 +571,7 @@ def network(
             raise ValueError("params: expected None when layers is a torch model (its parameters are used)")
         layers, params = describe(layers)
     pairs = _internal_params(_pairs(params), weight_layout, ("params[{k}] weight", "params[{k}] bias"))
-    parsed, names = parse_layers(list(layers), pairs)
-    return _run(parsed, pairs, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine, torch_names=names)
+    parsed, names, (acts, identities) = _parse(list(layers), pairs)
+    return _run(parsed, pairs, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
+                torch_names=names, activation_modules=acts, identity_modules=identities,
+                bounds=bounds, bound_method=bound_method, lam=lam)

@@ -14,18 +14,18 @@ from indexnet.nn.layers.dense import activation_backward, apply_activation, chec
 
 
 def check_image_shape(name: str, input_shape) -> tuple[int, int, int]:
-    """One sample of an image layer's input is ``(C, H, W)``."""
+    """One sample of an image layer's input is ``(C, height, width)``."""
     shape = tuple(input_shape)
     if len(shape) != 3:
         raise ValueError(
-            f"{name}: expected a (C, H, W) sample shape (images are (C, H, W, N), samples last), "
+            f"{name}: expected a (C, height, width) sample shape (images are (C, height, width, N), samples last), "
             f"got {shape}"
         )
     return shape
 
 
 def check_conv_geometry(input_shape, kernel_size, stride: int, pad: int, in_channels: int | None = None):
-    """Check that a convolution fits its input; return ``(Ho, Wo)`` (eq. C3).
+    """Check that a convolution fits its input; return ``(height_out, width_out)`` (eq. C3).
 
     Raises
     ------
@@ -33,7 +33,7 @@ def check_conv_geometry(input_shape, kernel_size, stride: int, pad: int, in_chan
         ``stride`` < 1, ``pad`` < 0, a kernel larger than the padded input, or an input
         whose channel count differs from the kernels' ``in_channels``.
     """
-    C, Hin, Win = check_image_shape("conv2d input", input_shape)
+    C, height, width = check_image_shape("conv2d input", input_shape)
     check_positive_int("stride", stride)
     check_positive_int("pad", pad, minimum=0)
     kh, kw = kernel_size
@@ -42,16 +42,16 @@ def check_conv_geometry(input_shape, kernel_size, stride: int, pad: int, in_chan
             f"conv2d input: expected C_in = {in_channels} channels (K.shape[1]), got {C} "
             f"in sample shape {tuple(input_shape)}"
         )
-    if kh > Hin + 2 * pad or kw > Win + 2 * pad:
+    if kh > height + 2 * pad or kw > width + 2 * pad:
         raise ValueError(
             f"kernel_size: expected a kernel no larger than the padded input "
-            f"(H + 2p, W + 2p) = ({Hin + 2 * pad}, {Win + 2 * pad}), got (kh, kw) = ({kh}, {kw})"
+            f"(height + 2p, width + 2p) = ({height + 2 * pad}, {width + 2 * pad}), got (kh, kw) = ({kh}, {kw})"
         )
-    return out_size(Hin, kh, stride, pad), out_size(Win, kw, stride, pad)
+    return out_size(height, kh, stride, pad), out_size(width, kw, stride, pad)
 
 
 def check_batch(name: str, A, shape) -> None:
-    """A batch ``(C, H, W, N)`` matches the per-sample shape the layer expects."""
+    """A batch ``(C, height, width, N)`` matches the per-sample shape the layer expects."""
     if A.ndim != len(shape) + 1 or A.shape[:-1] != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape) + ('N',)}, got {A.shape}")
 
@@ -77,7 +77,7 @@ class Conv2D(Layer):
         Stride s >= 1 and zero padding p >= 0 on every side.
     activation : str
         An elementwise activation: ``identity``, ``relu``, ``leaky_relu``, ``sigmoid``,
-        ``tanh``. It acts on Z flattened to ``(C·Ho·Wo, N)``, a view.
+        ``tanh``. It acts on Z flattened to ``(C·height_out·width_out, N)``, a view.
     alpha : float
         Slope of leaky ReLU for z < 0.
     init : str
@@ -105,8 +105,8 @@ class Conv2D(Layer):
         check_choice("init", self.init, ("auto", "he", "glorot"))
 
     def output_shape(self, input_shape):
-        Ho, Wo = check_conv_geometry(input_shape, self.kernel_size, self.stride, self.pad)
-        return (self.filters, Ho, Wo)
+        height_out, width_out = check_conv_geometry(input_shape, self.kernel_size, self.stride, self.pad)
+        return (self.filters, height_out, width_out)
 
     def param_shapes(self, input_shape):
         C_in = check_image_shape("conv2d input", input_shape)[0]
@@ -120,10 +120,10 @@ class Conv2D(Layer):
 
     def forward(self, params, A_prev, engine):
         K, b = params
-        Ho, Wo = check_conv_geometry(A_prev.shape[:-1], self.kernel_size, self.stride, self.pad, K.shape[1])
+        height_out, width_out = check_conv_geometry(A_prev.shape[:-1], self.kernel_size, self.stride, self.pad, K.shape[1])
         N = A_prev.shape[-1]
-        Z = np.empty((K.shape[0], Ho, Wo, N), dtype=A_prev.dtype)
-        form("conv2d", "forward", engine)(A_prev, K, b, self.stride, self.pad, Z)
+        Z = np.empty((K.shape[0], height_out, width_out, N), dtype=A_prev.dtype)
+        form("conv2d", "forward", engine)(K, A_prev, b, self.stride, self.pad, Z)
         A = np.empty_like(Z)
         apply_activation(self.activation, self.alpha, _flat(Z), _flat(A), engine)
         return LayerCache(A_prev=A_prev, Z=Z, A=A)
@@ -153,5 +153,5 @@ class Conv2D(Layer):
 
 
 def _flat(A: np.ndarray) -> np.ndarray:
-    """(C, H, W, N) -> (C·H·W, N), a view of C-contiguous memory (eq. P6)."""
+    """(C, height, width, N) -> (C·height·width, N), a view of C-contiguous memory (eq. P6)."""
     return A.reshape(-1, A.shape[-1])

@@ -1,4 +1,4 @@
-"""Flatten: (C, H, W, N) -> (C·H·W, N), a free reshape (derivations/pooling.md#P6)."""
+"""Flatten: (C, height, width, N) -> (C·height·width, N), a free reshape (derivations/pooling.md#P6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from indexnet.nn.layers.conv import check_batch
 class Flatten(Layer):
     """Row-major flattening of each sample; samples stay last, so no data moves.
 
-    Row r = (c·H + y)·W + x of the output is pixel (c, y, x) of the input (eq. P6); the
+    Row r = (c·height + y)·width + x of the output is pixel (c, y, x) of the input (eq. P6); the
     backward pass reshapes Δ back the same way (eq. P7).
     """
 

@@ -12,14 +12,14 @@ from indexnet.nn.layers.conv import check_batch, check_image_shape
 
 
 def check_pool_geometry(input_shape, size: int, stride: int) -> tuple[int, int]:
-    """Check that a k × k window fits the input; return ``(Ho, Wo)`` (eq. P1)."""
-    C, Hin, Win = check_image_shape("pooling input", input_shape)
-    if size > Hin or size > Win:
+    """Check that a k × k window fits the input; return ``(height_out, width_out)`` (eq. P1)."""
+    C, height, width = check_image_shape("pooling input", input_shape)
+    if size > height or size > width:
         raise ValueError(
-            f"size: expected a pooling window no larger than the input (H, W) = ({Hin}, {Win}), "
+            f"size: expected a pooling window no larger than the input (height, width) = ({height}, {width}), "
             f"got k = {size}"
         )
-    return (Hin - size) // stride + 1, (Win - size) // stride + 1
+    return (height - size) // stride + 1, (width - size) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,13 @@ class _Pool2D(Layer):
         object.__setattr__(self, "stride", check_positive_int("stride", self.size if self.stride is None else self.stride))
 
     def output_shape(self, input_shape):
-        Ho, Wo = check_pool_geometry(input_shape, self.size, self.stride)
-        return (input_shape[0], Ho, Wo)
+        height_out, width_out = check_pool_geometry(input_shape, self.size, self.stride)
+        return (input_shape[0], height_out, width_out)
 
     def _empty_output(self, A_prev):
         C = A_prev.shape[0]
-        _, Ho, Wo = self.output_shape(A_prev.shape[:-1])
-        return np.empty((C, Ho, Wo, A_prev.shape[-1]), dtype=A_prev.dtype)
+        _, height_out, width_out = self.output_shape(A_prev.shape[:-1])
+        return np.empty((C, height_out, width_out, A_prev.shape[-1]), dtype=A_prev.dtype)
 
     def _upstream(self, cache, Delta, H):
         """H = ∂J/∂Z; pooling has no activation, so H is Δ itself."""
