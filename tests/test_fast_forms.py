@@ -183,13 +183,13 @@ def test_fused_output_passes_are_their_compositions(dtype, head, rng):
         J = losses.softmax_cross_entropy_fast(Z, Y, A, H, ps)
         Aw = act.softmax_loops(Z, np.empty_like(Z))
         Jw = losses.cross_entropy_value_loops(Z, Y)
-        Hw = losses.fused_output_grad_loops(Aw, Y, np.empty_like(Z))
+        Hw = losses.cross_entropy_output_grad_loops(Aw, Y, np.empty_like(Z))
     elif head == "L11":
         Y = rng.random((K, N)).astype(dtype)
         J = losses.sigmoid_binary_cross_entropy_fast(Z, Y, A, H, ps)
         Aw = act.activation_loops(Z, act.SIGMOID, 0.0, np.empty_like(Z))
         Jw = losses.binary_cross_entropy_value_loops(Z, Y)
-        Hw = losses.fused_output_grad_loops(Aw, Y, np.empty_like(Z))
+        Hw = losses.binary_cross_entropy_output_grad_loops(Aw, Y, np.empty_like(Z))
     else:
         Y = rng.standard_normal((K, N)).astype(dtype)
         scale = 1.0 / N
