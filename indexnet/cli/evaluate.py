@@ -60,18 +60,6 @@ def load_eval_data(net, meta: dict, overrides: dict):
     return splits
 
 
-def model_path(path) -> Path:
-    """A model file, or the model.npz of a run folder (best.npz, checkpoint.npz if the run has no model yet)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("model.npz", "best.npz", "checkpoint.npz"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"model: {path} is a folder without model.npz, best.npz or checkpoint.npz; "
-                                "expected a run folder of indexnet train or a model file")
-    return path
-
-
 def class_table(m: dict, ds, names) -> str:
     """Per true class: its name, count and accuracy."""
     import numpy as np
@@ -88,13 +76,14 @@ def class_table(m: dict, ds, names) -> str:
 
 def run(args) -> int:
     from indexnet.io import load_model
+    from indexnet.model import model_file
     from indexnet.train.metrics import confusion_matrix, evaluate, format_metrics
     from indexnet.train.plots import plot_confusion
     from indexnet.train.trainer import ENGINE_MAP
 
     try:
         set_threads(args.threads)
-        args.model = str(model_path(args.model))
+        args.model = str(model_file(args.model))
         net, meta = load_model(args.model)
         overrides = {k: getattr(args, k) for k in DATA_OPTIONS}
         splits = load_eval_data(net, meta, overrides)
