@@ -330,7 +330,7 @@ def test_gradcheck_report_names_the_worst_element():
     assert not report.ok
     assert report.worst.argument == "x" and report.worst.index == (1, 0)
     assert report.worst.analytic == pytest.approx(6.5) and report.worst.numeric == pytest.approx(6.0)
-    assert report.worst.rel_error == pytest.approx(0.5 / 6.5, rel=1e-6)
+    assert report.worst.rel_error == pytest.approx(0.5 / 6.0, rel=1e-6)  # relative to the numeric reference
     assert "x[1, 0]" in str(report) and "rel error" in str(report)
     with pytest.raises(AssertionError, match=r"x\[1, 0\]"):
         oracle.gradcheck(lambda x: float(np.sum(x ** 2)), {"x": x}, {"x": wrong}, raise_on_failure=True)
@@ -390,3 +390,55 @@ def test_output_error_from_z_equals_the_textbook_formula(problem):
     for e in ("literal", "numpy"):
         np.testing.assert_allclose(oracle.dense(Ws, bs, acts, loss, X, Y, engine=e).Delta[-1], r.Delta[-1],
                                    rtol=1e-14, atol=0)
+
+
+# ------------------------------------------------------------- gradcheck and NaN / Inf
+@pytest.mark.parametrize("case", ["nan gradient", "inf gradient", "nan value", "nan at a step"])
+def test_gradcheck_fails_on_any_nan_or_inf_naming_where(case):
+    """A NaN or ±inf in an analytic gradient, in f's value, or in f at a step of the central
+    difference fails the check (it passed with 'gradients match' before), and the report
+    says where: the argument and index, or f's value."""
+    x = np.array([1.0, 2.0, 3.0])
+    g = 2 * x
+    f = lambda x: float(np.sum(x ** 2))  # noqa: E731
+    if case == "nan gradient":
+        g[1] = np.nan
+        where = "x[1]"
+    elif case == "inf gradient":
+        g[2] = -np.inf
+        where = "x[2]"
+    elif case == "nan value":
+        f = lambda x: float("nan")  # noqa: E731
+        where = "f at the given point returns nan"
+    else:
+        f = lambda x: float(np.sum(x ** 2)) if x[0] <= 1.0 else float("nan")  # noqa: E731
+        where = "central difference at x[0]"
+    report = oracle.gradcheck(f, {"x": x}, {"x": g})
+    assert not report.ok and "DO NOT match" in str(report) and "gradients match" not in str(report)
+    assert where in str(report), str(report)
+    with pytest.raises(AssertionError, match="NOT FINITE"):
+        oracle.gradcheck(f, {"x": x}, {"x": g}, raise_on_failure=True)
+
+
+def test_gradcheck_samples_200_elements_by_default_and_reports_worst_absolute_error():
+    """By default a seeded random sample of 200 elements is checked one by one (the same 200
+    for the same seed), max_elements=None checks all; when the worst element sits on a zero
+    reference (rel error inf) the report also names the worst absolute error."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(500)
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return float(np.sum(x ** 3))
+
+    report = oracle.gradcheck(f, {"x": x}, {"x": 3 * x ** 2})
+    assert report.ok and report.n_checked == 200 and report.n_elements == 500
+    assert len(calls) == 1 + 2 * 200 + 2 * 3
+    assert "random sample (seed 0) of 200 of 500 elements" in str(report)
+    assert oracle.gradcheck(f, {"x": x}, {"x": 3 * x ** 2}, max_elements=None).n_checked == 500
+    y = np.array([0.0, 1.0, 2.0])
+    g = np.array([1e-9, 2.0, 4.0 + 1e-3])  # d/dy Σ y² = (0, 2, 4): a tiny error on the zero, a larger one on 4
+    report = oracle.gradcheck(lambda y: float(np.sum(y ** 2)), {"y": y}, {"y": g}, atol=0, rtol=1e-6)
+    assert report.worst.index == (0,) and report.worst.rel_error == np.inf
+    assert report.worst_abs.index == (2,) and "worst absolute: y[2]" in str(report)
