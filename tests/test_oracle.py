@@ -211,7 +211,7 @@ def test_auto_layout_refuses_impossible_shapes_naming_what_each_needs(rng):
     (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "hinge", X, Y), r"loss: expected one of"),
     (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "mse", X.T, Y), r"X: layout='samples_first' reads X of shape \(3, 5\)"),
     (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "mse", X, Y.T), r"Y: layout='samples_first' with N = 5 needs Y of shape \(5, 2\)"),
-    (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "cross_entropy", X, Y), r"softmax output layer"),
+    (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "cross_entropy", X, Y), r"loss: .cross_entropy. needs the model to end in a softmax"),
     (lambda W, b, X, Y: oracle.dense(W, b, ["tanh", "tanh"], "mse", X.astype(complex), Y), r"X: expected real numbers"),
 ])
 def test_bad_arguments_are_named(rng, call, match):
@@ -286,8 +286,8 @@ def test_conv_layouts_round_trip(rng):
 def test_conv_description_errors_are_named(rng):
     """Descriptions that cannot be built say which entry and why."""
     params, X, Y = conv_problem(rng)
-    with pytest.raises(ValueError, match=r"layers\[1\]: activation 'relu' must follow a linear or conv2d"):
-        oracle.network(["flatten", "relu", "linear"], [(np.ones((2, 72)), np.zeros(2))], "mse", X, np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"layers\[1\]: log_softmax is supported as the last entry"):
+        oracle.network(["flatten", "log_softmax", "linear"], [(np.ones((2, 72)), np.zeros(2))], "NLLLoss", X, Y[:, :2])
     with pytest.raises(ValueError, match=r"layers\[0\] out_channels: the parameters give 3"):
         oracle.network([{"type": "conv2d", "out_channels": 4}] + CONV_SPEC[1:], params, "cross_entropy", X, Y)
     with pytest.raises(ValueError, match=r"params: expected 3 \(weight, bias\) pair"):
