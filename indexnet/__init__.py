@@ -6,7 +6,8 @@ in :mod:`indexnet.kernels`. The public API:
 - :class:`Network`, :class:`Dense` (and the conv layers) — build, run and differentiate a network;
 - :func:`get_loss` — the losses of the seeds;
 - :func:`check_gradients`, :func:`check_network` — finite-difference and directional checks;
-- :mod:`indexnet.oracle` — reference values for other projects' tests.
+- :mod:`indexnet.oracle` — reference values for other projects' tests;
+- :func:`parse_augment`, :class:`Augmenter` — affine and elastic distortions of image batches.
 
 Attributes are imported on first use, so ``import indexnet`` (and ``indexnet --help``)
 compiles nothing.
@@ -32,6 +33,8 @@ _EXPORTS = {
     "check_network": "indexnet.oracle.finite_diff",
     "GradcheckReport": "indexnet.oracle.finite_diff",
     "oracle": "indexnet.oracle",
+    "Augmenter": "indexnet.data.augment",
+    "parse_augment": "indexnet.data.augment",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -68,32 +68,76 @@ def save_npz_atomic(path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     return write_atomic(path, lambda fh: np.savez(fh, **{META_KEY: np.array(text)}, **arrays))
 
 
-def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
+def check_file(path, what: str = "model file") -> Path:
+    """``path`` names a readable regular file; a clear ValueError / FileNotFoundError otherwise.
+
+    Distinguishes a missing file, a folder, a symbolic-link loop and a broken link.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FileNotFoundError(f"{what}: {path} is a symbolic link to {os.readlink(path)}, which does not exist") from None
+        raise FileNotFoundError(f"{what}: {path} does not exist") from None
+    except OSError as exc:  # ELOOP and the like
+        if exc.errno == 40:
+            raise ValueError(f"{what}: {path} is a loop of symbolic links; expected a file") from None
+        raise ValueError(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{what}: {path} is a folder; expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what}: {path} is not a regular file")
+    return path
+
+
+def load_npz(path, what: str = "model file") -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`save_npz_atomic`: ``(arrays, meta)``.
+
+    Never unpickles, and never passes on NumPy's advice to load a file "unsafely".
 
     Raises
     ------
     FileNotFoundError
         No such file.
     ValueError
-        Not an indexnet file, a newer format version, or a damaged archive.
+        A folder, a symbolic-link loop, not an .npz archive (e.g. a renamed .npy),
+        not an indexnet file, metadata that is not a JSON object, a ``format_version``
+        that is not an integer or is newer than this version reads, or a damaged archive.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file: {path} does not exist")
+    path = check_file(path, what)
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{what}: {path} is a single NumPy array (.npy), not an .npz archive written by indexnet")
+    if magic[:4] != b"PK\x03\x04" and magic[:4] != b"PK\x05\x06":
+        raise ValueError(f"{what}: {path} is not an .npz (zip) archive; expected a file written by indexnet")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"model file: {path} is not a readable .npz archive ({exc})") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        reason = "it holds an object array (pickled data), which indexnet never reads" if "pickle" in str(exc) else \
+            f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{what}: {path} is not a readable .npz archive ({reason})") from None
     if META_KEY not in arrays:
-        raise ValueError(f"model file: {path} has no {META_KEY!r} entry; not written by indexnet")
-    meta = json.loads(str(arrays.pop(META_KEY)))
+        raise ValueError(f"{what}: {path} has no {META_KEY!r} entry; not written by indexnet")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except ValueError as exc:
+        raise ValueError(f"{what}: {path}: its {META_KEY!r} entry is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{what}: {path}: expected its {META_KEY!r} entry to be a JSON object, got a "
+                         f"JSON {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"model file: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{what}: {path}: expected format {FORMAT!r}, got {meta.get('format')!r}")
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{what}: {path}: expected an integer format_version, got {version!r}")
+    if version > FORMAT_VERSION:
         raise ValueError(
-            f"model file: {path}: format version {meta['format_version']} is newer than this "
+            f"{what}: {path}: format version {version} is newer than this "
             f"indexnet reads ({FORMAT_VERSION}); upgrade indexnet"
         )
     return arrays, meta
@@ -122,15 +166,29 @@ def network_from_arrays(arrays: dict[str, np.ndarray], meta: dict):
     from indexnet.nn.layers import layer_from_config
     from indexnet.nn.network import Network
 
-    arch = meta["architecture"]
-    layers = [layer_from_config(c) for c in arch["layers"]]
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict):
+        raise ValueError("model file: the metadata lacks an 'architecture' object (input_shape, layers, loss, "
+                         f"dtype); got {type(arch).__name__ if arch is not None else 'none'}")
+    missing = [k for k in ("input_shape", "layers", "loss", "dtype") if k not in arch]
+    if missing:
+        raise ValueError(f"model file: the architecture lacks {missing}")
+    if not isinstance(arch["layers"], list) or not all(isinstance(c, dict) for c in arch["layers"]):
+        raise ValueError(f"model file: expected architecture.layers to be a list of objects, got {arch['layers']!r:.80}")
+    try:
+        layers = [layer_from_config(c) for c in arch["layers"]]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"model file: a layer of the architecture is malformed ({type(exc).__name__}: {exc})") from None
     params = []
     for l, layer in enumerate(layers, start=1):
         missing = [f"layer{l}.{n}" for n in layer.param_names if f"layer{l}.{n}" not in arrays]
         if missing:
             raise ValueError(f"model file: missing parameter arrays {missing}")
         params.append(tuple(np.ascontiguousarray(arrays[f"layer{l}.{n}"]) for n in layer.param_names))
-    return Network(layers, tuple(arch["input_shape"]), arch["loss"], dtype=np.dtype(arch["dtype"]), params=params)
+    try:
+        return Network(layers, tuple(arch["input_shape"]), arch["loss"], dtype=np.dtype(arch["dtype"]), params=params)
+    except TypeError as exc:
+        raise ValueError(f"model file: the architecture does not describe a network ({exc})") from None
 
 
 def save_model(net, path, **meta) -> Path:

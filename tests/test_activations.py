@@ -159,5 +159,5 @@ def test_jvp_path_equals_fused_shortcut_for_one_hot(shape, seed):
     S = softmax("loops", Z)
     Delta = losses.cross_entropy_delta_loops(S, Y, np.empty_like(S))
     via_jvp = jvp("loops", S, Delta)
-    fused = losses.fused_output_grad_loops(S, Y, np.empty_like(S))
+    fused = losses.cross_entropy_output_grad_loops(S, Y, np.empty_like(S))
     assert np.all(np.abs(via_jvp - fused) <= 1e-13 * (S + Y) / N)

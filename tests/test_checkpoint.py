@@ -72,7 +72,7 @@ def test_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_checkpoint
     """A trainer whose checkpoint write dies half-way (some bytes written, then an exception) leaves the
     previous checkpoint byte-identical and loadable, no temporary file behind, and the run resumable."""
     splits = tiny_splits()
-    trainer = Trainer(config(epochs=3), splits=splits, out=tmp_path, log=None)
+    trainer = Trainer(config(epochs=3, checkpoint_every=1), splits=splits, out=tmp_path, log=None)
     trainer.fit(until_epoch=1)
     path = tmp_path / "checkpoint.npz"
     before = path.read_bytes()
@@ -93,3 +93,29 @@ def test_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_checkpoint
     resumed.fit()
     assert resumed.epoch == 3
 
+
+
+def rewrite_meta(src, dst, **changes):
+    """A copy of a checkpoint with some metadata fields replaced (None: removed)."""
+    arrays, meta = io.load_npz(src)
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    io.save_npz_atomic(dst, arrays, {k: v for k, v in meta.items() if k not in ("format", "format_version")})
+    return dst
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"epoch": "3"}, r"expected epoch to be an integer >= 0, got '3'"),
+    ({"rng_state": {"bit_generator": "MT19937", "state": {"key": [1], "pos": 0}}},
+     r"expected the batch generator's state of a PCG64 generator .* got one of 'MT19937'"),
+    ({"rng_state": None}, r"lacks \['rng_state'\]"),
+])
+def test_defective_checkpoint_metadata_is_a_clear_error(state, tmp_path, changes, match):
+    """An epoch stored as text, the state of another random generator (a KeyError before) or a missing
+    generator state: a ValueError naming the field."""
+    path = save(tmp_path / "c.npz", *state)
+    with pytest.raises(ValueError, match=match):
+        load_checkpoint(rewrite_meta(path, tmp_path / "d.npz", **changes))

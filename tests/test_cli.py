@@ -96,3 +96,82 @@ def test_eval_refuses_data_of_another_shape(tmp_path, capsys):
                  "--no-plots", "--out", str(out)]) == 0
     assert main(["eval", str(out / "model.npz"), "--data", "square"]) == 2
     assert "expected 64 input features and 10 outputs" in capsys.readouterr().err
+
+
+def test_show_config_prints_each_value_with_its_source(capsys):
+    """--show-config prints the resolved settings with their sources and exits without training."""
+    assert main(["train", "--show-config", "--layers", "100:relu,10:softmax", "--lr", "0.01"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"--lr\s+0\.01\s+command line", text)
+    assert re.search(r"--optimizer\s+adam\s+data set's preset digits", text)
+    assert re.search(r"--batch-size\s+200\s+data set's preset digits", text)
+    assert re.search(r"--seed\s+0\s+built-in default", text)
+
+
+def test_help_shows_each_presets_true_default(capsys):
+    """--help gives the default of every preset where it differs (the digits preset trains at lr 0.002 with
+    batch 200, not the built-in 0.05 and 32), and no Sphinx markup."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0.002 with digits (the default)" in text and "200 with digits (the default)" in text
+    assert ":mod:" not in text and "``" not in text
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda p: p.write_text("x"), r"--out: expected a folder .* existing file"),
+    (lambda p: p.parent.write_text("x"), r"--out: .* lies below .*f, which is a file"),
+])
+def test_a_bad_out_folder_is_refused_before_training(tmp_path, capsys, make, pattern):
+    """--out naming a file, or a path below a file, fails at once with exit 2 (it used to fail after epoch 1)."""
+    out = tmp_path / "o" if "below" not in pattern else tmp_path / "f" / "run"
+    make(out)
+    assert main(["train", "--quiet", "--epochs", "1", "--engine", "numpy", "--out", str(out)]) == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    assert main(["train", "--show-config", "--out", str(out)]) == 0
+
+
+def test_output_names_the_fast_engine_says_it_compiles_and_labels_the_metrics(tmp_path, capsys):
+    """A run shows the compile notice with its time, the engine `fast`, labelled metrics, every epoch of a
+    5-epoch digits run, and an s/epoch figure over this process's epochs; resuming the finished run says so."""
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "5", "--layers", "8:relu,10:softmax", "--no-plots", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"compiling the kernels .* ready in \d+\.\d s", text)
+    assert "engine fast" in text and "train loss (running mean)" in text and "train acc (end of epoch)" in text
+    assert len(re.findall(r"^epoch [1-5]/5", text, re.M)) == 5
+    assert "mean over the 5 epochs of this run" in text
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "has finished all 5 epochs, so nothing is trained" in text and "compiling" not in text
+    assert main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "7", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "extending the run to 7 epochs" in text and "mean over the 2 epochs of this run" in text
+
+
+def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
+    """SIGINT during training (a real process, numpy engine): exit 130, the resume command on stderr, and a
+    loadable checkpoint of the last completed epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from indexnet.train.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "indexnet", "train", "--engine", "numpy", "--epochs", "100000",
+                             "--layers", "8:relu,10:softmax", "--log-every", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    for line in proc.stdout:
+        if re.match(r"epoch\s+2/", line) or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"Continue with: indexnet train --resume {out / 'checkpoint.npz'}" in err
+    assert "Traceback" not in err
+    assert load_checkpoint(out / "checkpoint.npz").epoch >= 2

@@ -42,10 +42,28 @@ def digits():
 
 @pytest.fixture(scope="module")
 def digits_raw():
-    """scikit-learn's raw digits: pixels (1797, 64) in 0..16 and labels."""
-    from sklearn.datasets import load_digits as sk
+    """The raw digits of the package's digits.npz: pixels (1797, 64) in 0..16 and labels."""
+    from indexnet.data.digits import digits_arrays
 
-    return sk(return_X_y=True)
+    return digits_arrays()
+
+
+def test_embedded_digits_equal_scikit_learns_copy(digits_raw):
+    """digits.npz holds exactly scikit-learn's load_digits (same pixels, labels and row order)."""
+    sk = pytest.importorskip("sklearn.datasets")
+    X, y = sk.load_digits(return_X_y=True)
+    np.testing.assert_array_equal(digits_raw[0], X)
+    np.testing.assert_array_equal(digits_raw[1], y)
+
+
+def test_loading_digits_does_not_import_scikit_learn():
+    """The default data set loads without scikit-learn (importing it cost 3 s of every run)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from indexnet.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def idx_header(code: int, dims: tuple[int, ...]) -> bytes:

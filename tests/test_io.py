@@ -60,7 +60,7 @@ def test_object_arrays_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "content,match",
     [
-        (b"not a zip at all", "not a readable .npz archive"),
+        (b"not a zip at all", "not an .npz \\(zip\\) archive"),
         (None, "has no '__meta__' entry"),
     ],
 )
@@ -86,3 +86,55 @@ def test_missing_file_is_a_clear_error(tmp_path):
     """A path that does not exist raises FileNotFoundError naming it."""
     with pytest.raises(FileNotFoundError, match="does not exist"):
         io.load_model(tmp_path / "nope.npz")
+
+
+def write_meta(path, text: str, arrays=None):
+    """An .npz with a hand-written __meta__ entry (as a damaged or hand-edited file would hold)."""
+    np.savez(path, **{io.META_KEY: np.array(text)}, **(arrays or {}))
+    return path
+
+
+def meta_text(**over):
+    doc = {"format": "indexnet", "format_version": 1, "kind": "model",
+           "architecture": {"input_shape": [3], "layers": [], "loss": "mse", "dtype": "float64"}}
+    doc.update(over)
+    return json.dumps({k: v for k, v in doc.items() if v is not None})
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{not json", r"its '__meta__' entry is not valid JSON"),
+    ("[1, 2]", r"expected its '__meta__' entry to be a JSON object, got a JSON list"),
+    (meta_text(architecture=None), r"lacks an 'architecture' object"),
+    (meta_text(format_version="1"), r"expected an integer format_version, got '1'"),
+    (meta_text(architecture={"input_shape": [3]}), r"the architecture lacks \['layers', 'loss', 'dtype'\]"),
+])
+def test_defective_metadata_is_a_clear_error(tmp_path, text, match):
+    """Metadata that is not JSON, not an object, lacks the architecture or has a format_version of the wrong
+    type: a ValueError naming the defect (these used to raise JSONDecodeError, AttributeError, KeyError or
+    TypeError)."""
+    with pytest.raises(ValueError, match=match):
+        io.load_model(write_meta(tmp_path / "m.npz", text))
+
+
+def test_a_renamed_npy_and_a_pickle_are_refused_without_numpys_unsafe_advice(tmp_path):
+    """A .npy renamed .npz says it is a single array; an archive holding pickled data is refused without
+    NumPy's advice to load it "unsafely using allow_pickle"."""
+    np.save(tmp_path / "a.npy", np.arange(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(ValueError, match=r"is a single NumPy array \(.npy\), not an .npz archive"):
+        io.load_model(tmp_path / "a.npz")
+    np.savez(tmp_path / "p.npz", **{io.META_KEY: np.array([{"x": 1}], dtype=object)})
+    with pytest.raises(ValueError) as info:
+        io.load_model(tmp_path / "p.npz")
+    assert "allow_pickle" not in str(info.value) and "unsafe" not in str(info.value)
+    assert "indexnet never reads" in str(info.value)
+
+
+def test_a_folder_or_a_symlink_loop_is_named_as_such(tmp_path):
+    """A folder or a loop of symbolic links as the model path is called that, not "does not exist"."""
+    with pytest.raises(ValueError, match=r"is a folder; expected a file"):
+        io.load_model(tmp_path)
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"is a loop of symbolic links"):
+        io.load_model(tmp_path / "a")

@@ -11,7 +11,7 @@ Tolerances used here:
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from indexnet.oracle.finite_diff import check_gradients
@@ -149,20 +149,41 @@ def test_output_errors(loss, shape, seed):
 
 
 @given(shape=shapes, seed=seeds)
-def test_fused_output_grad_is_the_gradient_in_z(shape, seed):
-    """L7 and L7b: (A − Y)/N with A = softmax(Z), one-hot Y, is ∂(L5)/∂Z, and with
-    A = σ(Z), any Y ∈ [0, 1], is ∂(L8)/∂Z, by finite differences (G1, G2) of the value kernels;
-    the three forms of the fused kernel agree bit for bit."""
+@example(shape=(10, 40), seed=3)  # rows of 40 samples: the loops' inner loop vectorizes
+def test_fused_output_grads_are_the_gradient_in_z(shape, seed):
+    """L7 (softmax + cross-entropy) and L7b (sigmoid + binary cross-entropy), each its own
+    kernel: the collapsed (A − Y)/N of the loops form is ∂(L5)/∂Z with A = softmax(Z) and
+    one-hot Y, and ∂(L8)/∂Z with A = σ(Z) and any Y ∈ [0, 1], by finite differences (G1, G2)
+    of the value kernels; numpy equals loops bit for bit; and the literal form, the unreduced
+    chain rule (L6 then S3, or L9 then A6 through D2.13), equals the collapsed result to
+    16 ulps of (A + Y)/N. They are not bit-identical: the literal form divides by A and
+    multiplies back, which is exactly the arithmetic the collapse removes."""
     p = problem(shape, seed)
+    N = shape[1]
     cases = (
-        (p["S"], p["onehot"], lambda Z: losses.cross_entropy_value_loops(Z, p["onehot"])),
-        (p["sig"], p["prob"], lambda Z: losses.binary_cross_entropy_value_loops(Z, p["prob"])),
+        ("cross_entropy_output_grad", p["S"], p["onehot"], lambda Z: losses.cross_entropy_value_loops(Z, p["onehot"])),
+        ("binary_cross_entropy_output_grad", p["sig"], p["prob"],
+         lambda Z: losses.binary_cross_entropy_value_loops(Z, p["prob"])),
     )
-    for A, Y, value in cases:
-        H = form("fused_output_grad", "loops", (A, Y))
-        assert np.array_equal(form("fused_output_grad", "literal", (A, Y)), H)
-        assert np.array_equal(form("fused_output_grad", "numpy", (A, Y)), H)
-        check_gradients(value, (p["Z"],), (H,), seed=seed, rtol=1e-6, atol=1e-9, raise_on_failure=True)
+    eps = np.finfo(np.float64).eps
+    for formula, A, Y, value in cases:
+        H = form(formula, "loops", (A, Y))
+        assert np.array_equal(form(formula, "numpy", (A, Y)), H)
+        literal = form(formula, "literal", (A, Y))
+        assert np.all(np.abs(literal - H) <= 16 * eps * (A + Y) / N), formula
+        # ε = 1e-5: J is O(1) while H is O(1/N), so a smaller step drowns H in the rounding of J
+        check_gradients(value, (p["Z"],), (H,), seed=seed, eps=1e-5, rtol=1e-6, atol=1e-9, raise_on_failure=True)
+
+
+def test_softmax_literal_output_grad_needs_no_normalised_targets():
+    """The literal L7 is the unreduced chain rule, so for targets whose columns do not sum
+    to 1 it is still ∂J/∂Z = (S Σ_k Y_k − Y)/N (the middle expression of L7), while the
+    collapsed (S − Y)/N is not; the two agree only when Σ_k Y_kn = 1."""
+    p = problem((4, 3), 11)
+    Y = 2.0 * p["onehot"]
+    literal = form("cross_entropy_output_grad", "literal", (p["S"], Y))
+    np.testing.assert_allclose(literal, (p["S"] * Y.sum(axis=0) - Y) / 3, rtol=1e-14, atol=1e-16)
+    assert not np.allclose(form("cross_entropy_output_grad", "loops", (p["S"], Y)), literal)
 
 
 # ------------------------------------------------------------------- batch reductions

@@ -47,7 +47,7 @@ def assert_same_state(a: Trainer, b: Trainer):
     assert a.best == b.best
 
 
-@pytest.mark.parametrize("engine,dtype", [("numpy", "float64"), ("loops", "float32")])
+@pytest.mark.parametrize("engine,dtype", [("numpy", "float64"), ("fast", "float32")])
 def test_resume_equals_uninterrupted_run_bit_for_bit(tmp_path, engine, dtype):
     """4 epochs straight == 2 epochs, a crash in epoch 3, and --resume from the epoch-2 checkpoint:
     parameters, optimiser state, generator state and history (timings aside) are identical."""
@@ -244,7 +244,126 @@ def test_presets_and_their_data():
                                                                            "half_se", "sgd")
     assert resolve_config("seed001", data="mnist", data_dir="x").data == "mnist"
     custom = resolve_config(layers="32:tanh,1:identity", data="square")
-    assert custom.loss is None and custom.preset is None
+    assert custom.loss is None and custom.preset == "seed000" and custom.mode == "fullbatch"
+
+
+def test_every_option_overrides_only_itself():
+    """--layers on digits changes the layers (and the loss that follows from them) and keeps the digits
+    preset's Adam, lr 0.002, batch 200 and 100 epochs; --lr changes only the rate."""
+    base = resolve_config()
+    wide = resolve_config(layers="100:relu,10:softmax")
+    assert (wide.optimizer, wide.lr, wide.batch_size, wide.epochs) == ("adam", 0.002, 200, 100)
+    assert wide.layers == "100:relu,10:softmax" and wide.loss is None
+    from dataclasses import asdict
+    for name, value in (("lr", 0.01), ("batch_size", 64), ("optimizer", "sgd"), ("epochs", 3)):
+        changed = {k for k, v in asdict(resolve_config(**{name: value})).items() if v != getattr(base, k)}
+        assert changed == {name}
+
+
+def test_a_preset_carries_its_data_set():
+    """--preset seed001 trains MNIST (so it asks for --data-dir), not silently the digits; --data naming a
+    set the preset was not made for is an error naming both."""
+    with pytest.raises(ValueError, match=r"--data-dir: expected the folder.*--data mnist"):
+        resolve_config("seed001")
+    with pytest.raises(ValueError, match=r"--preset seed001: made for --data mnist or fashion, got --data digits"):
+        resolve_config("seed001", data="digits")
+    assert resolve_config("seed001", data="fashion", data_dir="x").data == "fashion"
+    assert resolve_config("cnn", data="mnist", data_dir="x").layers.startswith("conv8")
+
+
+def test_config_sources_name_where_each_value_came_from():
+    """resolve_config_sources labels each value: built-in default, the data set's preset, --preset, command line."""
+    from indexnet.train.trainer import resolve_config_sources
+
+    _, src = resolve_config_sources(None, layers="100:relu,10:softmax", lr=0.1)
+    assert src["lr"] == "command line" and src["optimizer"] == "data set's preset digits"
+    assert src["momentum"] == "built-in default" and src["loss"].startswith("from --layers")
+    _, src = resolve_config_sources("sphere", epochs=2)
+    assert src["optimizer"] == "--preset sphere" and src["epochs"] == "command line"
+
+
+def test_ctrl_c_inside_a_step_stops_after_that_step_and_keeps_the_last_epoch(tmp_path):
+    """SIGINT that arrives while a step runs (as inside a compiled kernel) does not tear the step: the step
+    finishes, fit raises KeyboardInterrupt, checkpoint.npz holds the last completed epoch, and resuming it
+    ends in exactly the state of an uninterrupted run."""
+    import os
+    import signal
+
+    splits = tiny_splits()
+    full = Trainer(config(), splits=splits, log=None)
+    full.fit()
+    trainer = Trainer(config(), splits=splits, out=tmp_path, log=None)
+    real_step, calls = trainer._step, []
+
+    def step(X, Y):
+        calls.append(1)
+        if len(calls) == 7:  # epoch 2, step 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(X, Y)
+
+    trainer._step = step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert trainer.step == 7 and trainer.epoch == 1
+    assert load_checkpoint(tmp_path / "checkpoint.npz").epoch == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = Trainer.resume(tmp_path / "checkpoint.npz", splits=splits, log=None)
+    resumed.fit()
+    assert_same_state(full, resumed)
+
+
+def test_extending_a_run_keeps_the_schedule_and_the_history_columns(tmp_path):
+    """Resuming a finished 4-epoch cosine run with epochs=6 trains 2 more epochs at the schedule's final rate
+    (the rate never jumps back up), and history.csv keeps its column order."""
+    from indexnet.train.trainer import HISTORY_COLUMNS, write_history
+
+    splits = tiny_splits()
+    first = Trainer(config(lr_min=1e-4), splits=splits, out=tmp_path, log=None)
+    first.fit()
+    write_history(first.history, tmp_path)
+    header = (tmp_path / "history.csv").read_text().splitlines()[0]
+    more = Trainer.resume(tmp_path, splits=splits, log=None, epochs=6)
+    assert more.config.schedule_epochs == 4
+    more.fit()
+    lrs = [r["lr"] for r in more.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[4] == pytest.approx(1e-4) and lrs[5] == pytest.approx(1e-4)
+    write_history(more.history, tmp_path)
+    assert (tmp_path / "history.csv").read_text().splitlines()[0] == header
+    assert header.split(",") == [c for c in HISTORY_COLUMNS if c in header.split(",")]
+    with pytest.raises(ValueError, match=r"--epochs: the run has done 6 epochs"):
+        Trainer.resume(tmp_path, splits=splits, log=None, epochs=3)
+
+
+def test_a_checkpoint_without_its_optimizer_arrays_is_refused(tmp_path):
+    """An Adam checkpoint whose moment arrays are gone would resume with them silently reset: refused,
+    naming the missing arrays."""
+    from indexnet.io import load_npz, save_npz_atomic
+
+    splits = tiny_splits()
+    trainer = Trainer(config(epochs=1), splits=splits, out=tmp_path, log=None)
+    trainer.fit()
+    arrays, meta = load_npz(tmp_path / "checkpoint.npz")
+    kept = {k: v for k, v in arrays.items() if not k.startswith("optim.m.")}
+    save_npz_atomic(tmp_path / "broken.npz", kept, meta)
+    with pytest.raises(ValueError, match=r"lacks the optimiser arrays \['m\.0'"):
+        Trainer.resume(tmp_path / "broken.npz", splits=splits, log=None, epochs=2)
+
+
+def test_epoch_lines_label_the_running_mean_and_the_end_of_epoch_accuracy():
+    """The training loss is a running mean over the epoch's steps, the training accuracy is measured after
+    it: the log line says which is which."""
+    lines = []
+    Trainer(config(epochs=1), splits=tiny_splits(), log=lines.append).fit()
+    assert "train loss (running mean)" in lines[0] and "train acc (end of epoch)" in lines[0]
+
+
+def test_the_log_cadence_follows_the_epochs():
+    """Without --log-every a run logs the first epoch and every tenth of its epochs: 5 epochs print 5 lines
+    (a preset's fixed cadence of 10 printed 2), 30 print 11."""
+    for epochs, expected in ((5, 5), (30, 11)):
+        lines = []
+        Trainer(config(epochs=epochs, layers="4:relu,3:softmax"), splits=tiny_splits(), log=lines.append).fit()
+        assert len(lines) == expected
 
 
 @pytest.mark.slow
@@ -259,12 +378,12 @@ def test_digits_default_reaches_97_percent():
     assert trainer.evaluate("test")["accuracy"] >= 0.97
 
 
-def test_loops_engine_follows_the_schedule():
-    """The trainer's loops engine (the fast train step) takes the schedule's rate at every step: a cosine
+def test_fast_engine_follows_the_schedule():
+    """The trainer's fast engine (the fast train step) takes the schedule's rate at every step: a cosine
     run ends with other parameters than a constant-rate run with the same seed."""
     finals = []
     for schedule in ("constant", "cosine"):
-        trainer = Trainer(config(engine="loops", optimizer="sgd", lr=0.1, schedule=schedule, epochs=2),
+        trainer = Trainer(config(engine="fast", optimizer="sgd", lr=0.1, schedule=schedule, epochs=2),
                           splits=tiny_splits(), log=None)
         trainer.fit()
         finals.append(trainer.net.flat_params())

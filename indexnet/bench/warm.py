@@ -7,7 +7,7 @@ Run once after installing (or after upgrading numba/indexnet)::
 Kernels are compiled lazily otherwise: commands that do not train never pay for
 compilation, and the first training step compiles only the kernels it uses. This module
 drives every kernel through the public API — every engine (literal, loops, numpy, fast),
-float64 and float32, every loss, the trainer's fast path in both regimes, the
+float64 and float32, every loss, the trainer's step at small and large sizes, the
 optimisers, and conv/pooling layers when present — which compiles (or loads from the
 cache) one signature of each.
 """
@@ -67,10 +67,10 @@ def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=
     """Compile (or load) every kernel; returns seconds per part.
 
     ``parts_wanted``: ``generic`` (every engine through ``Network.backward``, every
-    optimiser) and/or ``fast`` (the trainer's fast path and tiled kernels).
+    optimiser) and/or ``fast`` (the trainer's step, :func:`indexnet.train.step.make_train_step`).
     """
-    from indexnet.train.fastpath import PARALLEL_WORK, make_fast_step
     from indexnet.nn.network import Network
+    from indexnet.train.step import make_train_step
     from indexnet.nn.optim import decay_mask, flat_param_list
 
     rng = np.random.default_rng(0)
@@ -93,12 +93,13 @@ def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=
             parts[f"generic {np.dtype(dt).name}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for s, a, loss in DENSE_NETS if "fast" in parts_wanted else ():
-            # the small regime as given, the tiled regime at 64-wide layers
-            for sizes, N in ((s, 3), ([64] * (len(s) - 1) + [s[-1]], PARALLEL_WORK // (64 * 64))):
+            # a tiny net as given, and 256-wide layers at batch 100 (the trainer's step picks its
+            # kernels by size: both regimes)
+            for sizes, N in ((s, 3), ([256] * (len(s) - 1) + [s[-1]], 100)):
                 net = Network.from_sizes(sizes, a, loss, dtype=dt)
                 X = rng.standard_normal((sizes[0], N)).astype(dt)
                 for opt in _optimizers("fast")[:2]:  # SGD (fused when small) and momentum
-                    make_fast_step(net, opt)(X, _targets(net, N, rng))
+                    make_train_step(net, opt, "fast")(X, _targets(net, N, rng))
         if "fast" in parts_wanted:
             parts[f"fast path {np.dtype(dt).name}"] = time.perf_counter() - t0
         if log:
@@ -109,8 +110,8 @@ def warm(dtypes=(np.float64, np.float32), parts_wanted=("generic", "fast"), log=
 def main(argv=None) -> int:
     """``python -m indexnet.bench.warm [--quiet] [--trainer]``: warm the cache, print seconds per part.
 
-    ``--trainer`` compiles only what training a dense float32 network needs (the fast
-    path); the default is the whole kernel set.
+    ``--trainer`` compiles only what training a dense float32 network needs (the trainer's
+    step); the default is the whole kernel set.
     """
     argv = sys.argv[1:] if argv is None else argv
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ COMMANDS = {
     "demo": ("indexnet.cli.demo", "seed 003's two figures: fit x² or points on a sphere"),
     "explain": ("indexnet.cli.explain", "print an equation beside its literal, loops and numpy kernels"),
     "check": ("indexnet.cli.check", "gradient-check every engine against finite differences"),
-    "bench": ("indexnet.cli.bench", "benchmark loops vs numpy kernels, the trainer, and start-up"),
+    "bench": ("indexnet.cli.bench", "time kernels against BLAS, training against PyTorch and JAX, and start-up"),
 }
 
 

@@ -69,7 +69,7 @@ def run(args) -> int:
         net, meta = load_model(args.model)
         overrides = {k: getattr(args, k) for k in DATA_OPTIONS}
         splits = load_eval_data(net, meta, overrides)
-        engine = args.engine or meta.get("config", {}).get("engine", "loops")
+        engine = args.engine or meta.get("config", {}).get("engine", "fast")
         batch = args.eval_batch_size or 1000
         ds = getattr(splits, args.split)
         m = evaluate(net, ds, ENGINE_MAP[engine], batch)

@@ -1,9 +1,10 @@
 """``indexnet train``: train a network and report its test accuracy.
 
 With no options it trains seed 001's kind of network (one 800-unit ReLU layer,
-softmax, cross-entropy; 64-800-10 on the 64 pixels) on scikit-learn's bundled 8×8
-digits and reports its test accuracy. Every option left out comes from the preset
-(``--preset``, or the data set's default preset), see :mod:`indexnet.train.presets`.
+softmax, cross-entropy; 64-800-10 on the 64 pixels) on the embedded 8x8 digits and
+reports its test accuracy. Every option left out comes from the preset (--preset, or
+the data set's default preset); every option given overrides only itself.
+--show-config prints the resolved settings and where each came from.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "task": (str, "CSV task: classification (integer labels) or regression"),
     "split_seed": (int, "seed of the train/validation/test split (default 0: a fixed split)"),
     "layers": (str, "layers, e.g. 800:relu,10:softmax or conv8@3x3/p1:relu,maxpool2,10:softmax"),
-    "loss": (str, "mse, half_se, euclidean, cross_entropy, binary_cross_entropy (default: from the output layer)"),
+    "loss": (str, "mse, half_se, euclidean, cross_entropy, binary_cross_entropy; with --layers and no --loss: "
+                  "from the output activation (softmax: cross_entropy, sigmoid: binary_cross_entropy, else mse)"),
     "optimizer": (str, "sgd, momentum or adam"),
     "lr": (float, "learning rate (initial, when a schedule is used)"),
     "momentum": (float, "momentum coefficient μ (optimizer momentum)"),
@@ -40,11 +42,12 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "steps_per_epoch": (int, "steps per epoch in sgd mode (default N) or fullbatch mode (default 1)"),
     "epochs": (int, "number of epochs"),
     "seed": (int, "seed of the initial weights and of the batch order"),
-    "engine": (str, "loops (Numba kernels, fastmath build) or numpy"),
+    "engine": (str, "fast (Numba kernels, fastmath build), loops (Numba, exact build) or numpy"),
     "dtype": (str, "float32 or float64"),
     "eval_batch_size": (int, "examples per forward pass when evaluating"),
-    "checkpoint_every": (int, "write checkpoint.npz every this many epochs (default 1)"),
-    "log_every": (int, "print a metrics line every this many epochs (default 1)"),
+    "checkpoint_every": (int, "also write checkpoint.npz every this many epochs (it is always written at the "
+                              "end, on Ctrl-C, and after an epoch ending a minute after the last write)"),
+    "log_every": (int, "print a metrics line every this many epochs (default: a tenth of --epochs)"),
 }
 CHOICES = {
     "data": ("digits", "mnist", "fashion", "square", "sphere", "csv"),
@@ -52,10 +55,39 @@ CHOICES = {
     "optimizer": ("sgd", "momentum", "adam"),
     "schedule": ("constant", "step", "cosine"),
     "mode": ("minibatch", "sgd", "fullbatch"),
-    "engine": ("loops", "numpy"),
+    "engine": ("fast", "loops", "numpy"),
     "dtype": ("float32", "float64"),
     "loss": ("mse", "half_se", "euclidean", "cross_entropy", "binary_cross_entropy"),
 }
+
+
+def default_help(dest: str) -> str:
+    """`` (default: X with preset digits (the default); Y with seed001, ...; Z without a preset (csv))``.
+
+    The true default of every preset, grouped by value, the default data set's first.
+    """
+    from dataclasses import fields
+
+    from indexnet.train.presets import DATA_PRESETS, PRESETS
+    from indexnet.train.trainer import TrainConfig
+
+    if dest in ("log_every", "checkpoint_every", "data"):
+        return ""
+    builtin = {f.name: f.default for f in fields(TrainConfig)}.get(dest)
+    first = DATA_PRESETS[TrainConfig.data]
+    by_value: dict[str, list[str]] = {}
+    for p in sorted(PRESETS.values(), key=lambda p: p.name != first):
+        value = {"layers": p.layers, "loss": p.loss, **p.settings}.get(dest, builtin)
+        label = f"{p.name} (the default)" if p.name == first else p.name
+        by_value.setdefault(str(value), []).append(label)
+    if builtin is not None or dest in ("layers", "loss"):
+        shown = {"layers": "64:relu and an output layer sized to the data",
+                 "loss": "from the output activation"}.get(dest, str(builtin))
+        by_value.setdefault(shown, []).append("no preset (--data csv)")
+    if len(by_value) == 1:
+        return f" (default {next(iter(by_value))})"
+    parts = [f"{value} with {', '.join(names)}" for value, names in by_value.items()]
+    return " (default: " + "; ".join(parts) + ")"
 
 
 def add_common_options(p: argparse.ArgumentParser, names) -> None:
@@ -63,7 +95,7 @@ def add_common_options(p: argparse.ArgumentParser, names) -> None:
     for dest in names:
         typ, help_text = CONFIG_OPTIONS[dest]
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None,
-                       choices=CHOICES.get(dest), help=help_text)
+                       choices=CHOICES.get(dest), help=(help_text + default_help(dest)).replace("%", "%%"))
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
@@ -77,15 +109,30 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
-    p.add_argument("--preset", default=None,
-                   help="digits (the default on --data digits), seed001 (800:relu,10:softmax, the MNIST "
-                        "settings), seed000 (x², full-batch GD), seed002 (2-3-4-3 on the "
-                        "sphere, Algorithm 1 SGD), sphere, cnn, dense-cnn; options given override it")
+    p.add_argument("--preset", default=None, help=preset_help())
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved configuration and where each value came from (built-in default, "
+                        "the data set's preset, --preset, command line), then exit")
     add_common_options(p, CONFIG_OPTIONS)
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue a run from its checkpoint.npz exactly as if it had never stopped")
     add_output_options(p)
     return p
+
+
+def preset_help() -> str:
+    """One phrase per preset: its name, data set and whether a data set starts it."""
+    from indexnet.train.presets import DATA_PRESETS, PRESETS
+
+    starts: dict[str, list[str]] = {}
+    for data, name in DATA_PRESETS.items():
+        starts.setdefault(name, []).append(data)
+    parts = []
+    for p in PRESETS.values():
+        extra = f", default for --data {'/'.join(starts[p.name])}" if p.name in starts else ""
+        parts.append(f"{p.name} ({p.layers} on {'/'.join(p.datasets)}{extra})")
+    return ("a named network with its settings and data set: " + "; ".join(parts)
+            + ". Options given override only themselves")
 
 
 def set_threads(n: int | None) -> None:
@@ -131,7 +178,31 @@ def describe_settings(trainer) -> str:
             f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}")
 
 
-def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
+def compile_notice(trainer, say) -> None:
+    """Compile (or load from Numba's cache) the kernels, saying so with the elapsed time.
+
+    Printed on a terminal and off it: on a first run compiling takes tens of seconds and
+    the progress bar would otherwise sit at 0.
+    """
+    print("compiling the kernels (first run only; Numba caches them) ...", end=" ", flush=True)
+    seconds = trainer.warm_up()
+    print(f"ready in {seconds:.1f} s", flush=True)
+
+
+def interrupted(trainer, command: str = "indexnet train") -> int:
+    """Report a Ctrl-C: what is kept and how to continue. Exit code 130."""
+    ck = trainer.checkpoint_path
+    done = trainer.epoch
+    if ck is not None and ck.exists() and done > 0:
+        print(f"\ninterrupted during epoch {done + 1}; {ck} holds the state after epoch {done}. "
+              f"Continue with: {command} --resume {ck}", file=sys.stderr)
+    else:
+        print(f"\ninterrupted during epoch {done + 1}, before any epoch completed: no checkpoint to resume; "
+              f"run the command again", file=sys.stderr)
+    return 130
+
+
+def execute(trainer, *, quiet: bool, plots: bool, started: float, command: str = "indexnet train") -> int:
     """Run a prepared trainer to the end and report; the shared body of train and demo."""
     from indexnet.train.metrics import format_metrics
     from indexnet.train.trainer import TrainingDiverged, write_history
@@ -142,20 +213,20 @@ def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
     say(trainer.net.summary())
     say(describe_settings(trainer))
     if resumed:
-        say(f"resuming after epoch {trainer.epoch} (step {trainer.step}) from {trainer.checkpoint_path}")
+        say(describe_resume(trainer))
     say(f"output: {trainer.out}")
     sys.stdout.flush()
     try:
+        if trainer.epoch < trainer.config.epochs:
+            compile_notice(trainer, say)
         trainer.fit()
     except TrainingDiverged as exc:
-        print(f"indexnet train: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         if trainer.history:
             write_history(trainer.history, trainer.out)
         return 3
     except KeyboardInterrupt:
-        print(f"\ninterrupted during epoch {trainer.epoch + 1}; continue with: "
-              f"indexnet train --resume {trainer.checkpoint_path}", file=sys.stderr)
-        return 130
+        return interrupted(trainer, command)
     test = trainer.evaluate("test")
     written = trainer.save_outputs(test, plots=plots)
     best = trainer.best or {}
@@ -168,17 +239,35 @@ def execute(trainer, *, quiet: bool, plots: bool, started: float) -> int:
         key = "val_acc" if "val_acc" in best else "val_loss"
         value = f"{100 * best[key]:.2f}%" if key == "val_acc" else f"{best[key]:.4g}"
         say(f"best validation {key.replace('val_', '')}: {value} at epoch {best['epoch']} (saved as best.npz)")
-    seconds = [r["seconds"] for r in trainer.history]
-    say(f"time: {time.perf_counter() - started:.1f} s in all, {sum(seconds) / max(len(seconds), 1):.3f} s per "
-        f"epoch of training (mean over {len(seconds)})")
+    seconds = trainer.session_seconds
+    if seconds:
+        say(f"time: {time.perf_counter() - started:.1f} s in all, {sum(seconds) / len(seconds):.3f} s per "
+            f"epoch of training (mean over the {len(seconds)} epochs of this run)")
     say("wrote: " + ", ".join(str(p) for p in [trainer.checkpoint_path, *written.values()]))
     return 0
+
+
+def describe_resume(trainer) -> str:
+    """What a resume does: continue, extend (schedule kept), or nothing (finished)."""
+    c, done = trainer.config, trainer.epoch
+    span = c.schedule_epochs or c.epochs
+    text = f"resuming after epoch {done} (step {trainer.step}) from {trainer.checkpoint_path}"
+    if done >= c.epochs:
+        return (f"{text}: the run has finished all {c.epochs} epochs, so nothing is trained; the test figures "
+                f"below are the final model's. To train further give --epochs N with N > {c.epochs}")
+    if c.epochs > span:
+        lr = trainer.schedule.lr_at(span * trainer.steps_per_epoch)
+        rule = {"cosine": f"stays at its final rate {lr:.3g} (lr-min)", "step": "keeps decaying every step",
+                "constant": f"stays at {c.lr:g}"}[c.schedule]
+        return (f"{text}; extending the run to {c.epochs} epochs: the {c.schedule} schedule keeps its length of "
+                f"{span} epochs, so after epoch {span} the rate {rule}")
+    return f"{text}; training epochs {done + 1} to {c.epochs}"
 
 
 def run(args) -> int:
     started = time.perf_counter()
     from indexnet.nn.spec import SpecError
-    from indexnet.train.trainer import RESUME_OVERRIDES, Trainer, resolve_config
+    from indexnet.train.trainer import RESUME_OVERRIDES, Trainer, format_config, resolve_config_sources
 
     options = {k: getattr(args, k) for k in CONFIG_OPTIONS}
     try:
@@ -194,15 +283,50 @@ def run(args) -> int:
             trainer = Trainer.resume(args.resume, out=args.out, log=None if args.quiet else print,
                                      progress=False if args.quiet else None,
                                      **{k: options[k] for k in RESUME_OVERRIDES})
+            if args.show_config:
+                given = {k for k in RESUME_OVERRIDES if options[k] is not None}
+                sources = {k: ("command line" if k in given else f"checkpoint {args.resume}")
+                           for k in trainer.config.to_dict()}
+                print(format_config(trainer.config, sources, options=CONFIG_OPTIONS))
+                return 0
         else:
-            config = resolve_config(args.preset, **options)
+            config, sources = resolve_config_sources(args.preset, **options)
+            if args.show_config:
+                print(format_config(config, sources, options=CONFIG_OPTIONS))
+                return 0
             out = Path(args.out) if args.out else default_out(config)
-            if (out / "checkpoint.npz").exists():
-                raise ValueError(f"--out: {out} already holds a run (checkpoint.npz); continue it with "
-                                 f"--resume {out / 'checkpoint.npz'} or choose another --out")
+            check_out(out)
             trainer = Trainer(config, out=out, log=None if args.quiet else print,
                               progress=False if args.quiet else None)
     except (ValueError, TypeError, FileNotFoundError, SpecError) as exc:
         print(f"indexnet train: error: {exc}", file=sys.stderr)
         return 2
     return execute(trainer, quiet=args.quiet, plots=not args.no_plots, started=started)
+
+
+def check_out(out: Path) -> None:
+    """``--out`` is a folder that can be created and written, and holds no run yet.
+
+    Raises
+    ------
+    ValueError
+        It is a file, lies below a file, is not writable, or already holds checkpoint.npz.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: expected a folder for the run's files, got {out}, which is an existing file")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out: {out} lies below {parent}, which is a file, not a folder")
+            break
+    if (out / "checkpoint.npz").exists():
+        raise ValueError(f"--out: {out} already holds a run (checkpoint.npz); continue it with "
+                         f"--resume {out / 'checkpoint.npz'} or choose another --out")
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write to {out} ({exc.strerror or exc})") from exc

@@ -1,13 +1,26 @@
-"""scikit-learn's bundled 8×8 handwritten digits: the embedded default data set.
+"""The 8×8 handwritten digits: the embedded default data set.
 
-1797 images of 8×8 pixels with values 0..16, ten classes, shipped inside
-scikit-learn (``sklearn.datasets.load_digits``), so no download is needed.
+1797 images of 8×8 pixels with values 0..16, ten classes: the UCI optdigits set as
+scikit-learn ships it (``sklearn.datasets.load_digits``), stored in this package as
+``digits.npz`` (45 kB, read without pickle; source and licence in ``DIGITS.md``), so no
+download and no scikit-learn are needed.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from .dataset import Splits, make_splits, split_indices
+
+DIGITS_FILE = Path(__file__).with_name("digits.npz")
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The raw set: pixels (1797, 64) float64 in 0..16 and labels (1797,) int64."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+    return images.reshape(images.shape[0], -1).astype(np.float64), labels.astype(np.int64)
 
 
 def load_digits(
@@ -40,9 +53,7 @@ def load_digits(
     -------
     Splits
     """
-    from sklearn.datasets import load_digits as _sklearn_digits  # imported on use: slow to import
-
-    images, labels = _sklearn_digits(return_X_y=True)  # (1797, 64) float64 in 0..16, (1797,)
+    images, labels = digits_arrays()  # (1797, 64) float64 in 0..16, (1797,)
     parts = split_indices(labels.shape[0], val_fraction, test_fraction, seed, labels=labels)
     info = {"method": "stratified", "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     return make_splits(

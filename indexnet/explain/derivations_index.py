@@ -58,6 +58,11 @@ def render_index(root: Path | None = None) -> str:
             out.append(f"- [**{eq.id}**]({file}#{eq.id}) {eq.title} — {kernel_links(emap, eq.kernel)}")
     if not emap.equations:
         out.append("\nNo derivation has been written yet.")
+        return "\n".join(out) + "\n"
+    from indexnet.explain.equations import derivations_dir
+    from indexnet.explain.seeds import render_coverage
+
+    out.append("\n" + render_coverage(emap.equations, Path(root) if root else derivations_dir()).rstrip("\n"))
     return "\n".join(out) + "\n"
 
 

@@ -6,7 +6,12 @@ One source of truth, read from the two places a reader looks:
 * each numbered equation in ``derivations/*.md`` sits under an anchor
   ``<a id="ID"></a>`` whose caption line names its kernel as
   ``Kernel: `<module>.<formula>` `` (or ``Kernel: none`` for a definition or an
-  intermediate step that has no code of its own).
+  intermediate step that is no kernel), and, for code outside the kernel modules that
+  computes it, ``Code: `indexnet.<module>.<name>` `` (a schedule, a gradient check).
+
+"Kernel: none" is checked, not trusted: :func:`code_references` finds every equation
+the package's source cites as ``derivations/<file>.md#ID``, and an equation marked none
+without a ``Code:`` is an error when something cites it (``tests/test_equation_map.py``).
 
 :func:`kernel_forms` and :func:`equations` read both sides; ``indexnet explain``, the
 derivations index and ``tests/test_equation_map.py`` all use them, so the two sides
@@ -26,6 +31,7 @@ EQUATION_REF = re.compile(r"derivations/([\w-]+\.md)#([A-Z]+[\w.]*\w)")
 ANCHOR = re.compile(r'^<a id="([A-Z]+[\w.]*\w)"></a>\s*$')
 CAPTION = re.compile(r"^\*\*\((?P<id>[A-Z]+[\w.]*\w)\)\s*(?P<title>.*?)\*\*(?P<rest>.*)$")
 KERNEL = re.compile(r"Kernel:\s*(?:`(?P<kernel>[\w.]+)`|(?P<none>none))")
+CODE = re.compile(r"Code:\s*((?:`[\w.]+`(?:\s*,\s*|\s+and\s+)?)+)")
 SEED = re.compile(r"(seeds? \d{3}[^.;]*?(?:eqs?\.|section|appendix|algorithm|§)\s*[\w.\-–, ]*?\w)(?=\.?\s+(?-i:[A-Z])|\.?\s*$|\s*[;()])", re.IGNORECASE)
 
 
@@ -61,6 +67,7 @@ class Equation:
     latex: str
     kernel: str | None  # "<module>.<formula>", or None for a definition
     seed: str | None  # the seed equation it re-derives, as written in the caption
+    code: tuple[str, ...] = ()  # code outside the kernel modules computing it, "indexnet.x.y"
 
 
 def derivations_dir() -> Path:
@@ -153,6 +160,7 @@ def parse_derivation(path: Path) -> list[Equation]:
             if inside:
                 latex.append(line)
         seed = SEED.search(m.group("rest"))
+        code = CODE.search(m.group("rest"))
         out.append(
             Equation(
                 id=eq_id,
@@ -162,6 +170,7 @@ def parse_derivation(path: Path) -> list[Equation]:
                 latex="\n".join(latex).strip(),
                 kernel=km.group("kernel"),
                 seed=seed.group(1) if seed else None,
+                code=tuple(re.findall(r"`([\w.]+)`", code.group(1))) if code else (),
             )
         )
     return out
@@ -175,3 +184,59 @@ def equations() -> list[Equation]:
             continue
         out.extend(parse_derivation(path))
     return out
+
+
+#: an equation cited from source: ``derivations/<file>.md#ID`` or ``eq. ID`` / ``eqs. ID-ID``
+_SOURCE_REF = re.compile(
+    r"derivations/(?P<file>[\w-]+\.md)#(?P<id>[A-Z]+[\w.]*\w)"
+    r"|\beqs?\.\s*(?P<eq>[A-Z]+\d[\w.]*\w|[A-Z]+\d)(?:\s*[-–]\s*(?P<to>[A-Z]+\d[\w.]*\w|[A-Z]+\d))?"
+)
+
+
+def _expand_ids(first: str, last: str | None, known: set[str]) -> list[str]:
+    """O13-O15 → O13, O14, O15 (ids of one letter prefix); one id alone otherwise."""
+    if not last:
+        return [first]
+    a, b = re.fullmatch(r"([A-Z]+)(\d+)", first), re.fullmatch(r"([A-Z]+)(\d+)", last)
+    if a and b and a.group(1) == b.group(1):
+        ids = [f"{a.group(1)}{k}" for k in range(int(a.group(2)), int(b.group(2)) + 1)]
+        return [i for i in ids if i in known] or [first, last]
+    return [first, last]
+
+
+def code_references(root: Path | None = None, informal: bool = False) -> dict[str, set[str]]:
+    """Every equation id cited from the package's Python source, with the files citing it.
+
+    Reads ``indexnet/**/*.py`` (not the tests) for the formal citation
+    ``derivations/<file>.md#ID`` (the form a kernel's docstring uses to name what it
+    computes); with ``informal=True`` also for ``eq. ID`` / ``eqs. ID-ID`` mentions (seed
+    places such as "seed 000 eq. 2" have no letter and are not equation ids).
+    """
+    package = Path(__file__).resolve().parents[1] if root is None else root
+    known = {e.id for e in equations()}
+    refs: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for m in _SOURCE_REF.finditer(text):
+            if not m.group("id") and not informal:
+                continue
+            ids = [m.group("id")] if m.group("id") else _expand_ids(m.group("eq"), m.group("to"), known)
+            for eq_id in ids:
+                if eq_id in known:
+                    refs.setdefault(eq_id, set()).add(str(path.relative_to(package.parent)))
+    return refs
+
+
+def resolve_code(path: str):
+    """The object a ``Code:`` entry names, e.g. ``indexnet.nn.optim.StepLR``; ImportError or
+    AttributeError when it does not exist."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot import {path}")

@@ -216,25 +216,75 @@ def cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
     return Delta
 
 
-# ------------------------------------------ fused softmax + CE, sigmoid + BCE: H = (A - Y)/N
+# ------------------------------------------------- fused softmax + cross-entropy: H = (S - Y)/N
 @literal
-def fused_output_grad_literal(A, Y, H):
-    """H_in = ∂J/∂Z_in = Σ_k (-(1/N) Y_kn / S_kn) S_kn (δ_ki - S_in) collapsed to (S_in - Y_in)/N. derivations/losses.md#L7
+def cross_entropy_output_grad_literal(S, Y, H):
+    """H_in = Σ_k Δ_kn S_kn (δ_ki - S_in), Δ_kn = -(1/N) Y_kn / S_kn: L6 then S3, unreduced. derivations/losses.md#L7
 
-    Serial statement of the collapsed result; softmax + cross-entropy (seed 001
-    appendix F) and sigmoid + binary cross-entropy give the same formula.
+    The chain rule as written, before the collapse: the output error of L6 enters the
+    softmax Jacobian-vector product of S3, the delta δ_ki kept as a factor. It divides
+    by S (terms with Y_kn = 0 are exact zeros and skip the division), so it needs
+    S_kn > 0 where Y_kn ≠ 0, and it does not use Σ_k Y_kn = 1: for targets whose columns
+    do not sum to 1 it is the gradient and :func:`cross_entropy_output_grad_loops` is not.
     """
-    S_L, N = A.shape
-    inv_n = H.dtype.type(1) / N
-    for i in range(S_L):
+    K, N = S.shape
+    one = H.dtype.type(1)
+    zero = H.dtype.type(0)
+    inv_n = one / N
+    for i in range(K):
         for n in range(N):
-            H[i, n] = (A[i, n] - Y[i, n]) * inv_n
+            acc = zero
+            for k in range(K):
+                delta_kn = -(Y[k, n] / S[k, n]) * inv_n if Y[k, n] != 0 else zero
+                acc += delta_kn * S[k, n] * (kron(k, i, one) - S[i, n])
+            H[i, n] = acc
     return H
 
 
 @exact
-def fused_output_grad_loops(A, Y, H):
-    """H_in = (A_in - Y_in)/N, ``prange`` over rows i. derivations/losses.md#L7"""
+def cross_entropy_output_grad_loops(S, Y, H):
+    """H_in = (S_in - Y_in)/N, the collapsed L7 (Σ_k Y_kn = 1), ``prange`` over rows i. derivations/losses.md#L7"""
+    K, N = S.shape
+    inv_n = H.dtype.type(1) / N
+    for i in prange(K):
+        for n in range(N):
+            H[i, n] = (S[i, n] - Y[i, n]) * inv_n
+    return H
+
+
+def cross_entropy_output_grad_numpy(S, Y, H):
+    """H = (S - Y)/N. derivations/losses.md#L7"""
+    np.multiply(S - Y, 1 / S.shape[1], out=H)
+    return H
+
+
+# --------------------------------------- fused sigmoid + binary cross-entropy: H = (A - Y)/N
+@literal
+def binary_cross_entropy_output_grad_literal(A, Y, H):
+    """H_in = Σ_k Σ_m Δ_km A_km (1 - A_km) δ_ki δ_mn, Δ_km of L9: L9 then A6 through D2.13, unreduced. derivations/losses.md#L7b
+
+    The chain rule as written, before the collapse: the output error of L9 times the
+    diagonal sigmoid Jacobian, both deltas kept. It divides by A and 1 - A, so it needs
+    0 < A < 1 (a saturated sigmoid output gives ∞ · 0); the collapsed
+    :func:`binary_cross_entropy_output_grad_loops` does not.
+    """
+    S_L, N = A.shape
+    one = H.dtype.type(1)
+    inv_n = one / N
+    for i in range(S_L):
+        for n in range(N):
+            acc = H.dtype.type(0)
+            for k in range(S_L):
+                for m in range(N):
+                    delta_km = (-(Y[k, m] / A[k, m]) + (one - Y[k, m]) / (one - A[k, m])) * inv_n
+                    acc += delta_km * (A[k, m] * (one - A[k, m])) * kron(k, i, one) * kron(m, n, one)
+            H[i, n] = acc
+    return H
+
+
+@exact
+def binary_cross_entropy_output_grad_loops(A, Y, H):
+    """H_in = (A_in - Y_in)/N, the collapsed L7b, ``prange`` over rows i. derivations/losses.md#L7b"""
     S_L, N = A.shape
     inv_n = H.dtype.type(1) / N
     for i in prange(S_L):
@@ -243,8 +293,8 @@ def fused_output_grad_loops(A, Y, H):
     return H
 
 
-def fused_output_grad_numpy(A, Y, H):
-    """H = (A - Y)/N. derivations/losses.md#L7"""
+def binary_cross_entropy_output_grad_numpy(A, Y, H):
+    """H = (A - Y)/N. derivations/losses.md#L7b"""
     np.multiply(A - Y, 1 / A.shape[1], out=H)
     return H
 

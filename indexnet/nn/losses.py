@@ -86,11 +86,16 @@ class Loss:
         return out
 
     def fused_H(self, A: np.ndarray, Y: np.ndarray, engine: str = "loops", out=None) -> np.ndarray:
-        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy and sigmoid + BCE (eq. L7)."""
+        """H^(L) = ∂J/∂Z^(L) = (A - Y)/N for softmax + cross-entropy (eq. L7) and sigmoid + BCE (L7b)."""
         if self.output_activation is None:
             raise ValueError(f"loss {self.name!r} has no fused output gradient")
         out = np.empty_like(A) if out is None else out
-        form("losses", "fused_output_grad", engine)(_rows(A), _rows(Y), _rows(out))
+        # The literal forms of L7/L7b are the unreduced chain rule; they divide by A (and
+        # 1 - A), so they are undefined at saturation and differ from (A - Y)/N by rounding.
+        # The literal engine therefore takes the collapsed result, bit-identical to loops;
+        # tests/test_losses_kernels.py compares the unreduced literal forms with it.
+        kernel_engine = "loops" if engine == "literal" else engine
+        form("losses", f"{self.name}_output_grad", kernel_engine)(_rows(A), _rows(Y), _rows(out))
         return out
 
 

@@ -22,6 +22,7 @@ from indexnet.nn.layers.flatten import Flatten
 from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 from indexnet.nn.network import Network
 from indexnet.oracle._arrays import as_float64
+from indexnet.oracle.bounds import as_precision, network_bounds
 from indexnet.oracle.describe import describe
 from indexnet.oracle._layers import Activation
 from indexnet.oracle.heads import Head, check_reduction, check_targets, evaluate, get_head
@@ -583,12 +584,15 @@ def _fit_head(head: Head | None, layers: list, log_head: bool) -> list:
 # -------------------------------------------------------------------------- the pass
 def _run(layers, params: _Params, loss, X, Y, *, layout: str, weight_layout: str, engine: str,
          torch_names: Sequence[str], activation_modules: Sequence, identity_modules: tuple = (),
-         reduction=None, grad_output=None, image_layout: str = "channels_first", log_head: bool = False) -> OracleResult:
-    """Resolve the layout and the head, run one exact pass, and return every array in the caller's layouts."""
+         reduction=None, grad_output=None, image_layout: str = "channels_first", log_head: bool = False,
+         bounds=None, bound_method: str = "worst_case", lam: float = 4.0) -> OracleResult:
+    """Resolve the layout and the head, run one exact pass, and return every array in the caller's
+    layouts (with ``bounds``: their rounding bounds and kink masks too, converted the same way)."""
     check_choice("weight_layout", weight_layout, WEIGHT_LAYOUTS)
     check_choice("image_layout", image_layout, IMAGE_LAYOUTS)
     check_choice("engine", engine, ORACLE_ENGINES)
     head, reduction, target = _resolve_head(loss, Y, grad_output, reduction)
+    precision = None if bounds is None else as_precision(bounds, bound_method, lam)
     layers = _fit_head(head, list(layers), log_head)
     Xf = as_float64("X", X)
     layout, prep = _choose_layout(layout, layers, params, head, Xf, target, image_layout)
@@ -606,34 +610,62 @@ def _run(layers, params: _Params, loss, X, Y, *, layout: str, weight_layout: str
     def back(a, l):
         return _from_internal(a, layout, image_layout, prep.orders[l])
 
-    grads = []
-    for l, g in enumerate(bp.grads):
-        out = {}
-        for p, v in g.items():
-            if p == "W" and prep.w_orders[l] is not None:
-                v = v[:, prep.w_orders[l]]
-            if p == "W" and weight_layout == "in_out":
-                v = v.T
-            elif p == "K" and image_layout == "channels_last":
-                v = v.transpose(2, 3, 1, 0)
-            elif p == "b":
-                v = v.reshape(params.bias_shapes[sum(bool(x.param_names) for x in net.layers[:l])])
-            out[p] = np.ascontiguousarray(v).copy()
-        grads.append(out)
-    L = len(net.layers)
-    return OracleResult(
-        loss=J, X=_from_internal(bp.X, layout, image_layout), dX=_from_internal(bp.dX, layout, image_layout),
-        Z=[back(bp.Z[l], l) for l in range(L)], A=[back(bp.A[l], l) for l in range(L)],
-        Delta=[back(bp.Delta[l], l) for l in range(L)], H=[back(bp.H[l], l) for l in range(L)],
-        grads=grads,
-        layer_names=tuple(f"layer {l}" for l in range(1, L + 1)),
-        torch_names=tuple(torch_names), activation_modules=tuple(activation_modules),
-        identity_modules=tuple(identity_modules),
-        layout=layout, weight_layout=weight_layout, image_layout=image_layout,
-        loss_name="grad_output" if head is None else head.name, reduction=reduction,
-        head_input="grad_output" if head is None else head.input, loss_factor=c,
-        Y=back(prep.Y, L - 1),
-    )
+    def package(q, **extra) -> OracleResult:
+        """A pass (Backprop), its bounds or its kink masks (Bounds) in the caller's layouts."""
+        grads = []
+        for l, g in enumerate(q.grads):
+            out = {}
+            for p, v in g.items():
+                if p == "W" and prep.w_orders[l] is not None:
+                    v = v[:, prep.w_orders[l]]
+                if p == "W" and weight_layout == "in_out":
+                    v = v.T
+                elif p == "K" and image_layout == "channels_last":
+                    v = v.transpose(2, 3, 1, 0)
+                elif p == "b":
+                    v = v.reshape(params.bias_shapes[sum(bool(x.param_names) for x in net.layers[:l])])
+                out[p] = np.ascontiguousarray(v).copy()
+            grads.append(out)
+        L = len(net.layers)
+        return OracleResult(
+            loss=q.loss if isinstance(q.loss, (bool, np.bool_)) else float(q.loss),
+            X=_from_internal(q.X, layout, image_layout), dX=_from_internal(q.dX, layout, image_layout),
+            Z=[back(q.Z[l], l) for l in range(L)], A=[back(q.A[l], l) for l in range(L)],
+            Delta=[back(q.Delta[l], l) for l in range(L)], H=[back(q.H[l], l) for l in range(L)],
+            grads=grads,
+            layer_names=tuple(f"layer {l}" for l in range(1, L + 1)),
+            torch_names=tuple(torch_names), activation_modules=tuple(activation_modules),
+            identity_modules=tuple(identity_modules),
+            layout=layout, weight_layout=weight_layout, image_layout=image_layout,
+            loss_name="grad_output" if head is None else head.name, reduction=reduction,
+            head_input="grad_output" if head is None else head.input, loss_factor=c,
+            Y=back(prep.Y, L - 1), **extra,
+        )
+
+    if precision is None:
+        return package(bp)
+    _check_bounds_head(head, reduction, H_out, prep)
+    B = network_bounds(net, bp, prep.X, prep.Y, precision)
+    return package(bp, bounds=package(B), kink=package(B.kink), precision=precision.name,
+                   bound_method=precision.method)
+
+
+def _check_bounds_head(head: Head | None, reduction: str, H_out, prep) -> None:
+    """The rounding bounds (derivations/rounding.md) follow indexnet's seed losses with their own
+    reduction (and PyTorch's names where those are the same formula, N·S = N), the fused output
+    gradient where the loss has one, and channels-first images."""
+    if head is None:
+        raise ValueError("bounds: not available with grad_output (the bounds follow a loss); pass bounds=None")
+    S = prod(prep.net.output_shape)
+    if reduction != head.default_reduction() or (head.per_element and S != 1):
+        raise ValueError(f"bounds: available for the loss's own reduction ({head.base!r}: "
+                         f"{head.default_reduction()!r} over samples) only, got loss={head.name!r}, "
+                         f"reduction={reduction!r}; pass bounds=None")
+    if head.output_activation is not None and H_out is None:
+        raise ValueError("bounds: the cross-entropy bounds need target columns that sum to 1 (the fused output "
+                         "gradient, L7); pass bounds=None for these soft labels")
+    if any(o is not None for o in prep.orders):
+        raise ValueError("bounds: not available for a channels-last flatten; pass bounds=None")
 
 
 def _activation(k: int, spec) -> tuple[str, float]:
@@ -667,6 +699,9 @@ def dense(
     layout: str = "samples_first",
     weight_layout: str = "out_in",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference loss, gradients and intermediates of a dense network, in your layouts.
 
@@ -717,13 +752,27 @@ def dense(
         z = x W + b).
     engine : {"loops", "literal", "numpy"}
         Which form of the kernels to run; ``loops`` is the reference.
+    bounds : {None, "float32", "float16", "bfloat16"}
+        Also return, for every element of every quantity, how far a correct
+        implementation in that precision may be from this float64 result
+        (derivations/rounding.md): ``result.bounds`` (same structure as the result),
+        ``result.kink`` (masks of the kink-sensitive elements, which have no bound).
+        Check with ``assert_gradients_match(mine, result, dtype="float32")``. Available
+        for a loss with its own reduction (not with ``grad_output``).
+    bound_method : {"worst_case", "probabilistic"}
+        ``worst_case`` holds for any summation order, always (use it when a failure must
+        mean a bug); ``probabilistic`` is the much tighter model of Higham & Mary (2019)
+        with parameter ``lam``, which can fail, rarely, on a correct implementation.
+    lam : float
+        λ of the probabilistic bound (each sum holds with probability ≥ 1 − 2e^(−λ²/2) under the model).
 
     Returns
     -------
     OracleResult
         ``loss``, ``grads`` (``[{"W", "b"}, ...]`` in ``weight_layout``), ``X``, ``dX``
         and Z, A, Delta (Δ = ∂J/∂A), H (= ∂J/∂Z) with layer l at ``[l-1]``, in ``layout``
-        (see :mod:`indexnet.oracle.result`).
+        (see :mod:`indexnet.oracle.result`); with ``bounds``, also ``bounds``, ``kink``,
+        ``precision`` and ``bound_method``.
 
     Raises
     ------
@@ -770,7 +819,8 @@ def dense(
         layers.append(Dense(int(W.shape[0]), act, alpha=alpha))
     return _run(layers, params, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
                 torch_names=torch_indices(layers), activation_modules=_activation_indices(layers),
-                reduction=reduction, grad_output=grad_output, log_head=log_head)
+                reduction=reduction, grad_output=grad_output, log_head=log_head,
+                bounds=bounds, bound_method=bound_method, lam=lam)
 
 
 def network(
@@ -786,6 +836,9 @@ def network(
     weight_layout: str = "out_in",
     image_layout: str = "channels_first",
     engine: str = "loops",
+    bounds: str | None = None,
+    bound_method: str = "worst_case",
+    lam: float = 4.0,
 ) -> OracleResult:
     """Reference values for a network with convolution, pooling, flatten and dense layers.
 
@@ -813,7 +866,7 @@ def network(
         ``samples_first``: images ``(N, C, H, W)`` (NCHW) or ``(N, H, W, C)`` (NHWC,
         ``image_layout="channels_last"``), or ``(N, S_0)``; ``samples_last``:
         ``(C, H, W, N)`` / ``(H, W, C, N)`` or ``(S_0, N)``. Copied to float64.
-    layout, weight_layout, engine
+    layout, weight_layout, engine, bounds, bound_method, lam
         As in :func:`dense`.
     image_layout : {"channels_first", "channels_last"}
         ``channels_last``: images NHWC, kernels HWIO and a flatten in (H, W, C) order, as
@@ -836,4 +889,5 @@ def network(
     parsed, names, (acts, identities, log_head) = _parse(list(layers), pairs.pairs)
     return _run(parsed, pairs, loss, X, Y, layout=layout, weight_layout=weight_layout, engine=engine,
                 torch_names=names, activation_modules=acts, identity_modules=identities,
-                reduction=reduction, grad_output=grad_output, image_layout=image_layout, log_head=log_head)
+                reduction=reduction, grad_output=grad_output, image_layout=image_layout, log_head=log_head,
+                bounds=bounds, bound_method=bound_method, lam=lam)

@@ -76,6 +76,16 @@ class OracleResult:
         c of J = c Σ ... (:mod:`indexnet.oracle.heads`); 1 for grad_output.
     Y : ndarray or None
         The targets as the oracle read them (one-hot for class labels), or G.
+    bounds : OracleResult or None
+        With ``bounds="float32"`` (``"float16"``, ``"bfloat16"``): the same structure,
+        holding for every element a bound on how far a correct implementation in that
+        precision may be from this result (derivations/rounding.md, R31); None otherwise.
+    kink : OracleResult or None
+        The same structure of boolean masks: the kink-sensitive elements (a ReLU or
+        leaky-ReLU pre-activation, or a max-pool tie, within its perturbation, R10, R29),
+        which have no bound and are skipped by ``assert_gradients_match(..., dtype=...)``.
+    precision, bound_method : str or None
+        The precision of the bounds and ``"worst_case"`` or ``"probabilistic"``.
     """
 
     loss: float
@@ -99,6 +109,10 @@ class OracleResult:
     loss_factor: float = 1.0
     Y: np.ndarray | None = field(default=None, repr=False)
     # further optional fields (with defaults) go below this line
+    bounds: "OracleResult | None" = field(default=None, repr=False)
+    kink: "OracleResult | None" = field(default=None, repr=False)
+    precision: str | None = None
+    bound_method: str | None = None
 
     @property
     def n_layers(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from indexnet.io import load_npz, network_from_arrays, network_to_arrays, save_npz_atomic
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "OPTIM_PREFIX"]
+__all__ = ["Checkpoint", "checkpoint_payload", "save_checkpoint", "load_checkpoint", "OPTIM_PREFIX"]
 
 OPTIM_PREFIX = "optim."
 KIND = "checkpoint"
@@ -72,12 +72,14 @@ class Checkpoint:
         if bitgen_cls is None or not isinstance(bitgen_cls, type) or not issubclass(bitgen_cls, np.random.BitGenerator):
             raise ValueError(f"checkpoint rng_state: expected a NumPy bit generator name, got {name!r}")
         bitgen = bitgen_cls()
-        bitgen.state = self.rng_state
+        try:
+            bitgen.state = self.rng_state
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint rng_state: not a valid {name} state ({type(exc).__name__}: {exc})") from None
         return np.random.Generator(bitgen)
 
 
-def save_checkpoint(
-    path,
+def checkpoint_payload(
     *,
     net,
     optimizer_name: str,
@@ -90,12 +92,10 @@ def save_checkpoint(
     best: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically; return its path.
+    """The arrays and JSON meta of a checkpoint (see :func:`save_checkpoint`).
 
     Parameters
     ----------
-    path : path-like
-        Target file (``.npz``); its folder is created if needed.
     net : Network
     optimizer_name : str
     optimizer_state : dict
@@ -129,7 +129,20 @@ def save_checkpoint(
         best=best,
         **(extra or {}),
     )
-    return save_npz_atomic(path, arrays, meta)
+    return arrays, meta
+
+
+def save_checkpoint(path, **parts) -> Path:
+    """Write a checkpoint atomically; return its path.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (``.npz``); its folder is created if needed.
+    **parts
+        The keyword arguments of :func:`checkpoint_payload`.
+    """
+    return save_npz_atomic(path, *checkpoint_payload(**parts))
 
 
 def load_checkpoint(path) -> Checkpoint:
@@ -143,12 +156,27 @@ def load_checkpoint(path) -> Checkpoint:
         Not an indexnet file, a damaged archive, or a model file rather than a
         checkpoint (it has no optimiser or generator state to resume from).
     """
-    arrays, meta = load_npz(path)
+    arrays, meta = load_npz(path, "checkpoint")
     if meta.get("kind") != KIND:
         raise ValueError(
             f"checkpoint: {path} is an indexnet {meta.get('kind', 'file')!r}, expected a {KIND!r} "
             f"(written at the end of every epoch as checkpoint.npz in the run folder)"
         )
+    missing = [k for k in ("optimizer", "rng_state", "epoch", "step", "history", "config") if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint: {path} lacks {missing} in its metadata; cannot resume from it")
+    for key in ("epoch", "step"):
+        if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0:
+            raise ValueError(f"checkpoint: {path}: expected {key} to be an integer >= 0, got {meta[key]!r}")
+    opt = meta["optimizer"]
+    if not (isinstance(opt, dict) and isinstance(opt.get("name"), str) and isinstance(opt.get("numbers"), dict)):
+        raise ValueError(f"checkpoint: {path}: expected optimizer to be an object with a name and numbers, got {opt!r:.80}")
+    if not isinstance(meta["rng_state"], dict) or meta["rng_state"].get("bit_generator") != "PCG64":
+        got = meta["rng_state"].get("bit_generator") if isinstance(meta["rng_state"], dict) else meta["rng_state"]
+        raise ValueError(f"checkpoint: {path}: expected the batch generator's state of a PCG64 generator "
+                         f"(numpy.random.default_rng), got one of {got!r:.60}")
+    if not isinstance(meta["history"], list) or not isinstance(meta["config"], dict):
+        raise ValueError(f"checkpoint: {path}: expected history to be a list and config an object")
     net = network_from_arrays({k: v for k, v in arrays.items() if k.startswith("layer")}, meta)
     state: dict = dict(meta["optimizer"]["numbers"])
     state.update({k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)})

@@ -1,9 +1,14 @@
 """Named networks and their training settings: the seeds' networks, ready to train.
 
 ``indexnet train --preset NAME`` starts from a preset; every option given on the
-command line overrides it. Without ``--preset`` the data set picks one
+command line overrides that one setting and nothing else (``--layers`` changes the
+layers and, unless ``--loss`` is given, the loss that follows from its output layer;
+the preset's optimiser, rate, batch size and epochs stay). A preset carries its data
+set: ``--preset seed001`` trains MNIST, and ``--data`` naming a set the preset was not
+made for is an error. Without ``--preset`` the data set picks one
 (:data:`DATA_PRESETS`): digits, MNIST and Fashion-MNIST train seed 001's network,
-x² seed 000's, the sphere the ``sphere`` preset. The ``digits`` preset is seed 001's
+x² seed 000's, the sphere the ``sphere`` preset. ``indexnet train --show-config``
+prints the resolved settings and where each came from. The ``digits`` preset is seed 001's
 network with settings for the small 8×8 set (Adam, batch 200, 100 epochs of 7 steps);
 ``seed001`` has the settings of the MNIST run (momentum 0.9, lr 0.05 cosine, weight
 decay 1e-4, batch 100, 30 epochs, float32).
@@ -11,8 +16,8 @@ decay 1e-4, batch 100, 30 epochs, float32).
 =========  ===========================================  ==============  =========
 preset     layers (input from the data)                 loss            data
 =========  ===========================================  ==============  =========
-seed001    800:relu,10:softmax (64-800-10 on digits,    cross_entropy   digits
-           seed 001's 784-800-10 on MNIST)
+seed001    800:relu,10:softmax (seed 001's 784-800-10   cross_entropy   mnist,
+           on MNIST)                                                    fashion
 digits     800:relu,10:softmax (seed 001's network,     cross_entropy   digits
            Adam, batch 200, 100 short epochs)
 seed000    16:relu,16:relu,1:identity (1-16-16-1:       mse             square
@@ -25,10 +30,12 @@ seed002    3:relu,4:relu,3:identity (seed 002's         half_se         sphere
            trained by its Algorithm 1, one example
            drawn uniformly per step)
 sphere     64:tanh,64:tanh,3:identity                   mse             sphere
-cnn        conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:    cross_entropy   digits
-           relu,maxpool2,10:softmax
-dense-cnn  28:relu,10:softmax (a dense net with about   cross_entropy   digits
-           the cnn preset's parameter count)
+cnn        conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:    cross_entropy   digits,
+           relu,maxpool2,10:softmax                                     mnist,
+                                                                        fashion
+dense-cnn  28:relu,10:softmax (a dense net with about   cross_entropy   digits,
+           the cnn preset's parameter count)                            mnist,
+                                                                        fashion
 =========  ===========================================  ==============  =========
 """
 from __future__ import annotations
@@ -53,10 +60,13 @@ class Preset:
         A ``--layers`` spec (see :mod:`indexnet.nn.spec`).
     loss : str
     data : str
-        The data set it is meant for (used when ``--data`` is not given).
+        The data set it trains when ``--data`` is not given.
     settings : dict
         Training options (``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``mode``,
         ``schedule``, ...) as :class:`indexnet.train.trainer.TrainConfig` fields.
+    also : tuple of str
+        Other data sets of the same input and output shape it may train (``--data``);
+        any other ``--data`` is an error.
     """
 
     name: str
@@ -65,8 +75,15 @@ class Preset:
     loss: str
     data: str
     settings: dict[str, Any] = field(default_factory=dict)
+    also: tuple[str, ...] = ()
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every data set the preset may train, its own first."""
+        return (self.data, *self.also)
 
 
+_IMAGES = ("digits", "mnist", "fashion")
 _CLASSIFIER = {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "schedule": "cosine",
                "batch_size": 32, "epochs": 20, "mode": "minibatch"}
 
@@ -74,28 +91,28 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("seed001", "seed 001's digit classifier: one 800-unit ReLU layer, softmax, cross-entropy",
-               "800:relu,10:softmax", "cross_entropy", "digits",
-               dict(_CLASSIFIER, batch_size=100, epochs=30, weight_decay=1e-4, dtype="float32")),
+               "800:relu,10:softmax", "cross_entropy", "mnist",
+               dict(_CLASSIFIER, batch_size=100, epochs=30, weight_decay=1e-4, dtype="float32"), also=("fashion",)),
         Preset("digits", "seed 001's network (64-800-10 on the 8×8 digits) with settings tuned for the small set",
                "800:relu,10:softmax", "cross_entropy", "digits",
                {"optimizer": "adam", "lr": 0.002, "schedule": "cosine", "batch_size": 200, "epochs": 100,
-                "mode": "minibatch", "log_every": 10}),
+                "mode": "minibatch"}),
         Preset("seed000", "seed 000's 3-layer regression net, full-batch gradient descent (eq. 3, sign corrected)",
                "16:relu,16:relu,1:identity", "mse", "square",
-               {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "mode": "fullbatch", "epochs": 4000,
-                "log_every": 400, "checkpoint_every": 400}),
+               {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "mode": "fullbatch", "epochs": 4000}),
         Preset("seed002", "seed 002's 2-3-4-1 ReLU net as 2-3-4-3 on the sphere, Algorithm 1 SGD",
                "3:relu,4:relu,3:identity", "half_se", "sphere",
                {"optimizer": "sgd", "lr": 0.01, "schedule": "constant", "mode": "sgd", "epochs": 30}),
         Preset("sphere", "a 2-64-64-3 tanh net mapping (θ, φ) to the point on the sphere (seed 003, Figure 1)",
                "64:tanh,64:tanh,3:identity", "mse", "sphere",
                {"optimizer": "adam", "lr": 0.003, "schedule": "cosine", "batch_size": 32, "epochs": 60,
-                "mode": "minibatch", "log_every": 10}),
+                "mode": "minibatch"}),
         Preset("cnn", "a small CNN on the digits images (1, 8, 8)",
                "conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:relu,maxpool2,10:softmax", "cross_entropy", "digits",
-               dict(_CLASSIFIER, epochs=30)),
+               dict(_CLASSIFIER, epochs=30), also=_IMAGES[1:]),
         Preset("dense-cnn", "a dense net with about the cnn preset's parameter count, for comparison",
-               "28:relu,10:softmax", "cross_entropy", "digits", dict(_CLASSIFIER, epochs=30)),
+               "28:relu,10:softmax", "cross_entropy", "digits", dict(_CLASSIFIER, epochs=30),
+               also=_IMAGES[1:]),
     )
 }
 
@@ -109,9 +126,19 @@ DATA_PRESETS: dict[str, str] = {
 }
 
 
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a ValueError lists the choices otherwise."""
-    return PRESETS[check_choice("--preset", name, PRESETS)]
+def get_preset(name: str, data: str | None = None) -> Preset:
+    """The preset called ``name``; a ValueError lists the choices otherwise.
+
+    ``data`` (the ``--data`` given, if any) must be one of the preset's data sets.
+    """
+    preset = PRESETS[check_choice("--preset", name, PRESETS)]
+    if data is not None and data not in preset.datasets:
+        raise ValueError(
+            f"--preset {name}: made for --data {' or '.join(preset.datasets)}, got --data {data}; drop --data "
+            f"(the preset trains {preset.data}) or choose a preset for {data}"
+            + (f" (its default: {DATA_PRESETS[data]})" if data in DATA_PRESETS else "")
+        )
+    return preset
 
 
 def preset_for_data(data: str) -> Preset | None:

@@ -20,9 +20,24 @@ Modes (``mode``)
                    steps (default 1).
 
 Engines (``engine``)
-    ``loops`` runs the Numba kernels' fastmath build (kernel engine ``"fast"`` of
-    :mod:`indexnet.nn.engine`, via :func:`indexnet.train.step.make_train_step`); ``numpy``
-    the vectorized NumPy forms. Evaluation uses the same engine.
+    ``fast`` (the default) runs the Numba kernels' fastmath build (via
+    :func:`indexnet.train.step.make_train_step`), ``loops`` the exact, deterministic
+    build of the same loops, ``numpy`` the vectorized NumPy forms
+    (:mod:`indexnet.nn.engine`). The per-epoch evaluation uses the training engine.
+
+Checkpoints and interruption
+    ``checkpoint_every`` None (the default) writes ``checkpoint.npz`` at the end of the
+    run, after any epoch that ends a minute or more after the last write, and when the
+    run is interrupted (Ctrl-C: the state of the last completed epoch, kept in memory);
+    an integer N writes it every N epochs as well. ``fit`` turns SIGINT into a flag that
+    is checked between steps, so a Ctrl-C that lands inside a compiled kernel stops the
+    run cleanly after that step.
+
+Extending a run
+    :meth:`Trainer.resume` with a larger ``epochs`` trains the extra epochs and keeps the
+    learning-rate schedule laid out over the original run (``schedule_epochs``): a
+    cosine schedule stays at ``lr_min`` after its end, a step schedule keeps decaying
+    every ``step_size`` epochs, a constant rate stays. The rate never jumps back up.
 
 Reproducibility
     The initial weights come from ``seed``, the batches from a
@@ -60,10 +75,13 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_config", "load
 
 MODES = ("minibatch", "sgd", "fullbatch")
 #: trainer engine -> kernel engine of :mod:`indexnet.nn.engine`
-ENGINE_MAP = {"loops": "fast", "numpy": "numpy"}
+ENGINE_MAP = {"fast": "fast", "loops": "loops", "numpy": "numpy"}
+ENGINES = tuple(ENGINE_MAP)
 DATASETS = ("digits", "mnist", "fashion", "square", "sphere", "csv")
 #: options that may differ on --resume without changing what is computed
 RESUME_OVERRIDES = ("epochs", "log_every", "checkpoint_every", "eval_batch_size")
+#: seconds between checkpoints when ``checkpoint_every`` is None
+CHECKPOINT_SECONDS = 60.0
 
 CHECKPOINT_FILE = "checkpoint.npz"
 BEST_FILE = "best.npz"
@@ -117,12 +135,15 @@ class TrainConfig:
     schedule, step_size, gamma, lr_min
         ``constant``, ``step`` (× ``gamma`` every ``step_size`` epochs, default a third
         of the run) or ``cosine`` (to ``lr_min`` at the last step).
+    schedule_epochs : int or None
+        The epochs the schedule is laid out over; None: ``epochs``. Set by a resume that
+        extends a run, so the extra epochs continue the schedule instead of re-spreading it.
     mode, batch_size, steps_per_epoch, epochs
         See the module docstring.
     seed : int
         Seed of the initial weights and of the batch Generator.
     engine : str
-        ``loops`` (Numba, fastmath build) or ``numpy``.
+        ``fast`` (Numba, fastmath build), ``loops`` (Numba, exact build) or ``numpy``.
     dtype : str
         ``float32`` or ``float64``.
     eval_batch_size : int
@@ -130,8 +151,11 @@ class TrainConfig:
     train_eval_size : int
         The training accuracy of each epoch is measured on the first this many
         training examples (the training loss is the mean of the epoch's step losses).
-    checkpoint_every, log_every : int
-        Write a checkpoint / print a line every this many epochs (and after the last).
+    checkpoint_every : int or None
+        Also write a checkpoint every this many epochs; None: see the module docstring.
+    log_every : int or None
+        Print a line every this many epochs (and after the first and the last); None:
+        every ``ceil(epochs / 10)`` epochs.
     """
 
     data: str = "digits"
@@ -158,13 +182,14 @@ class TrainConfig:
     batch_size: int = 32
     steps_per_epoch: int | None = None
     epochs: int = 20
+    schedule_epochs: int | None = None
     seed: int = 0
-    engine: str = "loops"
+    engine: str = "fast"
     dtype: str = "float64"
     eval_batch_size: int = 1000
     train_eval_size: int = 10000
-    checkpoint_every: int = 1
-    log_every: int = 1
+    checkpoint_every: int | None = None
+    log_every: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("--data", self.data, DATASETS)
@@ -174,11 +199,11 @@ class TrainConfig:
         check_choice("--schedule", self.schedule, ("constant", "step", "cosine"))
         check_choice("--optimizer", self.optimizer, ("sgd", "momentum", "adam"))
         check_choice("--task", self.task, ("classification", "regression"))
-        for name in ("batch_size", "epochs", "eval_batch_size", "train_eval_size", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "epochs", "eval_batch_size", "train_eval_size"):
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         for name in ("seed", "split_seed"):
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
-        for name in ("steps_per_epoch", "step_size"):
+        for name in ("steps_per_epoch", "step_size", "checkpoint_every", "log_every", "schedule_epochs"):
             if getattr(self, name) is not None:
                 check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.mode == "minibatch" and self.steps_per_epoch is not None:
@@ -196,6 +221,11 @@ class TrainConfig:
         """The configuration as a JSON-able dict."""
         return asdict(self)
 
+    @property
+    def log_cadence(self) -> int:
+        """Epochs between log lines: ``log_every``, or ``ceil(epochs / 10)`` when it is None."""
+        return self.log_every or max(1, -(-self.epochs // 10))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Rebuild from :meth:`to_dict`; unknown keys are an error naming them."""
@@ -206,38 +236,83 @@ class TrainConfig:
         return cls(**d)
 
 
-def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset and explicit options.
+#: where a configuration value came from (see :func:`resolve_config_sources`)
+SOURCE_DEFAULT = "built-in default"
+SOURCE_OPTION = "command line"
 
-    Order: the dataclass defaults, then the preset's data set, layers, loss and
-    settings (the preset named, or the data set's default preset when neither
-    ``preset`` nor ``layers`` is given), then every option that is not None.
+
+def resolve_config_sources(preset: str | None = None, **options: Any) -> tuple[TrainConfig, dict[str, str]]:
+    """A :class:`TrainConfig` from a preset and explicit options, and where each value came from.
+
+    Order: the dataclass defaults, then the preset's data set, layers, loss and settings
+    (the preset named, or the data set's default preset when none is named), then every
+    option that is not None. Each option overrides only itself; the one coupling is
+    ``layers`` without ``loss``: the loss then follows from the new output layer.
+    A preset carries its data set: ``data`` must be one the preset was made for.
+
+    Returns
+    -------
+    config : TrainConfig
+    sources : dict
+        Field name -> ``"built-in default"``, ``"data set's preset NAME"``,
+        ``"--preset NAME"``, ``"command line"`` or ``"from --layers"``.
 
     Raises
     ------
     ValueError
-        An unknown preset or option name, or an invalid value (naming the option).
+        An unknown preset or option name, a ``data`` the preset is not for, or an
+        invalid value (naming the option).
     """
     from indexnet.train.presets import get_preset, preset_for_data
 
     options = {k: v for k, v in options.items() if v is not None}
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(options) - names)
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(options) - set(names))
     if unknown:
         raise ValueError(f"options: unknown {unknown}; expected some of {sorted(names)}")
     if preset is not None:
-        chosen = get_preset(preset)
-    elif "layers" not in options:
-        chosen = preset_for_data(options.get("data", TrainConfig.data))
+        chosen = get_preset(preset, options.get("data"))
+        label = f"--preset {chosen.name}"
     else:
-        chosen = None
+        chosen = preset_for_data(options.get("data", TrainConfig.data))
+        label = None if chosen is None else f"data set's preset {chosen.name}"
     values: dict[str, Any] = {}
+    sources = {name: SOURCE_DEFAULT for name in names}
     if chosen is not None:
         values.update(data=chosen.data, layers=chosen.layers, loss=chosen.loss, preset=chosen.name, **chosen.settings)
+        sources.update({k: label for k in values})
     values.update(options)
+    sources.update({k: SOURCE_OPTION for k in options})
     if "layers" in options and "loss" not in options:
         values["loss"] = None  # the preset's loss belongs to the preset's layers
-    return TrainConfig(**values)
+        sources["loss"] = "from --layers (its output activation)"
+    return TrainConfig(**values), sources
+
+
+def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset and explicit options; see :func:`resolve_config_sources`."""
+    return resolve_config_sources(preset, **options)[0]
+
+
+def format_config(config: TrainConfig, sources: dict[str, str] | None = None, options=None) -> str:
+    """The configuration as aligned ``name  value  source`` lines; the fields in ``options`` (the
+    command line's) are named as options (``--batch-size``), the others by their field name."""
+    rows = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name == "loss" and value is None and config.layers:
+            value = f"{infer_loss(config.layers)} (from the output layer)"
+        elif f.name == "log_every" and value is None:
+            value = f"{config.log_cadence} (every tenth of the run)"
+        elif f.name == "checkpoint_every" and value is None:
+            value = f"at the end, on Ctrl-C, and every {CHECKPOINT_SECONDS:g} s"
+        elif f.name == "schedule_epochs" and value is None:
+            value = f"{config.epochs} (= --epochs)"
+        name = "--" + f.name.replace("_", "-") if options is None or f.name in options else f.name
+        rows.append((name, "-" if value is None else str(value),
+                     (sources or {}).get(f.name, "")))
+    w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)
 
 
 def infer_loss(layers_spec: str) -> str:
@@ -340,6 +415,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self._best_params: list | None = None  # parameters of a best epoch not yet written to best.npz
+        self.session_seconds: list[float] = []  # training seconds of the epochs this process ran
+        self._stop = False
+        self._snapshot: tuple | None = None
+        self._checkpoint_time = time.perf_counter()
         self.optimizer = self._make_optimizer()
         self.schedule = self._make_schedule()
         from indexnet.train.step import make_train_step
@@ -384,11 +463,12 @@ class Trainer:
         from indexnet.nn.optim import make_schedule
 
         c = self.config
+        span = c.schedule_epochs or c.epochs
         if c.schedule == "step":
-            every = c.step_size or max(1, c.epochs // 3)
+            every = c.step_size or max(1, span // 3)
             return make_schedule("step", lr=c.lr, step_size=every * self.steps_per_epoch, gamma=c.gamma)
         if c.schedule == "cosine":
-            return make_schedule("cosine", lr=c.lr, total_steps=c.epochs * self.steps_per_epoch, lr_min=c.lr_min)
+            return make_schedule("cosine", lr=c.lr, total_steps=span * self.steps_per_epoch, lr_min=c.lr_min)
         return make_schedule("constant", lr=c.lr)
 
     @classmethod
@@ -398,24 +478,28 @@ class Trainer:
         Parameters
         ----------
         checkpoint : path-like
-            A ``checkpoint.npz`` of an earlier run.
+            A ``checkpoint.npz`` of an earlier run, or its run folder.
         splits : Splits, optional
             The data (default: reloaded from the stored configuration).
         out : path-like, optional
             Output folder; default the checkpoint's folder.
         **overrides
-            ``epochs`` (extend or shorten the run; note that a cosine or default step
-            schedule is laid out over ``epochs``, so changing it changes the rates),
-            ``log_every``, ``checkpoint_every``, ``eval_batch_size``.
+            ``epochs`` (extend the run: the schedule keeps the length of the original
+            run, ``schedule_epochs``, see the module docstring; fewer epochs than are
+            done is an error), ``log_every``, ``checkpoint_every``, ``eval_batch_size``.
 
         Raises
         ------
         ValueError
-            Not a checkpoint, or an override that would change what is computed.
+            Not a checkpoint, a checkpoint without the optimiser arrays its optimiser
+            needs, fewer ``epochs`` than are done, or an override that would change what
+            is computed.
         """
         from indexnet.train.checkpoint import load_checkpoint
 
         path = Path(checkpoint)
+        if path.is_dir():
+            path = path / CHECKPOINT_FILE
         ck = load_checkpoint(path)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
@@ -424,10 +508,24 @@ class Trainer:
                 f"--resume: options {bad} cannot change when resuming (the run continues with its stored "
                 f"configuration); only {list(RESUME_OVERRIDES)} can"
             )
-        config = replace(TrainConfig.from_dict(ck.config), **overrides)
+        stored = TrainConfig.from_dict(ck.config)
+        if overrides.get("epochs", ck.epoch) < ck.epoch:
+            raise ValueError(f"--epochs: the run has done {ck.epoch} epochs; expected at least that many, "
+                             f"got --epochs {overrides['epochs']}")
+        config = replace(stored, schedule_epochs=stored.schedule_epochs or stored.epochs, **overrides)
         trainer = cls(config, splits=splits, out=path.parent if out is None else out, log=log, progress=progress,
                       net=ck.net)
-        trainer.optimizer.load_state_dict(ck.optimizer_state)
+        opt = trainer.optimizer
+        if ck.optimizer_state.get("t", 0) and opt.state_names:
+            n = sum(len(p) for p in trainer.net.params)
+            want = [f"{name}.{k}" for name in opt.state_names for k in range(n)]
+            missing = [key for key in want if key not in ck.optimizer_state]
+            if missing:
+                raise ValueError(
+                    f"--resume: {path} lacks the optimiser arrays {missing[:6]}{' ...' if len(missing) > 6 else ''} "
+                    f"({len(missing)} of {len(want)}); {stored.optimizer} after step {ck.optimizer_state['t']} "
+                    f"cannot continue exactly without them (they would restart at zero)")
+        opt.load_state_dict(ck.optimizer_state)
         trainer.rng = ck.make_rng()
         trainer.epoch, trainer.step = ck.epoch, ck.step
         trainer.history = ck.history
@@ -437,14 +535,17 @@ class Trainer:
     # ------------------------------------------------------------------------ the loop
     def _epoch_plan(self) -> list:
         """The index sets of this epoch's steps (None: the whole training set)."""
+        return self._epoch_plan_for(self.rng)
+
+    def _epoch_plan_for(self, rng: np.random.Generator) -> list:
         from indexnet.data import batches
 
         c = self.config
         if c.mode == "minibatch":
-            return batches(self.n_train, c.batch_size, self.rng)
+            return batches(self.n_train, c.batch_size, rng)
         if c.mode == "sgd":
             # Algorithm 1 of seed 002: j ~ U{1..N} independently for every step
-            return list(self.rng.integers(0, self.n_train, size=(self.steps_per_epoch, 1)))
+            return list(rng.integers(0, self.n_train, size=(self.steps_per_epoch, 1)))
         return [None] * self.steps_per_epoch
 
     def _batch(self, idx) -> tuple[np.ndarray, np.ndarray]:
@@ -456,6 +557,7 @@ class Trainer:
         return X.reshape(shape + (X.shape[-1],)), T
 
     def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
+        self._save_snapshot()  # the last good epoch's state, if it is not on disk yet
         ck = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
         where = f"epoch {epoch}, step {k} of {self.steps_per_epoch} (global step {self.step})"
         keep = (f"the last good checkpoint {ck} (end of epoch {self._last_checkpoint_epoch}) is kept" if ck else
@@ -491,10 +593,57 @@ class Trainer:
             A NaN or Inf loss or parameter; the last good checkpoint is kept.
         """
         last = self.config.epochs if until_epoch is None else check_positive_int("until_epoch", until_epoch)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/Inf are caught below
-            while self.epoch < last:
-                self._run_epoch(self.epoch + 1)
+        self._stop = False
+        with _sigint_to_flag(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                while self.epoch < last:
+                    self._run_epoch(self.epoch + 1)
+            except KeyboardInterrupt:
+                self._save_snapshot()
+                raise
         return self.history
+
+    def interrupt(self) -> None:
+        """Ask the running :meth:`fit` to stop after the current step (raises KeyboardInterrupt there)."""
+        self._stop = True
+
+    def _take_snapshot(self) -> None:
+        """Keep the resumable state of the epoch just completed in memory (copies)."""
+        self._snapshot = self._checkpoint_payload() if self.out is not None else None
+
+    def _save_snapshot(self) -> None:
+        """On interruption: write the last completed epoch's state, unless it is already on disk."""
+        snap = getattr(self, "_snapshot", None)
+        if snap is None or self.out is None:
+            return
+        from indexnet.io import save_npz_atomic
+
+        if self._best_params is not None:
+            self._save_best()
+        save_npz_atomic(self.checkpoint_path, *snap)
+        self._snapshot = None
+        self._checkpoint_time = time.perf_counter()
+
+    def warm_up(self) -> float:
+        """Compile (or load from Numba's cache) the kernels of a step and of the evaluation.
+
+        Runs one step on a copy of the network and optimiser and a one-batch forward pass,
+        so the training state is untouched. Returns the seconds it took.
+        """
+        from indexnet.train.step import make_train_step
+
+        t0 = time.perf_counter()
+        net = self.net.copy()
+        step = make_train_step(net, self._make_optimizer(), self.engine)
+        plan = self._epoch_plan_for(np.random.default_rng(0))
+        shape = net.input_shape
+        idx = plan[0]
+        X = self._X if idx is None else np.take(self._X, idx, axis=1)
+        T = self._T if idx is None else np.take(self._T, idx, axis=1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            step(X.reshape(shape + (X.shape[-1],)), T)
+            evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
+        return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
         """One epoch's steps, then its metrics, checkpoint and log line."""
@@ -517,6 +666,8 @@ class Trainer:
                 n = X.shape[-1]
                 loss_sum += per_example(self.net.loss_fn, J, n) * n
                 count += n
+                if self._stop:
+                    raise KeyboardInterrupt
                 bar.update(1)
                 if k % 20 == 0 or k == len(plan):
                     bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
@@ -539,17 +690,23 @@ class Trainer:
         record["seconds"] = seconds
         record["eval_seconds"] = time.perf_counter() - t0
         self.history.append(record)
+        self.session_seconds.append(seconds)
         self.epoch = epoch
         if self._is_better(record):
             self.best = {k: record[k] for k in record if k not in ("seconds", "eval_seconds")}
             self._best_params = [tuple(a.copy() for a in p) for p in self.net.params]
-        if self.out is not None and (epoch % c.checkpoint_every == 0 or epoch == c.epochs):
+        due = (epoch == c.epochs or (c.checkpoint_every is not None and epoch % c.checkpoint_every == 0)
+               or time.perf_counter() - self._checkpoint_time >= CHECKPOINT_SECONDS)
+        if self.out is not None and due:
             # best.npz is written with the checkpoint, not at every improvement (a regression run may
             # improve every epoch for thousands of epochs)
             if self._best_params is not None:
                 self._save_best()
             self.save_checkpoint()
-        if self.log is not None and (epoch % c.log_every == 0 or epoch in (1, c.epochs)):
+            self._snapshot = None
+        elif self.out is not None:
+            self._take_snapshot()
+        if self.log is not None and (epoch % c.log_cadence == 0 or epoch in (1, c.epochs)):
             self.log(self.epoch_line(record))
 
     def _is_better(self, record: dict) -> bool:
@@ -564,11 +721,15 @@ class Trainer:
         width = len(str(self.config.epochs))
         parts = [f"epoch {r['epoch']:>{width}}/{self.config.epochs}"]
         if "train_acc" in r:
-            parts.append(f"train loss {r['train_loss']:.4f} acc {100 * r['train_acc']:6.2f}%")
+            parts.append(f"train loss (running mean) {r['train_loss']:.4f}  train acc (end of epoch) "
+                         f"{100 * r['train_acc']:6.2f}%")
             parts.append(f"val loss {r['val_loss']:.4f} acc {100 * r['val_acc']:6.2f}%")
         else:
-            parts.append(f"train loss {r['train_loss']:.4g} rmse {r['train_rmse']:.4g}")
+            parts.append(f"train loss (running mean) {r['train_loss']:.4g}  train rmse (end of epoch) "
+                         f"{r['train_rmse']:.4g}")
             parts.append(f"val loss {r['val_loss']:.4g} rmse {r['val_rmse']:.4g}")
+        if self.best is not None and self.best.get("epoch") == r["epoch"]:
+            parts.append("best")
         parts.append(f"lr {r['lr']:.3g}")
         parts.append(f"{r['seconds']:.2f}s")
         return "  ".join(parts)
@@ -590,24 +751,35 @@ class Trainer:
         """Write the best epoch's parameters to ``out/best.npz``."""
         from indexnet.io import save_model
 
-        best = self.net.copy()
-        best.params = self._best_params
+        from indexnet.nn.network import Network
+
+        net = self.net
+        best = Network(net.layers, net.input_shape, net.loss_fn.name, dtype=net.dtype, params=self._best_params)
         self._best_params = None
         return save_model(best, self.out / BEST_FILE, epoch=self.best["epoch"], best=self.best, **self._meta())
 
-    def save_checkpoint(self, path=None) -> Path:
-        """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
-        from indexnet.train.checkpoint import save_checkpoint
+    def _checkpoint_payload(self) -> tuple[dict, dict]:
+        """The arrays (copies) and JSON meta of a checkpoint of the current state."""
+        from indexnet.train.checkpoint import checkpoint_payload
 
         state = self.optimizer.state_dict()
         state["lr"] = float(self.config.lr)  # the schedule sets the rate of every step from config.lr
         meta = self._meta()
         config = meta.pop("config")
-        return save_checkpoint(
-            path or self.checkpoint_path, net=self.net, optimizer_name=self.config.optimizer, optimizer_state=state,
-            rng=self.rng, epoch=self.epoch, step=self.step, history=self.history, config=config, best=self.best,
-            extra=meta,
+        arrays, doc = checkpoint_payload(
+            net=self.net, optimizer_name=self.config.optimizer, optimizer_state=state,
+            rng=self.rng, epoch=self.epoch, step=self.step, history=[dict(r) for r in self.history], config=config,
+            best=None if self.best is None else dict(self.best), extra=meta,
         )
+        return {k: np.array(v, copy=True) for k, v in arrays.items()}, doc
+
+    def save_checkpoint(self, path=None) -> Path:
+        """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
+        from indexnet.io import save_npz_atomic
+
+        written = save_npz_atomic(path or self.checkpoint_path, *self._checkpoint_payload())
+        self._checkpoint_time = time.perf_counter()
+        return written
 
     def save_model(self, path, **meta: Any) -> Path:
         """Save the network with its data scaling and configuration (atomically, no pickle)."""
@@ -652,6 +824,38 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------------ helpers
+class _sigint_to_flag:
+    """While active (main thread only): SIGINT sets ``trainer._stop`` instead of raising at once.
+
+    A KeyboardInterrupt raised while a compiled kernel runs surfaces as a SystemError;
+    the flag is checked after every step, so the run stops cleanly between steps. A
+    second Ctrl-C before that raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.trainer._stop:
+            raise KeyboardInterrupt
+        self.trainer._stop = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def _plain(m: dict) -> dict:
     """Metrics without their arrays (JSON-able)."""
     return {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
@@ -664,12 +868,17 @@ def write_text_atomic(path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+#: the order of the history.csv columns (those a run has), whatever order a record's keys come in
+HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "train_rmse", "val_loss", "val_acc", "val_rmse",
+                   "seconds", "eval_seconds")
+
+
 def write_history(history: list[dict], out) -> dict[str, Path]:
-    """history.json and history.csv (one row per epoch) in ``out``."""
+    """history.json and history.csv (one row per epoch, columns in :data:`HISTORY_COLUMNS` order) in ``out``."""
     out = Path(out)
-    columns: list[str] = []
-    for record in history:
-        columns += [k for k in record if k not in columns]
+    present = {k for record in history for k in record}
+    columns = [k for k in HISTORY_COLUMNS if k in present] + sorted(present - set(HISTORY_COLUMNS))
+    history = [{k: r[k] for k in columns if k in r} for r in history]
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -1,0 +1,256 @@
+"""Random distortions of training images: affine and elastic (``derivations/augment.md``).
+
+:class:`Affine` draws the source points of eq. T2 for every sample, :class:`Elastic`
+Simard's smoothed random displacement of eq. T6; :class:`Augmenter` adds them up and
+warps a batch with eq. T1, drawing everything from the Generator it is given::
+
+    aug = parse_augment("affine:rotate=10,shift=2+elastic:34,4", image_shape=(1, 28, 28))
+    X_distorted = aug(X, rng)           # X (784, N) or (1, 28, 28, N); a new array
+
+The warp and the smoothing run the kernels' exact build (``_loops``), so the result
+depends only on the Generator's state, not on the thread count.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from indexnet._validate import check_real
+
+__all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "gaussian_weights"]
+
+
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The normalised 1-D Gaussian g_{-r..r} of eq. T3, r = ⌊truncate·σ + ½⌋ (as scipy.ndimage).
+
+    Returns
+    -------
+    ndarray, shape (2r + 1,), float64
+        ``g[k + r] = g_k``.
+    """
+    sigma = check_real("sigma", sigma, lo=0, lo_open=True)
+    r = int(truncate * sigma + 0.5)
+    k = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (k / sigma) ** 2)
+    return g / g.sum()
+
+
+def _grid(H: int, W: int, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """The identity source points y_pqn = p, x_pqn = q, shape (H, W, N)."""
+    p = np.broadcast_to(np.arange(H, dtype=np.float64)[:, None, None], (H, W, N))
+    q = np.broadcast_to(np.arange(W, dtype=np.float64)[None, :, None], (H, W, N))
+    return np.array(p), np.array(q)
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A random affine map about the image centre (eq. T2), drawn anew for every sample.
+
+    Parameters
+    ----------
+    rotate : float
+        Largest rotation θ_max, degrees; θ ~ U(−θ_max, θ_max).
+    shear : float
+        Largest shear angle φ_max, degrees (rows slide sideways by tan φ per row).
+    scale : float
+        s_y, s_x ~ U(1 − scale, 1 + scale), independently.
+    shift : float
+        τ_y, τ_x ~ U(−shift, shift) pixels.
+    """
+
+    rotate: float = 10.0
+    shear: float = 10.0
+    scale: float = 0.1
+    shift: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_real("--augment affine rotate", self.rotate, lo=0, hi=180)
+        check_real("--augment affine shear", self.shear, lo=0, hi=60)
+        check_real("--augment affine scale", self.scale, lo=0, hi=1, hi_open=True)
+        check_real("--augment affine shift", self.shift, lo=0)
+
+    def matrices(self, rng: np.random.Generator, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw M^(n) (shape (N, 2, 2)) and τ^(n) (shape (N, 2)) of eq. T2."""
+        theta = np.deg2rad(rng.uniform(-self.rotate, self.rotate, N))
+        phi = np.deg2rad(rng.uniform(-self.shear, self.shear, N))
+        s = rng.uniform(1.0 - self.scale, 1.0 + self.scale, (N, 2))
+        tau = rng.uniform(-self.shift, self.shift, (N, 2))
+        cos, sin, tan = np.cos(theta), np.sin(theta), np.tan(phi)
+        R_inv = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(−θ)
+        S_inv = np.zeros((N, 2, 2))
+        S_inv[:, 0, 0] = S_inv[:, 1, 1] = 1.0
+        S_inv[:, 1, 0] = -tan  # S(−φ)
+        M = (1.0 / s)[:, :, None] * (S_inv @ R_inv)  # diag(1/s_y, 1/s_x) S(−φ) R(−θ)
+        return M, tau
+
+    def source_points(self, rng: np.random.Generator, H: int, W: int, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """(y_pqn, x_pqn) of eq. T2, each of shape (H, W, N), float64."""
+        M, tau = self.matrices(rng, N)
+        return affine_points(M, tau, H, W)
+
+    def spec(self) -> str:
+        return f"affine:rotate={self.rotate:g},shear={self.shear:g},scale={self.scale:g},shift={self.shift:g}"
+
+
+def affine_points(M: np.ndarray, tau: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. T2 for given M (N, 2, 2) and τ (N, 2): source points (y, x), each (H, W, N)."""
+    cy, cx = (H - 1) / 2.0, (W - 1) / 2.0
+    ry = (np.arange(H, dtype=np.float64) - cy)[:, None, None] - tau[None, None, :, 0]  # p − c_y − τ_y
+    rx = (np.arange(W, dtype=np.float64) - cx)[None, :, None] - tau[None, None, :, 1]  # q − c_x − τ_x
+    Y = cy + M[:, 0, 0] * ry + M[:, 0, 1] * rx
+    X = cx + M[:, 1, 0] * ry + M[:, 1, 1] * rx
+    return np.ascontiguousarray(Y), np.ascontiguousarray(X)
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """Simard's elastic distortion (eqs. T3–T6): α times a σ-smoothed U(−1, 1) field.
+
+    Parameters
+    ----------
+    alpha : float
+        Scale α of the smoothed displacement, pixels (Simard: 34 on 28×28 digits).
+    sigma : float
+        Width σ of the Gaussian, pixels (Simard: 4).
+    """
+
+    alpha: float = 34.0
+    sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_real("--augment elastic alpha", self.alpha, lo=0)
+        check_real("--augment elastic sigma", self.sigma, lo=0, lo_open=True)
+
+    def displacement(self, rng: np.random.Generator, H: int, W: int, N: int) -> np.ndarray:
+        """α D̄: the smoothed field of eq. T5 times α, shape (2, H, W, N), float64."""
+        from indexnet.kernels.augment import smooth_columns_loops, smooth_rows_loops
+
+        g = gaussian_weights(self.sigma)
+        D = rng.uniform(-1.0, 1.0, (2, H, W, N))
+        E = smooth_columns_loops(D, g, np.empty_like(D))
+        smooth_rows_loops(E, g, D)
+        D *= self.alpha
+        return D
+
+    def spec(self) -> str:
+        return f"elastic:{self.alpha:g},{self.sigma:g}"
+
+
+class Augmenter:
+    """Distorts image batches: affine source points (eq. T2) plus elastic displacement (eq. T6), one warp (eq. T1).
+
+    Parameters
+    ----------
+    distortions : sequence of Affine and/or Elastic
+        At most one of each.
+    image_shape : (C, H, W)
+        The images' shape; batches may come flat, ``(C·H·W, N)``, or as ``(C, H, W, N)``.
+
+    Raises
+    ------
+    ValueError
+        No distortion, two of one kind, or a shape that is not an image.
+    """
+
+    def __init__(self, distortions: Sequence[Affine | Elastic], image_shape: Sequence[int]):
+        kinds = [type(d).__name__ for d in distortions]
+        if not distortions or len(set(kinds)) != len(kinds) or not all(isinstance(d, (Affine, Elastic)) for d in distortions):
+            raise ValueError(f"--augment: expected affine, elastic or both (once each), got {kinds}")
+        if image_shape is None or len(tuple(image_shape)) != 3:
+            raise ValueError(f"--augment: expected images of shape (C, H, W), got data with image_shape {image_shape}")
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.affine = next((d for d in distortions if isinstance(d, Affine)), None)
+        self.elastic = next((d for d in distortions if isinstance(d, Elastic)), None)
+
+    def spec(self) -> str:
+        """The canonical ``--augment`` string."""
+        return "+".join(d.spec() for d in (self.affine, self.elastic) if d is not None)
+
+    def __repr__(self) -> str:
+        return f"Augmenter({self.spec()!r}, image_shape={self.image_shape})"
+
+    def source_points(self, rng: np.random.Generator, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source points of the whole batch: affine (or the identity), plus the elastic displacement."""
+        _, H, W = self.image_shape
+        if self.affine is not None:
+            Y, X = self.affine.source_points(rng, H, W, N)
+        else:
+            Y, X = _grid(H, W, N)
+        if self.elastic is not None:
+            D = self.elastic.displacement(rng, H, W, N)
+            Y += D[0]
+            X += D[1]
+        return Y, X
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A distorted copy of the batch ``X`` (same shape and dtype), drawing from ``rng``."""
+        from indexnet.kernels.augment import warp_loops
+
+        shape = X.shape
+        N = shape[-1]
+        if int(np.prod(shape[:-1])) != int(np.prod(self.image_shape)):
+            raise ValueError(f"X: expected a batch of images {self.image_shape} (flat or not) with samples last, "
+                             f"got shape {shape}")
+        A = np.ascontiguousarray(X).reshape(self.image_shape + (N,))
+        Y, Xs = self.source_points(rng, N)
+        out = np.empty_like(A)
+        warp_loops(A, Y, Xs, out)
+        return out.reshape(shape)
+
+
+_AFFINE_KEYS = ("rotate", "shear", "scale", "shift")
+_ELASTIC_KEYS = ("alpha", "sigma")
+
+
+def _parse_one(part: str) -> Affine | Elastic:
+    kind, _, opts = part.strip().partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("affine", "elastic"):
+        raise ValueError(f"--augment: expected affine[:rotate=R,shear=S,scale=Z,shift=T] or "
+                         f"elastic[:ALPHA,SIGMA], got {part!r}")
+    keys = _AFFINE_KEYS if kind == "affine" else _ELASTIC_KEYS
+    values: dict[str, float] = {}
+    items = [s.strip() for s in opts.split(",")] if opts.strip() else []
+    keyed = False
+    for i, item in enumerate(items):
+        key, eq, text = item.partition("=")
+        keyed = keyed or bool(eq)
+        if not eq:
+            if i >= len(keys) or keyed:
+                raise ValueError(f"--augment {kind}: expected {','.join(keys)} in order or key=value pairs, got {opts!r}")
+            key, text = keys[i], item
+        key = key.strip().lower()
+        if key not in keys:
+            raise ValueError(f"--augment {kind}: unknown option {key!r}; expected some of {list(keys)}")
+        if key in values:
+            raise ValueError(f"--augment {kind}: option {key!r} given twice in {opts!r}")
+        try:
+            values[key] = float(text)
+        except ValueError:
+            raise ValueError(f"--augment {kind} {key}: expected a number, got {text.strip()!r}") from None
+        if not math.isfinite(values[key]):
+            raise ValueError(f"--augment {kind} {key}: expected a finite number, got {text.strip()!r}")
+    return Affine(**values) if kind == "affine" else Elastic(**values)
+
+
+def parse_augment(spec: str | None, image_shape: Sequence[int] | None) -> Augmenter | None:
+    """An :class:`Augmenter` from an ``--augment`` string; None for None, ``""`` or ``"none"``.
+
+    Forms: ``affine``, ``affine:rotate=10,shear=10,scale=0.1,shift=2`` (or the four
+    numbers in that order), ``elastic``, ``elastic:34,4`` (α, σ; or ``alpha=34,sigma=4``),
+    and both joined by ``+``. Defaults: see :class:`Affine` and :class:`Elastic`.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind or option, a value that is not a number or out of range, or data
+        that are not images; the message names ``--augment``.
+    """
+    if spec is None or spec.strip().lower() in ("", "none"):
+        return None
+    if not isinstance(spec, str):
+        raise ValueError(f"--augment: expected a string, got {spec!r}")
+    return Augmenter([_parse_one(part) for part in spec.split("+")], image_shape)

@@ -1,0 +1,227 @@
+"""Distortions: the warp and the smoothing in their three forms, against scipy.ndimage, and the augmenter.
+
+Formulas of derivations/augment.md: warp (T1), affine source points (T2), Gaussian
+weights (T3), smooth_columns (T4), smooth_rows (T5), elastic source points (T6).
+Layout samples last: images (C, H, W, N), source points (H, W, N).
+"""
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import given
+from hypothesis import strategies as st
+
+from indexnet.data.augment import Affine, Augmenter, Elastic, affine_points, gaussian_weights, parse_augment
+from indexnet.kernels import augment as K
+
+FORMS = ("literal", "loops", "numpy")
+
+
+def grid(H, W, N):
+    """The identity source points y = p, x = q."""
+    Y = np.broadcast_to(np.arange(H, dtype=np.float64)[:, None, None], (H, W, N)).copy()
+    X = np.broadcast_to(np.arange(W, dtype=np.float64)[None, :, None], (H, W, N)).copy()
+    return Y, X
+
+
+def warp(form, A, Y, X):
+    return getattr(K, f"warp_{form}")(A, Y, X, np.empty_like(A))
+
+
+def smooth(form, D, g):
+    """Eq. T4 then T5 in one form."""
+    E = getattr(K, f"smooth_columns_{form}")(D, g, np.empty_like(D))
+    return getattr(K, f"smooth_rows_{form}")(E, g, np.empty_like(D))
+
+
+@st.composite
+def warp_cases(draw):
+    """C 1..2, H, W 1..7, N 1..3, source points anywhere from 2 pixels off the grid to 2 past it,
+    a third of them on integer positions (the weights' kinks and the grid's edges)."""
+    C, N = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    A = rng.standard_normal((C, H, W, N))
+    Y = rng.uniform(-2.0, H + 1.0, (H, W, N))
+    X = rng.uniform(-2.0, W + 1.0, (H, W, N))
+    on_grid = rng.random((H, W, N)) < 1 / 3
+    Y[on_grid], X[on_grid] = np.round(Y[on_grid]), np.round(X[on_grid])
+    return A, Y, X
+
+
+@given(warp_cases())
+def test_warp_literal_equals_loops_and_numpy(case):
+    """T1: the loops form (four neighbours) equals the literal sum over the whole grid bit for bit,
+    also at the border and on integer source points; numpy agrees to 1e-12."""
+    A, Y, X = case
+    lit = warp("literal", A, Y, X)
+    np.testing.assert_array_equal(warp("loops", A, Y, X), lit)
+    np.testing.assert_allclose(warp("numpy", A, Y, X), lit, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identity_returns_the_input_bit_for_bit(form, dtype, rng):
+    """T1 with y = p, x = q: every weight is δ(p, u) δ(q, v), so A′ = A exactly, in each form and dtype."""
+    A = rng.standard_normal((2, 5, 6, 3)).astype(dtype)
+    np.testing.assert_array_equal(warp(form, A, *grid(5, 6, 3)), A)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("ty,tx", [(2, -3), (-1, 0), (0, 4), (7, 0)])
+def test_integer_shift_is_a_zero_filled_shift(form, ty, tx, rng):
+    """T1 + T2 with θ = φ = 0, s = 1 and an integer τ: the image moves by τ, zeros come in
+    (a shift past the whole image leaves zeros)."""
+    C, H, W, N = 1, 6, 5, 2
+    A = rng.standard_normal((C, H, W, N))
+    M = np.tile(np.eye(2), (N, 1, 1))
+    tau = np.tile([float(ty), float(tx)], (N, 1))
+    want = np.zeros_like(A)
+    for p in range(H):
+        for q in range(W):
+            if 0 <= p - ty < H and 0 <= q - tx < W:
+                want[:, p, q] = A[:, p - ty, q - tx]
+    np.testing.assert_array_equal(warp(form, A, *affine_points(M, tau, H, W)), want)
+
+
+def test_affine_warp_matches_scipy_affine_transform(rng):
+    """T1 + T2 against scipy.ndimage.affine_transform (order 1, zero outside: mode grid-constant)
+    for random rotations, shears, scales and shifts, per sample and channel."""
+    C, H, W, N = 2, 9, 8, 5
+    A = rng.standard_normal((C, H, W, N))
+    M, tau = Affine(rotate=40, shear=20, scale=0.3, shift=3).matrices(rng, N)
+    got = warp("loops", A, *affine_points(M, tau, H, W))
+    centre = np.array([(H - 1) / 2, (W - 1) / 2])
+    for n in range(N):
+        offset = centre - M[n] @ (centre + tau[n])
+        for c in range(C):
+            want = ndi.affine_transform(A[c, :, :, n], M[n], offset=offset, order=1, mode="grid-constant", cval=0.0)
+            np.testing.assert_allclose(got[c, :, :, n], want, rtol=1e-12, atol=1e-12)
+
+
+def test_affine_matrix_is_the_inverse_of_the_forward_map(rng):
+    """T2: M = F⁻¹ with F = R(θ) S(φ) diag(s_y, s_x), built here from the parameters independently."""
+    aff = Affine(rotate=30, shear=15, scale=0.2, shift=0)
+    M, _ = aff.matrices(np.random.default_rng(5), 4)
+    r = np.random.default_rng(5)
+    theta, phi = np.deg2rad(r.uniform(-30, 30, 4)), np.deg2rad(r.uniform(-15, 15, 4))
+    s = r.uniform(0.8, 1.2, (4, 2))
+    for n in range(4):
+        R = np.array([[np.cos(theta[n]), -np.sin(theta[n])], [np.sin(theta[n]), np.cos(theta[n])]])
+        S = np.array([[1.0, 0.0], [np.tan(phi[n]), 1.0]])
+        F = R @ S @ np.diag(s[n])
+        np.testing.assert_allclose(M[n] @ F, np.eye(2), atol=1e-13)
+
+
+def test_elastic_warp_matches_scipy_map_coordinates(rng):
+    """T1 at arbitrary (elastic) source points against scipy.ndimage.map_coordinates, order 1."""
+    C, H, W, N = 1, 10, 7, 3
+    A = rng.standard_normal((C, H, W, N))
+    D = Elastic(alpha=8, sigma=1.5).displacement(rng, H, W, N)
+    Y, X = grid(H, W, N)
+    Y, X = Y + D[0], X + D[1]
+    got = warp("loops", A, Y, X)
+    for n in range(N):
+        want = ndi.map_coordinates(A[0, :, :, n], [Y[:, :, n], X[:, :, n]], order=1, mode="grid-constant", cval=0.0)
+        np.testing.assert_allclose(got[0, :, :, n], want, rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def fields(draw):
+    """A 2-component field of H, W 1..9, N 1..3 and σ from 0.3 (radius 1) to 3 (radius 12, wider than the grid)."""
+    H, W, N = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 3))
+    sigma = draw(st.floats(0.3, 3.0))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.uniform(-1, 1, (2, H, W, N)), gaussian_weights(sigma), sigma
+
+
+@given(fields())
+def test_smoothing_forms_agree(case):
+    """T4 and T5: loops == literal bit for bit (band of g vs the whole axis with g zero-extended),
+    numpy to 1e-12."""
+    D, g, _ = case
+    for name in ("smooth_columns", "smooth_rows"):
+        lit = getattr(K, f"{name}_literal")(D, g, np.empty_like(D))
+        np.testing.assert_array_equal(getattr(K, f"{name}_loops")(D, g, np.empty_like(D)), lit)
+        np.testing.assert_allclose(getattr(K, f"{name}_numpy")(D, g, np.empty_like(D)), lit, rtol=1e-12, atol=1e-14)
+
+
+@given(fields())
+def test_smoothing_matches_scipy_gaussian_filter(case):
+    """T3–T5 (columns then rows) equal scipy.ndimage.gaussian_filter with zero padding and the same
+    truncation, i.e. the 2-D convolution of the right-hand side of T5."""
+    D, _, sigma = case
+    got = smooth("loops", D, gaussian_weights(sigma))
+    want = ndi.gaussian_filter(D, (0, sigma, sigma, 0), mode="constant", cval=0.0, truncate=4.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_gaussian_weights_match_scipy_kernel():
+    """T3: g is normalised, symmetric, of radius ⌊4σ + ½⌋, and is the response of scipy's 1-D filter to an impulse."""
+    for sigma in (0.5, 1.0, 4.0):
+        g = gaussian_weights(sigma)
+        r = int(4 * sigma + 0.5)
+        assert g.shape == (2 * r + 1,)
+        assert abs(g.sum() - 1) < 1e-15 and np.array_equal(g, g[::-1])
+        impulse = np.zeros(2 * r + 1)
+        impulse[r] = 1.0
+        np.testing.assert_allclose(ndi.gaussian_filter1d(impulse, sigma, mode="constant", truncate=4.0), g, rtol=1e-12)
+
+
+def test_augmenter_is_seeded_and_shape_preserving(rng):
+    """The same Generator state gives the same distorted batch (flat or image-shaped, float32 kept);
+    the next draw differs; affine and elastic both move pixels but keep the ink in [0, 1]."""
+    X = rng.random((1 * 12 * 10, 4)).astype(np.float32)
+    for spec in ("affine", "elastic:8,2", "affine:rotate=5,shift=1+elastic:alpha=8,sigma=2"):
+        aug = parse_augment(spec, (1, 12, 10))
+        a = aug(X, np.random.default_rng([3, 1]))
+        b = aug(X.reshape(1, 12, 10, 4), np.random.default_rng([3, 1]))
+        assert a.dtype == np.float32 and a.shape == X.shape
+        np.testing.assert_array_equal(a, b.reshape(a.shape))
+        g = np.random.default_rng([3, 1])
+        first, second = aug(X, g), aug(X, g)
+        assert not np.array_equal(first, second) and not np.array_equal(first, X)
+        assert first.min() >= 0 and first.max() <= 1 + 1e-6  # a convex combination of pixels and zeros
+
+
+def test_elastic_source_points_are_identity_plus_alpha_times_smoothed_noise():
+    """T6: the augmenter's elastic source points are (p, q) + α·(T4, T5 of the U(−1, 1) draws)."""
+    aug = parse_augment("elastic:5,1.5", (1, 6, 7))
+    Y, X = aug.source_points(np.random.default_rng(9), 2)
+    D = np.random.default_rng(9).uniform(-1, 1, (2, 6, 7, 2))
+    S = 5 * smooth("literal", D, gaussian_weights(1.5))
+    gy, gx = grid(6, 7, 2)
+    np.testing.assert_allclose(Y, gy + S[0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(X, gx + S[1], rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("rotate", "expected affine"),
+        ("affine:spin=3", "unknown option 'spin'"),
+        ("affine:rotate=x", "expected a number"),
+        ("affine:scale=1.5", "scale"),
+        ("elastic:34,4,1", "in order"),
+        ("elastic:sigma=0", "sigma"),
+        ("elastic+elastic", "once each"),
+        ("elastic:alpha=nan", "finite"),
+    ],
+)
+def test_parse_augment_rejects_bad_specs(spec, message):
+    """Bad --augment strings raise a ValueError that names --augment and the offending part."""
+    with pytest.raises(ValueError, match=message) as info:
+        parse_augment(spec, (1, 28, 28))
+    assert "--augment" in str(info.value)
+
+
+def test_parse_augment_reads_defaults_positions_and_keys():
+    """Positional and key=value options give the same distortion; none / empty give no augmenter;
+    data without an image shape are refused."""
+    assert parse_augment("elastic:34,4", (1, 28, 28)).spec() == parse_augment("elastic:sigma=4,alpha=34", (1, 28, 28)).spec()
+    assert parse_augment("affine", (1, 28, 28)).affine == Affine()
+    assert parse_augment("affine:12,8,0.15,3", (1, 28, 28)).affine == Affine(rotate=12, shear=8, scale=0.15, shift=3)
+    assert parse_augment(None, None) is None and parse_augment("none", None) is None
+    with pytest.raises(ValueError, match="image_shape"):
+        parse_augment("affine", None)
+    with pytest.raises(ValueError, match="expected a batch of images"):
+        Augmenter([Elastic()], (1, 4, 4))(np.zeros((15, 2)), np.random.default_rng(0))
