@@ -161,8 +161,7 @@ def evaluate(head: Head, reduction: str, Z: np.ndarray, A: np.ndarray, Y: np.nda
     form("losses", f"{head.base}_delta_from_z", engine)(Z2, Y2, c, _rows(Delta))
     H = None
     if head.base == "binary_cross_entropy" or np.all(np.abs(Y2.sum(axis=0) - 1) <= 1e-12):
-        H = np.empty_like(A)
-        form("losses", "fused_output_grad", engine)(A2, Y2, _rows(H))
+        H = loss.fused_H(A, Y, engine)
         if scale != 1:
             H *= scale
     return J, Delta, H
