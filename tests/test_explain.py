@@ -151,7 +151,9 @@ def test_every_kernel_form_can_be_explained_by_its_name(capsys, fixture_dir, rea
         by_kernel = explain(capsys, *dir_args(fixture_dir), form.kernel)[1]
         assert explain(capsys, *dir_args(fixture_dir), f"{form.module}.{form.name}")[1] == by_kernel
         if len(emap.resolve(form.name)) == 1:
-            assert by_kernel == out == explain(capsys, *dir_args(fixture_dir), form.formula)[1]
+            assert by_kernel == out
+            if len(emap.resolve(form.formula)) == 1:  # bias_grad_fast is dense's only; bias_grad is shared
+                assert out == explain(capsys, *dir_args(fixture_dir), form.formula)[1]
         else:  # a name two modules share (forward_loops) explains each kernel in turn
             assert by_kernel in out
 

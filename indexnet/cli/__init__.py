@@ -1,4 +1,4 @@
-"""The ``indexnet`` command: ``train | eval | demo | explain | check | bench``.
+"""The ``indexnet`` command: ``train | eval | predict | demo | explain | check | bench``.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``. Modules are imported only when their command runs, so
@@ -13,7 +13,8 @@ import sys
 #: subcommand -> (module, one-line help)
 COMMANDS = {
     "train": ("indexnet.cli.train", "train a network (digits by default, or MNIST/IDX, CSV, x², sphere)"),
-    "eval": ("indexnet.cli.evaluate", "evaluate a saved model on a data set"),
+    "eval": ("indexnet.cli.evaluate", "evaluate a saved model (or a run folder) on a data set"),
+    "predict": ("indexnet.cli.predict", "predict classes or outputs for a CSV, IDX or .npy file, as CSV"),
     "demo": ("indexnet.cli.demo", "seed 003's two figures: fit x² or points on a sphere"),
     "explain": ("indexnet.cli.explain", "print an equation beside its literal, loops and numpy kernels"),
     "check": ("indexnet.cli.check", "gradient-check every engine against finite differences"),

@@ -37,8 +37,8 @@ ORACLE_ENGINES = ("loops", "literal", "numpy")
 #: activation names accepted in a layer description, spelled as indexnet or PyTorch spells them
 ACTIVATION_NAMES = {
     "identity": "identity", "relu": "relu", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu",
-    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "log_softmax": "log_softmax",
-    "logsoftmax": "log_softmax",
+    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "softplus": "softplus",
+    "log_softmax": "log_softmax", "logsoftmax": "log_softmax",
 }
 #: where the channels of an image are: NCHW with kernels (C_out, C_in, kh, kw) (PyTorch), or
 #: NHWC with kernels (kh, kw, C_in, C_out) (HWIO: Keras, TensorFlow, JAX), flattened in (H, W, C) order
