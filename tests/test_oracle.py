@@ -385,7 +385,7 @@ def test_output_error_is_exact_at_saturation_in_every_engine():
 @given(dense_problems())
 def test_output_error_from_z_equals_the_textbook_formula(problem):
     """Away from saturation Δ^(L) from Z (L6b, L9b) equals L4 / L6 / L9 written in NumPy from
-    A (-Y/(N S), (1/N)(-Y/A + (1-Y)/(1-A)), 2c(A - Y)), and the three engines agree."""
+    A (-Y/(N S), (1/N)(-Y/A + (1-Y)/(1-A)), 2c(A - Y)), and the three engines agree to rounding."""
     Ws, bs, acts, loss, X, Y = problem
     r = oracle.dense(Ws, bs, acts, loss, X, Y)
     A, N = r.A[-1], X.shape[0]
@@ -395,7 +395,7 @@ def test_output_error_from_z_equals_the_textbook_formula(problem):
     np.testing.assert_allclose(r.Delta[-1], expected, rtol=1e-9, atol=1e-300)
     for e in ("literal", "numpy"):
         np.testing.assert_allclose(oracle.dense(Ws, bs, acts, loss, X, Y, engine=e).Delta[-1], r.Delta[-1],
-                                   rtol=1e-14, atol=0)
+                                   rtol=1e-12, atol=1e-15)  # A^(L) itself may differ by rounding across forms
 
 
 # ------------------------------------------------------------- gradcheck and NaN / Inf
