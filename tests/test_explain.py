@@ -156,7 +156,9 @@ def test_every_kernel_form_can_be_explained_by_its_name(capsys, fixture_dir, rea
         assert form_source(form).rstrip() in qualified and qualified.split("── ")[0] == by_kernel.split("── ")[0]
         assert all(f"── {f.name} " in by_kernel for f in emap.kernel_forms(form.kernel))
         if len(emap.resolve(form.name)) == 1:
-            assert by_kernel == explain(capsys, *dir_args(fixture_dir), form.formula)[1] and qualified == out
+            assert qualified == out
+            if len(emap.resolve(form.formula)) == 1:  # bias_grad_fast is dense's only; bias_grad is shared
+                assert by_kernel == explain(capsys, *dir_args(fixture_dir), form.formula)[1]
 
 
 def test_unknown_names_search_names_and_titles(capsys):
