@@ -22,6 +22,16 @@ COMMANDS = {
 }
 
 
+def plain_text(doc: str) -> str:
+    """A docstring paragraph as --help text: one line, no reStructuredText or Sphinx markup
+    (``code``, :mod:`x`, :func:`y`)."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc)
+    text = text.replace("``", "")
+    return " ".join(text.split())
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; subcommand modules are imported only for ``only``."""
     parser = argparse.ArgumentParser(
@@ -54,7 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`indexnet explain ... | head`): stop quietly, as cat does
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

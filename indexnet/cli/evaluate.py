@@ -8,6 +8,8 @@ names of a CSV file's text labels) and a confusion-matrix PNG is written.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,7 @@ DATA_OPTIONS = ("data", "data_dir", "csv", "target", "task", "split_seed")
 
 
 def add_parser(sub, name: str, help_text: str):
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("model", help="a run folder, or a model.npz (or best.npz / checkpoint.npz) written by indexnet train")
     add_common_options(p, DATA_OPTIONS + ("engine", "eval_batch_size"))
     p.add_argument("--split", default="test", choices=("test", "validation", "train"),

@@ -10,6 +10,8 @@ regression model the outputs.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import csv
 import io
 import sys
@@ -19,7 +21,7 @@ import numpy as np
 
 
 def add_parser(sub, name: str, help_text: str):
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("model", help="a run folder or a model .npz written by indexnet train")
     p.add_argument("input", help="raw inputs: a CSV file, an IDX images file or a .npy array, one sample per row")
     p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
