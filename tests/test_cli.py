@@ -294,3 +294,56 @@ def test_idx_folders_loops_and_empty_test_files_are_named(tmp_path, capsys, dama
     assert main(["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert re.search(pattern, err), err
+
+
+def test_python_api_fit_load_model_predict(tmp_path):
+    """indexnet.fit trains as `indexnet train` does and returns a Model; indexnet.load_model reads the run
+    folder back; model.predict on the raw test pixels (0..16, one image per row) reproduces the stored
+    test accuracy, and predict_proba rows are distributions whose argmax is predict."""
+    import numpy as np
+
+    import indexnet
+    from indexnet.data import load_digits
+
+    model = indexnet.fit(layers="16:relu,10:softmax", epochs=3, engine="numpy", out=tmp_path / "run")
+    assert len(model.history) == 3 and 0 < model.test_metrics["accuracy"] <= 1
+    loaded = indexnet.load_model(tmp_path / "run")
+    test = load_digits().test
+    raw = np.rint(test.X.T * 16)  # the file's pixel values, one image per row
+    labels = loaded.predict(raw, engine="numpy")
+    assert np.mean(labels == test.labels) == pytest.approx(model.test_metrics["accuracy"])
+    P = loaded.predict_proba(raw.reshape(-1, 8, 8), engine="numpy")
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.array_equal(P.argmax(axis=1), labels) and loaded.class_names == [str(k) for k in range(10)]
+    with pytest.raises(ValueError, match=r"X: expected raw inputs with 64 values per sample"):
+        loaded.predict(np.zeros((3, 5)))
+
+
+def test_predict_writes_classes_names_and_probabilities_for_csv_npy_and_idx(tmp_path, capsys):
+    """`indexnet predict RUN INPUT` reads a CSV (with or without the target column), a .npy or an IDX file
+    of raw inputs and writes one CSV row per sample: class, its name, the probabilities."""
+    import numpy as np
+    from indexnet.data import write_idx
+
+    names = ["cat", "dog"]
+    rows = [(i % 4, (i * 3) % 5, names[int(i % 4 >= 2)]) for i in range(40)]
+    path = write(tmp_path / "pets.csv", "a,b,pet\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--target", "pet", "--epochs", "2",
+                 "--engine", "numpy", "--no-plots", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), str(path), "--engine", "numpy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "row,class,name,p_cat,p_dog" and len(lines) == 41
+    first = lines[1].split(",")
+    assert first[2] == names[int(first[1])] and abs(float(first[3]) + float(first[4]) - 1) < 1e-5
+    np.save(tmp_path / "x.npy", np.array([[a, b] for a, b, _ in rows], dtype=np.float64))
+    assert main(["predict", str(run / "model.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv"),
+                 "--engine", "numpy"]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines() == lines
+    write_idx(tmp_path / "x.idx", np.array([[a, b] for a, b, _ in rows], dtype=np.uint8))
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "x.idx"), "--engine", "numpy"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    assert main(["predict", str(run), str(tmp_path)]) == 2
+    assert "INPUT: " in capsys.readouterr().err

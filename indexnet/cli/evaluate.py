@@ -8,6 +8,8 @@ names of a CSV file's text labels) and a confusion-matrix PNG is written.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,7 @@ DATA_OPTIONS = ("data", "data_dir", "csv", "target", "task", "split_seed")
 
 
 def add_parser(sub, name: str, help_text: str):
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("model", help="a run folder, or a model.npz (or best.npz / checkpoint.npz) written by indexnet train")
     add_common_options(p, DATA_OPTIONS + ("engine", "eval_batch_size"))
     p.add_argument("--split", default="test", choices=("test", "validation", "train"),
@@ -60,18 +62,6 @@ def load_eval_data(net, meta: dict, overrides: dict):
     return splits
 
 
-def model_path(path) -> Path:
-    """A model file, or the model.npz of a run folder (best.npz, checkpoint.npz if the run has no model yet)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("model.npz", "best.npz", "checkpoint.npz"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"model: {path} is a folder without model.npz, best.npz or checkpoint.npz; "
-                                "expected a run folder of indexnet train or a model file")
-    return path
-
-
 def class_table(m: dict, ds, names) -> str:
     """Per true class: its name, count and accuracy."""
     import numpy as np
@@ -88,13 +78,14 @@ def class_table(m: dict, ds, names) -> str:
 
 def run(args) -> int:
     from indexnet.io import load_model
+    from indexnet.model import model_file
     from indexnet.train.metrics import confusion_matrix, evaluate, format_metrics
     from indexnet.train.plots import plot_confusion
     from indexnet.train.trainer import ENGINE_MAP
 
     try:
         set_threads(args.threads)
-        args.model = str(model_path(args.model))
+        args.model = str(model_file(args.model))
         net, meta = load_model(args.model)
         overrides = {k: getattr(args, k) for k in DATA_OPTIONS}
         splits = load_eval_data(net, meta, overrides)

@@ -8,6 +8,8 @@ the data set's default preset); every option given overrides only itself.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import argparse
 import sys
 import time
@@ -117,7 +119,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("--preset", default=None, help=preset_help())
     p.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration and where each value came from (built-in default, "

@@ -106,7 +106,7 @@ def _header(path: Path, rows, cells, header: bool | None, text_columns: int = 0)
     return None, rows, cells
 
 
-def _to_numbers(path: Path, rows, cells, columns: list[int] | None = None) -> np.ndarray:
+def table_numbers(path: Path, rows, cells, columns: list[int] | None = None) -> np.ndarray:
     """The cells (of ``columns``, default all) as float64, naming the first bad cell's line and column."""
     width = len(cells[0])
     first = rows[0][0]
@@ -164,12 +164,13 @@ def read_csv(
         line), a byte-order mark, semicolon-separated cells, quoted cells, ragged rows,
         a non-numeric cell or a NaN/Inf value; the message names the line and column.
     """
-    names, rows, cells = _read_table(Path(path), delimiter, header)
-    data = _to_numbers(Path(path), rows, cells)
+    names, rows, cells = read_table(Path(path), delimiter, header)
+    data = table_numbers(Path(path), rows, cells)
     return names, data, [lineno for lineno, _ in rows]
 
 
-def _read_table(path: Path, delimiter: str, header: bool | None):
+def read_table(path: Path, delimiter: str, header: bool | None):
+    """``(names or None, rows, cells)``: the checked lines of a CSV file split into stripped cells."""
     rows = _read_lines(path, delimiter)
     cells = _split_cells(path, rows, delimiter)
     names, rows, cells = _header(path, rows, cells, header)
@@ -263,12 +264,12 @@ def load_csv(
     """
     path = Path(path)
     check_choice("kind", kind, KINDS)
-    names, rows, cells = _read_table(path, delimiter, header)
+    names, rows, cells = read_table(path, delimiter, header)
     n_columns = len(cells[0])
     targets = _resolve_columns(target_columns, names, n_columns, path)
     features = [c for c in range(n_columns) if c not in targets]
     lines = [lineno for lineno, _ in rows]
-    raw_X = np.ascontiguousarray(_to_numbers(path, rows, cells, features).T)
+    raw_X = np.ascontiguousarray(table_numbers(path, rows, cells, features).T)
     class_names = None
     if kind == "classification" and len(targets) == 1 and not all(_is_number(row[targets[0]]) for row in cells):
         texts = [row[targets[0]] for row in cells]
@@ -278,7 +279,7 @@ def load_csv(
         data[:, targets[0]] = [index[t] for t in texts]
     else:
         data = np.empty((len(cells), n_columns))
-        data[:, targets] = _to_numbers(path, rows, cells, targets)
+        data[:, targets] = table_numbers(path, rows, cells, targets)
     info: dict[str, Any] = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
                             "path": str(path), "feature_columns": features, "target_columns": targets}
     if names is not None:
