@@ -233,7 +233,8 @@ def test_probabilistic_bound_is_smaller_and_precision_checks_its_arguments():
     """R30 is tighter than R2 for long sums; a bad name is refused clearly; nu >= 1 has no bound."""
     p, q = Precision("float32"), Precision("float32", method="probabilistic", lam=4)
     assert q.gamma(10_000) * q.lam < p.gamma(10_000) / 10
-    assert 0.99 < Precision("float32", method="probabilistic", lam=6).probability(100) < 1
+    assert 0.9993 < Precision("float32", method="probabilistic", lam=4).probability() < 0.9994
+    assert Precision("float32").probability() == 1.0
     with pytest.raises(ValueError, match="bounds"):
         Precision("float8")
     assert Precision("float16").gamma(4096) == float("inf")  # nu >= 1: no bound of this kind (R2)

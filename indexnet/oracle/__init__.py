@@ -6,6 +6,9 @@
 - :func:`network` — the same for networks with conv2d, pooling and flatten layers, from
   a PyTorch-like description and NCHW inputs.
 - :func:`gradcheck` — central differences and random directions for any callable.
+- ``bounds="float32"`` on :func:`dense` / :func:`network` — elementwise rounding bounds of
+  every quantity (derivations/rounding.md); :func:`network_bounds` computes them for a
+  :class:`~indexnet.nn.network.Network` pass, :class:`Precision` says which.
 - :func:`assert_gradients_match` — compare nested gradients; the failure names the
   layer, the parameter, the index, both values and the relative error.
 
@@ -25,6 +28,7 @@ _EXPORTS = {
         "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "dense", "network", "parse_layers",
         "torch_indices")},
     "OracleResult": "indexnet.oracle.result",
+    **{name: "indexnet.oracle.bounds" for name in ("Bounds", "Precision", "network_bounds")},
     "gradcheck": "indexnet.oracle.check",
     "assert_gradients_match": "indexnet.oracle.compare",
     "relative_error": "indexnet.oracle.compare",
@@ -33,6 +37,7 @@ _EXPORTS = {
 __all__ = [
     "LAYOUTS", "WEIGHT_LAYOUTS", "ORACLE_ENGINES", "OracleResult", "as_float64", "dense", "network",
     "parse_layers", "torch_indices", "gradcheck", "assert_gradients_match", "relative_error",
+    "Bounds", "Precision", "network_bounds",
 ]
 
 
