@@ -309,3 +309,25 @@ def test_bound_check_names_the_element_the_bound_and_how_far_over():
                                       dtype="float32")
     with pytest.raises(ValueError, match="dtype"):
         oracle.assert_gradients_match(bad, r, dtype="float16")
+
+
+def test_network_oracle_bounds_for_a_conv_net_in_nchw():
+    """oracle.network(..., bounds="float32") on a conv + max-pool net given NCHW: the bounds
+    come back in NCHW (dX shaped like X) and a float32 pass of the same net is within them."""
+    from indexnet import oracle
+
+    rng = np.random.default_rng(8)
+    K, bK = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    W, bW = rng.standard_normal((4, 3 * 3 * 3)), rng.standard_normal(4)
+    desc = [{"type": "conv2d"}, "tanh", {"type": "maxpool2d", "kernel_size": 2}, "flatten", "linear", "softmax"]
+    X = rng.standard_normal((5, 2, 8, 8))
+    labels = rng.integers(0, 4, 5)
+    r = oracle.network(desc, [(K, bK), (W, bW)], "cross_entropy", X, labels, bounds="float32")
+    assert r.bounds.dX.shape == r.kink.dX.shape == X.shape
+    assert r.bounds.grads[0]["K"].shape == K.shape
+    layers = [Conv2D(3, 3, activation="tanh"), MaxPool2D(2), Flatten(), Dense(4, "softmax")]
+    net = Network(layers, (2, 8, 8), "cross_entropy", params=[(K, bK), (), (), (W, bW)])
+    Xsl = np.ascontiguousarray(np.moveaxis(X, 0, -1))
+    g32 = _pass32(net, Xsl, np.ascontiguousarray(np.eye(4)[:, labels])).grads
+    mine = {"layer 1": g32[0], "layer 4": g32[3]}
+    oracle.assert_gradients_match(mine, r, dtype="float32")
