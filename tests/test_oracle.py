@@ -41,11 +41,15 @@ def numpy_loss(Ws, bs, acts, loss, X, Y):
             A = 1 / (1 + np.exp(-Z))
         elif act == "tanh":
             A = np.tanh(Z)
+        elif act == "softplus":
+            A = np.log1p(np.exp(Z))
         elif act == "softmax":
             E = np.exp(Z - Z.max(axis=1, keepdims=True))
             A = E / E.sum(axis=1, keepdims=True)
-        else:
+        elif act == "identity":
             A = Z
+        else:
+            raise ValueError(f"numpy_loss: no plain-NumPy form of activation {act!r}")
     N = X.shape[0]
     sq = np.sum((A - Y) ** 2)
     if loss == "cross_entropy":

@@ -25,7 +25,7 @@ def torch_sequential(torch, Ws, bs, acts):
     """The PyTorch model of a dense net: Linear, then its activation module unless identity."""
     nn = torch.nn
     modules = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-               "softmax": lambda: nn.Softmax(dim=1)}
+               "softmax": lambda: nn.Softmax(dim=1), "softplus": lambda: nn.Softplus(threshold=50.0)}
     layers = []
     for W, b, act in zip(Ws, bs, acts):
         lin = nn.Linear(W.shape[1], W.shape[0]).double()

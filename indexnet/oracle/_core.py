@@ -35,7 +35,7 @@ ORACLE_ENGINES = ("loops", "literal", "numpy")
 #: activation names accepted in a layer description, spelled as indexnet or PyTorch spells them
 ACTIVATION_NAMES = {
     "identity": "identity", "relu": "relu", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu",
-    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+    "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "softplus": "softplus",
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from indexnet.oracle._arrays import as_float64
 
 _ACTIVATION_MODULES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
-                       "Softmax": "softmax", "Identity": "identity"}
+                       "Softmax": "softmax", "Identity": "identity", "Softplus": "softplus"}
 
 
 def _torch():

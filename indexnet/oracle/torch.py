@@ -229,7 +229,7 @@ def to_torch(net: Network):
     """
     torch = _torch()
     nn = torch.nn
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": lambda: nn.Softplus(threshold=50.0)}
     modules = []
     for layer, shape in zip(net.layers, net.shapes):
         if isinstance(layer, Dense):
