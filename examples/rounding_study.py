@@ -26,7 +26,7 @@ from indexnet.nn.layers.pooling import AvgPool2D, MaxPool2D
 from indexnet.nn.network import Network
 from indexnet.oracle.bounds import Precision, network_bounds
 
-ACTS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
+ACTS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus"]
 LOSSES = ["mse", "half_se", "euclidean", "cross_entropy", "binary_cross_entropy"]
 BUGS = ["element off by 1e-3 (relative)", "dropped sigma' of one layer", "missing 1/N", "transposed square dW"]
 
@@ -38,7 +38,7 @@ def random_dense(rng, k):
     width = int(rng.integers(2, 257))
     sizes = [width] * (L + 1) if square else [int(s) for s in rng.integers(1, 257, L + 1)]
     loss = LOSSES[k % 5]
-    acts = [ACTS[i] for i in rng.integers(0, 5, L)]
+    acts = [ACTS[i] for i in rng.integers(0, len(ACTS), L)]
     if loss == "cross_entropy":
         acts[-1] = "softmax"
         sizes[-1] = max(2, sizes[-1] if not square else width)
@@ -62,16 +62,16 @@ def random_conv(rng, k):
     for _ in range(int(rng.integers(1, 3))):
         kk = int(rng.integers(1, 4))
         layers.append(Conv2D(int(rng.integers(1, 9)), kk, stride=int(rng.integers(1, 3)), pad=int(rng.integers(0, 2)),
-                             activation=ACTS[int(rng.integers(0, 5))]))
+                             activation=ACTS[int(rng.integers(0, len(ACTS)))]))
         shape = layers[-1].output_shape(shape)
         if shape[1] >= 4 and rng.random() < 0.6:
             layers.append((MaxPool2D if rng.random() < 0.5 else AvgPool2D)(2))
             shape = layers[-1].output_shape(shape)
     layers.append(Flatten())
     out = int(rng.integers(2, 11))
-    last = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss, ACTS[int(rng.integers(0, 5))])
+    last = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss, ACTS[int(rng.integers(0, len(ACTS)))])
     for _ in range(int(rng.integers(0, 2))):
-        layers.append(Dense(int(rng.integers(2, 65)), ACTS[int(rng.integers(0, 5))]))
+        layers.append(Dense(int(rng.integers(2, 65)), ACTS[int(rng.integers(0, len(ACTS)))]))
     layers.append(Dense(out, last))
     N = int(rng.integers(1, 33))
     net = Network(layers, (C, size, size), loss, seed=k)
@@ -120,7 +120,8 @@ def torch_grads(net, X, Y, drop_sigma_at=None):
             J = F.binary_cross_entropy_with_logits(Z, Yt, reduction="sum") / Z.shape[0]
             break
         fn = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "identity": lambda z: z,
-              "softmax": lambda z: torch.softmax(z, 1), "leaky_relu": lambda z: F.leaky_relu(z, layer.alpha)}[act]
+              "softmax": lambda z: torch.softmax(z, 1), "leaky_relu": lambda z: F.leaky_relu(z, layer.alpha),
+              "softplus": F.softplus}[act]
         A = fn(Z)
         if drop_sigma_at == l:
             A = Z + (A - Z).detach()  # same value, σ' replaced by 1 in the backward pass
@@ -160,6 +161,8 @@ def numpy16_grads(net, X, Y):
                 return (h(1) / (h(1) + np.exp(-Z))).astype(h)
             if act == "tanh":
                 return np.tanh(Z)
+            if act == "softplus":
+                return np.logaddexp(h(0), Z).astype(h)
             if act == "softmax":
                 E = np.exp((Z - Z.max(axis=0)).astype(h))
                 return (E / E.sum(axis=0, dtype=h)).astype(h)
@@ -192,7 +195,7 @@ def numpy16_grads(net, X, Y):
             else:
                 ds = {"relu": (Z > 0).astype(h), "leaky_relu": np.where(Z > 0, h(1), h(layer.alpha)),
                       "sigmoid": (A * (h(1) - A)).astype(h), "tanh": (h(1) - (A * A).astype(h)).astype(h),
-                      "identity": np.ones_like(Z)}[act]
+                      "identity": np.ones_like(Z), "softplus": (h(1) / (h(1) + np.exp(-Z))).astype(h)}[act]
                 H = (D * ds).astype(h)
         W = Ws[l][0]
         grads[l] = {"W": dot(H, As[l].T).astype(np.float64), "b": H.sum(axis=1, dtype=h).astype(np.float64)}
@@ -293,7 +296,7 @@ def study(n_dense, n_conv, n_fp16, seed):
                 bad[l][p].flat[flat[rng.integers(flat.size)]] *= 1 + 1e-3
                 variants[BUGS[0]] = bad
         hidden = [l for l, layer in enumerate(net.layers[:-1]) if getattr(layer, "activation", "identity")
-                  in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax")]
+                  in ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax")]
         if hidden:
             variants[BUGS[1]] = torch_grads(net, X, Y, drop_sigma_at=hidden[rng.integers(len(hidden))])
         if net.loss_fn.reduction == "mean" and N > 1:

@@ -78,13 +78,13 @@ def test_elementwise_bound_forms_agree(kind):
     Z = rng.standard_normal((3, 4))
     Z[0, 0] = 0.0
     A = {"relu": np.maximum(Z, 0), "leaky_relu": np.where(Z > 0, Z, 0.1 * Z), "sigmoid": 1 / (1 + np.exp(-Z)),
-         "tanh": np.tanh(Z), "identity": Z}[kind]
+         "tanh": np.tanh(Z), "identity": Z, "softplus": np.logaddexp(0, Z)}[kind]
     EZ = rng.uniform(0, 1e-3, Z.shape)
     code = CODES[kind]
     _agree("activation_bound", lambda: (Z, A, EZ, code, 0.1, 1e-7), Z.shape)
     mask = _agree("kink", lambda: (Z, EZ, code), Z.shape, np.bool_)
     assert mask[0, 0] == (kind in ("relu", "leaky_relu"))
-    _agree("activation_grad_bound", lambda: (A, EZ, code, 6e-8), Z.shape)
+    _agree("activation_grad_bound", lambda: (Z, A, EZ, EZ, code, 6e-8, 5e-7), Z.shape)
     _agree("hadamard_bound", lambda: (Z, A, EZ, EZ, 6e-8), Z.shape)
 
 
@@ -158,7 +158,7 @@ def _targets(loss, S, N, rng):
 
 
 DENSE_CASES = [
-    (["tanh", "relu", "identity"], "mse"), (["leaky_relu", "softmax"], "cross_entropy"),
+    (["tanh", "relu", "identity"], "mse"), (["softplus", "tanh"], "mse"), (["leaky_relu", "softmax"], "cross_entropy"),
     (["sigmoid", "sigmoid"], "binary_cross_entropy"), (["relu", "softmax"], "half_se"), (["tanh"], "euclidean"),
 ]
 

@@ -146,7 +146,7 @@ def _activation_constant(kind: int, p: Precision) -> float:
     """c of eq. R9: the relative rounding of σ itself."""
     u = p.u
     return {CODES["identity"]: 0.0, CODES["relu"]: 0.0, CODES["leaky_relu"]: 2 * u,
-            CODES["sigmoid"]: p.eps_f + 3 * u, CODES["tanh"]: p.eps_f}[kind]
+            CODES["sigmoid"]: p.eps_f + 3 * u, CODES["tanh"]: p.eps_f, CODES["softplus"]: 2 * p.eps_f + 2 * u}[kind]
 
 
 def _reach(weights_abs: np.ndarray, mask: np.ndarray, fn) -> np.ndarray:
@@ -328,7 +328,7 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             kind = CODES[act]
             Z2, A2, D2 = _flat(cache.Z), _flat(cache.A), _flat(bp.Delta[l - 1])
             dsig = activation_grad_numpy(Z2, A2, kind, float(layer.alpha), np.empty_like(Z2))
-            Edsig = k("activation_grad_bound")(A2, _flat(E_A[l]), kind, u, np.empty_like(Z2))
+            Edsig = k("activation_grad_bound")(Z2, A2, _flat(Ez), _flat(E_A[l]), kind, u, p.eps_f, np.empty_like(Z2))
             Eh = k("hadamard_bound")(D2, dsig, _flat(Ed), Edsig, u, np.empty_like(Z2)) + 3 * tiny
             kink = k("kink")(Z2, s * _flat(Ez), kind, np.empty(Z2.shape, np.bool_))
             # eq. R10: at a kink either side's σ' may be taken; the jump |Δ| |1 − α| is carried
