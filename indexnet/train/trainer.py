@@ -871,7 +871,8 @@ class Trainer:
         written["metrics"] = write_text_atomic(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         if plots:
             written["curves"] = P.plot_history(self.history, self.out / "curves.png",
-                                               title=f"{self.splits.train.name}: {self.layers_spec}")
+                                               title=f"{self.splits.train.name}: {self.layers_spec}",
+                                               best_epoch=(self.best or {}).get("epoch"))
             if "predictions" in test_metrics:
                 from indexnet.train.metrics import confusion_matrix
 
