@@ -67,7 +67,7 @@ def test_dense_sums_fast_equal_loops(dtype, shape, seed):
     W, A, b, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype), \
         _rand(rng, (S, N), dtype)
     aW, aA, ab, aH = np.abs(W), np.abs(A), np.abs(b), np.abs(H)
-    Z = dense.forward_fast(W, A, b, np.empty((S, N), dtype))
+    Z = dense.forward_fast(W, A, b, np.empty((S, N), dtype), np.empty((N, S_prev), dtype))
     _close(Z, dense.forward_loops(W, A, b, np.empty((S, N), dtype)), aW @ aA + ab[:, None], dtype)
     dW = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), np.empty((N, S_prev), dtype))
     _close(dW, dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype)), aH @ aA.T, dtype)
@@ -91,7 +91,7 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
     Aw = act.activation_loops(Zw, kind, 0.1, np.empty((S, N), dtype))
     Z, Ao = np.empty((S, N), dtype), np.empty((S, N), dtype)
-    dense.forward_activation_fast(W, A, b, kind, 0.1, Z, Ao)
+    dense.forward_activation_fast(W, A, b, kind, 0.1, Z, Ao, np.empty((N, S_prev), dtype))
     _close(Z, Zw, scale, dtype)
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
     col_ptr, col_j, col_val = _support(A)[:3]

@@ -117,10 +117,12 @@ def test_batch_size_changes(rng):
 
 
 def test_support_regime_equals_generic(monkeypatch, rng):
-    """An input that is mostly zeros (as MNIST's pixels) takes the support forms D1.6, D2.7
-    and D2.8 in the first layer; loss, gradients and an SGD step match the generic pass."""
+    """An input that is mostly zeros (as MNIST's pixels), with the support forms selected,
+    takes D1.6, D2.7 and D2.8 in the first layer; loss, gradients and an SGD step match
+    the generic pass."""
     optim = pytest.importorskip("indexnet.nn.optim")
     monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
+    monkeypatch.setattr(fastpath, "SUPPORT_DENSITY", 0.5)
     net = Network.from_sizes([30, 12, 4], ["relu", "softmax"], "cross_entropy", seed=6)
     X, Y = _data(net, 9, rng)
     X[rng.random(X.shape) < 0.8] = 0

@@ -231,7 +231,7 @@ def input_grad_numpy(W, H, Delta_prev):
 # sum's indices and calls them.
 @fastserial
 def _axpy_rows(P, Q, r0, m, C, scale):
-    """C_{r0+a, n} += scale · Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D1.4, D2.25 (and of D2.5, D2.6 for short batches).
+    """C_{r0+a, n} += scale · Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D2.25 (and of D2.5, D2.6 for short batches).
 
     Register block: 4 rows of C × 4 values of k at a time (16 scalars of P in registers);
     each pass over n (unit-stride, vectorized) loads 4 rows of Q and the 4 rows of C
@@ -302,26 +302,59 @@ def _weight_sums(H, A_prev, i, m, j, k):
                    A_prev[j], A_prev[j + min(1, k - 1)])
 
 
+#: batches shorter than this take the axpy blocking in the weight-gradient fast forms
+SHORT_BATCH = 256
+
+
 @fastform
-def forward_fast(W, A_prev, b, Z):
+def _transpose_into(A, AT):
+    """AT_nj = A_jn in 32 × 32 cache blocks, ``prange`` over blocks of j: the packing of the
+    forward sum and of the short-batch weight gradient (derivations/dense.md#D2.5)."""
+    R, C = A.shape
+    for bj in prange((R + 31) // 32):
+        j0 = bj * 32
+        j1 = min(R, j0 + 32)
+        for n0 in range(0, C, 32):
+            n1 = min(C, n0 + 32)
+            for j in range(j0, j1):
+                for n in range(n0, n1):
+                    AT[n, j] = A[j, n]
+
+
+@fastserial
+def _forward_rows(W, AT, b, i, m, Z):
+    """Rows i..i+m−1 (m <= 4) of D1.4 from the packed AT = A_prevᵗ: 4 × 2 blocks
+    (i..i+3) × (n, n+1) of dot products over j (:func:`_dots42`), b_i added at the store."""
+    N = Z.shape[1]
+    i1, i2, i3 = i + min(1, m - 1), i + min(2, m - 1), i + min(3, m - 1)
+    for n in range(0, N, 2):
+        k = min(2, N - n)
+        c = _dots42(W[i], W[i1], W[i2], W[i3], AT[n], AT[n + k - 1])
+        for a in range(m):
+            for v in range(k):
+                Z[i + a, n + v] = c[2 * a + v] + b[i + a]
+
+
+@fastform
+def forward_fast(W, A_prev, b, Z, AT):
     """Z_in = Σ_j W_ij A_jn + b_i, register-blocked. derivations/dense.md#D1.4
 
-    Blocking: ``prange`` over blocks of 4 rows i; inside, 4 values of j at a time add
-    Σ_j W_ij A_jn to the rows Z_i· as unit-stride sweeps over n (:func:`_axpy_rows`).
-    Performance contract: no allocation, no packing, inner loop over n unit-stride.
+    Blocking: A_prev is packed into ``AT`` (N × S_{l-1}) so that the sum over j is
+    unit-stride in W_i· and AT_n·; ``prange`` over blocks of 4 rows i; inside, 4 × 2
+    blocks (i..i+3) × (n, n+1) keep 8 partial sums over j in vector registers
+    (:func:`_dots42`), AT read from cache by every block. Performance contract: no
+    allocation (``AT`` from the caller), inner loop over j unit-stride.
     """
     S = W.shape[0]
+    _transpose_into(A_prev, AT)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
-        m = min(4, S - i)
-        for a in range(m):
-            Z[i + a, :] = b[i + a]
-        _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
+        _forward_rows(W, AT, b, i, min(4, S - i), Z)
     return Z
 
 
 @fastform
-def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A):
+def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     """Z_in = Σ_j W_ij A_jn + b_i and A_in = σ(Z_in) in one pass. derivations/dense.md#D1.5
 
     D1.4 followed by A0 on each block of 4 rows i while it is still in L1 (so σ costs no
@@ -329,12 +362,11 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A):
     ``activations.activate_row`` (vectorized, tanh by its polynomial form).
     """
     S = W.shape[0]
+    _transpose_into(A_prev, AT)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
-        for a in range(m):
-            Z[i + a, :] = b[i + a]
-        _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
+        _forward_rows(W, AT, b, i, m, Z)
         for a in range(m):
             activate_row(Z[i + a], A[i + a], kind, alpha)
     return A
@@ -357,25 +389,6 @@ def input_grad_fast(W, H, Delta_prev):
             Delta_prev[j + a, :] = 0
         _axpy_rows(WT, H, j, m, Delta_prev, Delta_prev.dtype.type(1))
     return Delta_prev
-
-
-#: batches shorter than this take the axpy blocking in the weight-gradient fast forms
-SHORT_BATCH = 256
-
-
-@fastform
-def _transpose_into(A, AT):
-    """AT_nj = A_jn in 32 × 32 cache blocks, ``prange`` over blocks of j: the packing of the
-    short-batch weight gradient (derivations/dense.md#D2.5)."""
-    R, C = A.shape
-    for bj in prange((R + 31) // 32):
-        j0 = bj * 32
-        j1 = min(R, j0 + 32)
-        for n0 in range(0, C, 32):
-            n1 = min(C, n0 + 32)
-            for j in range(j0, j1):
-                for n in range(n0, n1):
-                    AT[n, j] = A[j, n]
 
 
 @fastserial

@@ -7,8 +7,8 @@ forms of :mod:`indexnet.kernels.dense` and :mod:`indexnet.kernels.losses` (each 
 kernel of a numbered equation; none is written here) on a
 :class:`indexnet.nn.network.Workspace` allocated once per batch size:
 
-* forward, D1.5 (D1.6 for the first layer when its input is mostly zeros, as MNIST's
-  pixels are): Z^(l) and A^(l) = σ(Z^(l)) in one pass per layer;
+* forward, D1.5 (or D1.6 for the first layer when its input is mostly zeros and
+  :data:`SUPPORT_DENSITY` allows it): Z^(l) and A^(l) = σ(Z^(l)) in one pass per layer;
 * output, L10 / L11 / L12: A^(L), J and H^(L) in one pass;
 * backward, D2.25 then D2.14 (H^(l-1) and ∂J/∂b^(l-1) in one pass), and D2.5, or for
   :class:`indexnet.nn.optim.SGD` the update folded into the weight gradient (D2.6, D2.8),
@@ -38,8 +38,12 @@ from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 PARALLEL_WORK = 1 << 18
 #: multiply-adds (or elements) at or above which one operation uses threads
 PARALLEL_OP = 1 << 21
-#: largest fraction of nonzero inputs for which the first layer sums over the support (D1.6, D2.7)
-SUPPORT_DENSITY = 0.5
+#: largest fraction of nonzero inputs for which the first layer sums over the support
+#: (D1.6, D2.7, D2.8). 0: not used by default. Measured on this machine's CPU, numba's
+#: builds of the support forms are slower than the dense fast forms (LLVM vectorizes
+#: their loop over the support as gathers instead of their 8-row register block), so
+#: MNIST's 81 % zeros do not pay yet; the forms are derived, tested and selectable.
+SUPPORT_DENSITY = 0.0
 
 # output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
@@ -104,7 +108,7 @@ def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets)
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
         Z = _view(flat, layout[l, OFF_Z], S, N)
         _forward_s(Ws[l], A_prev, bs[l], layout[l, KIND] if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l], Z,
-                   Z if l == L - 1 else _view(flat, layout[l, OFF_A], S, N))
+                   Z if l == L - 1 else _view(flat, layout[l, OFF_A], S, N), _view(flat, layout[l, OFF_T], N, Sp))
     K = layout[L - 1, S_OUT]
     Z = _view(flat, layout[L - 1, OFF_Z], K, N)
     A = _view(flat, layout[L - 1, OFF_A], K, N)
@@ -209,10 +213,11 @@ def make_fast_step(net, optimizer, decay_mask=None):
         return state["reals"][N]
 
     def use_support(X):
-        """Sum the first layer over the support of X (D1.6, D2.7) when most inputs are zero;
-        decided on the first batch (the density of a data set's inputs does not change)."""
+        """Sum the first layer over the support of X (D1.6, D2.7) when at most
+        :data:`SUPPORT_DENSITY` of its inputs are nonzero; decided on the first batch (the
+        density of a data set's inputs does not change)."""
         if state["support"] is None:
-            state["support"] = bool(np.count_nonzero(X) <= SUPPORT_DENSITY * X.size)
+            state["support"] = bool(SUPPORT_DENSITY > 0 and np.count_nonzero(X) <= SUPPORT_DENSITY * X.size)
         return state["support"]
 
     def layers_step(X, Y, lr):
@@ -229,7 +234,7 @@ def make_fast_step(net, optimizer, decay_mask=None):
                                                               B.WP, B.Z[l], A_out)
             else:
                 _pick(dense.forward_activation_fast, W.size * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
-                                                                 B.Z[l], A_out)
+                                                                 B.Z[l], A_out, B.AT[l])
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
         out_work = Z.size * 8
         if code == SOFTMAX_CE:

@@ -41,7 +41,8 @@ Extending a run
 
 Reproducibility
     The initial weights come from ``seed``, the batches from a
-    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from.
+    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from
+    except the distortions of ``augment`` (drawn per batch, after the epoch's order).
     Every checkpoint stores the parameters, the optimiser's state, that Generator's
     state, the epoch and step counts, the history and this configuration, so
     :meth:`Trainer.resume` continues exactly as if the run had never stopped (timings
@@ -160,6 +161,10 @@ class TrainConfig:
     log_every : int or None
         Print a line every this many epochs (and after the first and the last); None:
         every ``ceil(epochs / 10)`` epochs.
+    augment : str or None
+        Random distortions of every training batch, ``affine[:rotate=R,shear=S,scale=Z,shift=T]``,
+        ``elastic[:ALPHA,SIGMA]`` or both joined by ``+`` (:func:`indexnet.data.augment.parse_augment`,
+        ``derivations/augment.md``); drawn from the batch Generator, image data only.
     """
 
     data: str = "digits"
@@ -197,6 +202,7 @@ class TrainConfig:
     train_eval_size: int = 10000
     checkpoint_every: int | None = None
     log_every: int | None = None
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("--data", self.data, DATASETS)
@@ -219,6 +225,10 @@ class TrainConfig:
                 f"ceil(N / batch size) steps per epoch, got --steps-per-epoch {self.steps_per_epoch}"
             )
         check_real("--lr", self.lr, lo=0, lo_open=True)
+        if self.augment is not None:
+            from indexnet.data.augment import parse_distortions
+
+            parse_distortions(self.augment)  # syntax and ranges; that the data are images is checked with them
         if self.data in ("mnist", "fashion") and not self.data_dir:
             raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
         if self.data == "csv" and not self.csv:
@@ -489,6 +499,9 @@ class Trainer:
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
         self._X = np.array(train.X, order="C", copy=True)
         self._T = np.array(train.T, order="C", copy=True)
+        from indexnet.data.augment import parse_augment
+
+        self.augmenter = parse_augment(config.augment, train.image_shape)
 
     # -------------------------------------------------------------------- construction
     def _default_layers(self) -> str:
@@ -616,6 +629,8 @@ class Trainer:
             X, T = self._X, self._T
         else:
             X, T = np.take(self._X, idx, axis=1), np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # a fresh distortion of every batch, drawn from the batch Generator
+            X = self.augmenter(X, self.rng)
         return X.reshape(shape + (X.shape[-1],)), T
 
     def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
@@ -702,6 +717,8 @@ class Trainer:
         idx = plan[0]
         X = self._X if idx is None else np.take(self._X, idx, axis=1)
         T = self._T if idx is None else np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # its own Generator: the batch Generator is not touched
+            X = self.augmenter(X, np.random.default_rng(0))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             step(X.reshape(shape + (X.shape[-1],)), T)
             evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
@@ -871,7 +888,8 @@ class Trainer:
         written["metrics"] = write_text_atomic(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         if plots:
             written["curves"] = P.plot_history(self.history, self.out / "curves.png",
-                                               title=f"{self.splits.train.name}: {self.layers_spec}")
+                                               title=f"{self.splits.train.name}: {self.layers_spec}",
+                                               best_epoch=(self.best or {}).get("epoch"))
             if "predictions" in test_metrics:
                 from indexnet.train.metrics import confusion_matrix
 
