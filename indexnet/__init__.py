@@ -8,6 +8,8 @@ in :mod:`indexnet.kernels`. The public API:
 - :func:`check_gradients`, :func:`check_network` — finite-difference and directional checks;
 - :mod:`indexnet.oracle` — reference values for other projects' tests;
 - :func:`parse_augment`, :class:`Augmenter` — affine and elastic distortions of image batches.
+- :func:`load_model`, :func:`fit`, :class:`Model` — a trained model from a run folder, or one
+  trained from Python, predicting from raw inputs (:mod:`indexnet.model`).
 
 Attributes are imported on first use, so ``import indexnet`` (and ``indexnet --help``)
 compiles nothing.
@@ -35,6 +37,9 @@ _EXPORTS = {
     "oracle": "indexnet.oracle",
     "Augmenter": "indexnet.data.augment",
     "parse_augment": "indexnet.data.augment",
+    "Model": "indexnet.model",
+    "load_model": "indexnet.model",
+    "fit": "indexnet.model",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -65,3 +65,29 @@ def fast(dispatcher_or_fn) -> numba.core.registry.CPUDispatcher:
     return numba.njit(parallel=True, fastmath=set(FAST_FLAGS), cache=True)(
         renamed(fn, "__fast")
     )
+
+
+def fastform(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a ``<formula>_fast`` form: parallel, the fast build's fastmath flags, cached,
+    and NumPy's error model (a float division by zero gives inf instead of a branch that
+    raises, which would keep a loop from vectorizing)."""
+    return numba.njit(parallel=True, fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
+
+
+def fastserial(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a serial helper of the fast forms (same flags, no threads)."""
+    return numba.njit(fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
+
+
+def fastinline(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a scalar helper of the fast forms inlined into its callers at numba IR
+    level, so that the loops calling it can vectorize (LLVM does not inline across numba
+    functions)."""
+    return numba.njit(inline="always", fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
+
+
+def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
+    """The same source as a fast form compiled without threads (``prange`` runs as
+    ``range``), under its own cache name: for small operations, where waking threads costs
+    more than the arithmetic, and for calls from inside another compiled function."""
+    return fastserial(renamed(dispatcher.py_func, "__serial"))

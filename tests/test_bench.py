@@ -130,7 +130,7 @@ def test_run_without_torch_and_jax_skips_them_and_says_why(monkeypatch):
     monkeypatch.setattr(contenders, "load", lambda name, wanted=True: (None, f"{name} not installed (test)"))
     rep = run.run(sections=("blas", "epoch"), quick=True, repeats=1, pause=0.0,
                   sizes={"epoch_samples": 100, "blas_n": 16}, log=lambda *_: None)
-    assert set(rep.epoch["contenders"]) == {"fast", "numpy"}
+    assert set(rep.epoch["contenders"]) == {"fast", "numpy", "affine", "elastic"}
     assert rep.epoch["skipped"] == {"pytorch": "torch not installed (test)", "jax": "jax not installed (test)"}
     assert "synthetic" in rep.epoch["data"] and rep.epoch["steps"] == 1
     assert rep.floor["peak"]["steps"] == 1 and rep.config["loadavg_start"] is not None
@@ -213,6 +213,14 @@ def test_targets_from_medians():
     got = {t["target"]: (t["value"], t["met"]) for t in report.check_targets(rep)}
     assert got == {"epoch_jax": (0.5, True), "epoch_torch": (0.667, False), "tiny": (30.0, False),
                    "train_cold": (20.0, False), "help": (0.1, True)}
+
+
+def test_augment_targets_are_the_distortions_share_of_an_epoch():
+    """Issue 16: --augment affine / elastic alone over an epoch's batches, as a fraction of the fast epoch (<= 0.3)."""
+    rep = report.Report(config={})
+    rep.epoch = _row({"fast": [2.0], "affine": [0.2], "elastic": [0.8]}, "fast")
+    got = {t["target"]: (t["value"], t["met"]) for t in report.check_targets(rep)}
+    assert got["augment_affine"] == (0.1, True) and got["augment_elastic"] == (0.4, False)
 
 
 def test_format_report_prints_every_section():

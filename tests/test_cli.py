@@ -175,3 +175,175 @@ def test_ctrl_c_exits_130_with_the_resume_command(tmp_path):
     assert f"Continue with: indexnet train --resume {out / 'checkpoint.npz'}" in err
     assert "Traceback" not in err
     assert load_checkpoint(out / "checkpoint.npz").epoch >= 2
+
+
+def write(path, data: bytes | str):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def csv_rows(n=30, label=lambda i: i % 2):
+    return "".join(f"{i % 5},{(i * 7) % 3},{label(i)}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda d: d, r"--csv: .* is a folder; expected a file"),
+    (lambda d: d / "missing.csv", r"--csv: .*missing.csv does not exist"),
+    (lambda d: write(d / "x.csv", b"a,b\xff,c\n" + csv_rows().encode()), r"x.csv: line 1, byte 4: not UTF-8 text"),
+    (lambda d: write(d / "x.csv", b"\xef\xbb\xbfa,b,c\n" + csv_rows().encode()), r"byte-order mark"),
+    (lambda d: write(d / "x.csv", csv_rows().replace(",", ";")), r"separates its cells with ';'"),
+    (lambda d: write(d / "x.csv", '"1",2,0\n' + csv_rows()), r'line 1, column 1: quoted value "1"'),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: "cat")), r"holds one class only \('cat' on every row\)"),
+    (lambda d: write(d / "x.csv", csv_rows(label=lambda i: 1)), r"holds one class only"),
+    (lambda d: write(d / "x.csv", "a,b,c\n" + csv_rows()), None),
+])
+def test_bad_csv_files_are_clear_errors_naming_file_line_and_option(tmp_path, capsys, make, pattern):
+    """A folder or a missing file names --csv; bytes that are not UTF-8 name the file, line and byte; a BOM,
+    semicolons and quoted numbers are refused saying so; a file with one class is refused. Exit 2, before
+    any training, and no output folder left behind."""
+    path = make(tmp_path)
+    if pattern is None:  # the control: the same rows with a plain header train
+        assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--epochs", "1", "--engine", "numpy",
+                     "--no-plots", "--out", str(tmp_path / "o")]) == 0
+        return
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_text_class_labels_become_named_classes_shown_by_eval(tmp_path, capsys):
+    """A CSV whose label column holds words trains a classifier over the sorted distinct words; the names are
+    stored in the model, and eval prints them with per-class counts."""
+    import numpy as np
+    from indexnet.io import load_model
+
+    names = ["cat", "dog", "eel"]
+    path = write(tmp_path / "pets.csv", "x,y,pet\n" + "".join(
+        f"{i % 3 + 0.1 * (i % 7)},{(i * 5) % 3},{names[i % 3]}\n" for i in range(60)))
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--target", "pet", "--epochs", "3",
+                 "--engine", "numpy", "--no-plots", "--out", str(out)]) == 0
+    _, meta = load_model(out / "model.npz")
+    assert meta["data"]["class_names"] == names and meta["data"]["n_classes"] == 3
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in names)
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["--test-fraction", "0"], r"--data digits: the test split is empty \(0 examples\); check --test-fraction"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], r"--val-fraction \+ --test-fraction: expected to leave"),
+    (["--layers", "100000000:relu,10:softmax"], r"--layers 100000000:relu,10:softmax: training this network needs "
+                                                r"about [\d.]+ GiB .* GiB available"),
+    (["--val-size", "10"], r"--val-size: applies to --data mnist or fashion"),
+])
+def test_split_and_size_errors_come_before_any_work_and_name_the_option(tmp_path, capsys, argv, pattern):
+    """An empty test split, fractions leaving no training data, a network too large for the memory (estimated
+    from the shapes, nothing allocated) and --val-size on digits: exit 2 naming the CLI option."""
+    assert main(["train", "--quiet", "--out", str(tmp_path / "o")] + argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "val_fraction" not in err and "test_fraction" not in err
+
+
+def small_idx_dir(path, n_train=60, n_test=0 or 20):
+    import numpy as np
+    from indexnet.data import write_idx
+
+    path.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(path / "train-images-idx3-ubyte", rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8))
+    write_idx(path / "train-labels-idx1-ubyte", (np.arange(n_train) % 10).astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8))
+    write_idx(path / "t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8))
+    return path
+
+
+def test_a_small_mnist_format_set_trains_with_a_validation_share(tmp_path, capsys):
+    """An MNIST-format set of 60 training images trains (the validation set was fixed at 5000 images, more
+    than the file holds): 10 % by default, --val-size N or --val-fraction F otherwise."""
+    d = small_idx_dir(tmp_path / "m")
+    base = ["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--layers", "8:relu,10:softmax",
+            "--epochs", "1", "--engine", "numpy", "--no-plots"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert "train/val/test 54/6/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "12", "--out", str(tmp_path / "b")]) == 0
+    assert "train/val/test 48/12/20" in capsys.readouterr().out
+    assert main(base + ["--val-size", "60", "--out", str(tmp_path / "c")]) == 2
+    assert "--val-size: expected fewer than the 60 training images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,pattern", [
+    ("empty-test", r"t10k-images-idx3-ubyte: expected at least one test image, got an empty file"),
+    ("folder", r"--data-dir: .*t10k-labels-idx1-ubyte is a folder; expected a file"),
+    ("loop", r"--data-dir: .*t10k-labels-idx1-ubyte is a loop of symbolic links"),
+])
+def test_idx_folders_loops_and_empty_test_files_are_named(tmp_path, capsys, damage, pattern):
+    """A folder or a symlink loop where an IDX file should be is called that (it was "missing X; it holds
+    [X.gz]"), and an empty test file stops the run before training."""
+    d = small_idx_dir(tmp_path / "m", n_test=0 if damage == "empty-test" else 20)
+    if damage != "empty-test":
+        (d / "t10k-labels-idx1-ubyte").unlink()
+        if damage == "folder":
+            (d / "t10k-labels-idx1-ubyte").mkdir()
+        else:
+            (d / "t10k-labels-idx1-ubyte").symlink_to(d / "loop")
+            (d / "loop").symlink_to(d / "t10k-labels-idx1-ubyte")
+    assert main(["train", "--quiet", "--data", "mnist", "--data-dir", str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+
+
+def test_python_api_fit_load_model_predict(tmp_path):
+    """indexnet.fit trains as `indexnet train` does and returns a Model; indexnet.load_model reads the run
+    folder back; model.predict on the raw test pixels (0..16, one image per row) reproduces the stored
+    test accuracy, and predict_proba rows are distributions whose argmax is predict."""
+    import numpy as np
+
+    import indexnet
+    from indexnet.data import load_digits
+
+    model = indexnet.fit(layers="16:relu,10:softmax", epochs=3, engine="numpy", out=tmp_path / "run")
+    assert len(model.history) == 3 and 0 < model.test_metrics["accuracy"] <= 1
+    loaded = indexnet.load_model(tmp_path / "run")
+    test = load_digits().test
+    raw = np.rint(test.X.T * 16)  # the file's pixel values, one image per row
+    labels = loaded.predict(raw, engine="numpy")
+    assert np.mean(labels == test.labels) == pytest.approx(model.test_metrics["accuracy"])
+    P = loaded.predict_proba(raw.reshape(-1, 8, 8), engine="numpy")
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.array_equal(P.argmax(axis=1), labels) and loaded.class_names == [str(k) for k in range(10)]
+    with pytest.raises(ValueError, match=r"X: expected raw inputs with 64 values per sample"):
+        loaded.predict(np.zeros((3, 5)))
+
+
+def test_predict_writes_classes_names_and_probabilities_for_csv_npy_and_idx(tmp_path, capsys):
+    """`indexnet predict RUN INPUT` reads a CSV (with or without the target column), a .npy or an IDX file
+    of raw inputs and writes one CSV row per sample: class, its name, the probabilities."""
+    import numpy as np
+    from indexnet.data import write_idx
+
+    names = ["cat", "dog"]
+    rows = [(i % 4, (i * 3) % 5, names[int(i % 4 >= 2)]) for i in range(40)]
+    path = write(tmp_path / "pets.csv", "a,b,pet\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "csv", "--csv", str(path), "--target", "pet", "--epochs", "2",
+                 "--engine", "numpy", "--no-plots", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), str(path), "--engine", "numpy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "row,class,name,p_cat,p_dog" and len(lines) == 41
+    first = lines[1].split(",")
+    assert first[2] == names[int(first[1])] and abs(float(first[3]) + float(first[4]) - 1) < 1e-5
+    np.save(tmp_path / "x.npy", np.array([[a, b] for a, b, _ in rows], dtype=np.float64))
+    assert main(["predict", str(run / "model.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv"),
+                 "--engine", "numpy"]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines() == lines
+    write_idx(tmp_path / "x.idx", np.array([[a, b] for a, b, _ in rows], dtype=np.uint8))
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "x.idx"), "--engine", "numpy"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    assert main(["predict", str(run), str(tmp_path)]) == 2
+    assert "INPUT: " in capsys.readouterr().err

@@ -26,6 +26,14 @@ MISSING_FORMS_ALLOWED = {
     "losses.binary_cross_entropy_value": {"literal"},
 }
 
+#: Fused and support equations (dense.md D1.5, D1.6, D2.6-D2.8, D2.14; losses.md
+#: L10-L12) are compositions of equations that have all three exact forms; only the
+#: trainer runs them, so they have a fast form alone, and tests/test_fast_forms.py
+#: checks each against the composition of the exact forms it fuses.
+FAST_ONLY = {"dense.forward_activation", "dense.forward_support", "dense.weight_grad_sgd",
+             "dense.weight_grad_support", "dense.weight_grad_support_sgd", "dense.hadamard_bias_grad",
+             "losses.softmax_cross_entropy", "losses.sigmoid_binary_cross_entropy", "losses.squared_error_output"}
+
 #: Derivations whose every equation must cite the seed equation it re-derives (or say
 #: "not in the seeds").
 SEED_CITED = ("dense.md", "activations.md", "losses.md", "init.md", "gradcheck.md", "examples.md")
@@ -85,17 +93,22 @@ def test_every_named_kernel_exists(forms, equations):
         available[f.kernel].add(f.form)
     for eq in equations:
         if eq.kernel is not None:
-            assert available[eq.kernel] & {"loops", "numpy"}, f"{eq.file}#{eq.id} names {eq.kernel}"
+            assert available[eq.kernel] & {"loops", "numpy", "fast"}, f"{eq.file}#{eq.id} names {eq.kernel}"
 
 
 def test_every_formula_has_three_forms(forms):
     """Each formula has literal, loops and numpy forms, unless the allow-list above says
-    which form it lacks and why; allow-list entries must not go stale."""
+    which form it lacks and why; a fused formula has its fast form only; allow-list
+    entries must not go stale."""
     present = defaultdict(set)
     for f in forms:
         present[f.kernel].add(f.form)
     for kernel, have in present.items():
-        assert set(eqmap.FORMS) - have == MISSING_FORMS_ALLOWED.get(kernel, set()), kernel
+        if kernel in FAST_ONLY:
+            assert have == {"fast"}, kernel
+            continue
+        assert set(eqmap.EXACT_FORMS) - have == MISSING_FORMS_ALLOWED.get(kernel, set()), kernel
+    assert FAST_ONLY <= set(present)
 
 
 @pytest.mark.parametrize("name", SEED_CITED)

@@ -139,21 +139,62 @@ def test_equation_ids_are_case_insensitive(capsys, fixture_dir):
 
 
 def test_every_kernel_form_can_be_explained_by_its_name(capsys, fixture_dir, read_once):
-    """Every kernel form, by its name, prints its own source under its file:line; its
-    formula and qualified kernel name print the same text (a form name two modules
-    share prints both kernels, and ``module.form`` picks one)."""
+    """Every kernel form, by its name, prints its equations and its own source under its file:line, and
+    not the kernel's other forms (``explain weight_grad_loops`` printed all three); the formula and the
+    kernel name print every form (a form name two modules share prints that form of both kernels, and
+    ``module.form`` picks one)."""
     emap = load_map(fixture_dir)
     for form in emap.forms:
         code, out, _ = explain(capsys, *dir_args(fixture_dir), form.name)
         assert code == 0, form.name
         assert form_source(form).rstrip() in out
         assert f"{Path(form.file).name}:{form.line}" in out
+        others = [f for f in emap.kernel_forms(form.kernel) if f.name != form.name]
+        assert not any(f"── {f.name} " in out for f in others), form.name
         by_kernel = explain(capsys, *dir_args(fixture_dir), form.kernel)[1]
-        assert explain(capsys, *dir_args(fixture_dir), f"{form.module}.{form.name}")[1] == by_kernel
+        qualified = explain(capsys, *dir_args(fixture_dir), f"{form.module}.{form.name}")[1]
+        assert form_source(form).rstrip() in qualified and qualified.split("── ")[0] == by_kernel.split("── ")[0]
+        assert all(f"── {f.name} " in by_kernel for f in emap.kernel_forms(form.kernel))
         if len(emap.resolve(form.name)) == 1:
-            assert by_kernel == out == explain(capsys, *dir_args(fixture_dir), form.formula)[1]
-        else:  # a name two modules share (forward_loops) explains each kernel in turn
-            assert by_kernel in out
+            assert qualified == out
+            if len(emap.resolve(form.formula)) == 1:  # bias_grad_fast is dense's only; bias_grad is shared
+                assert by_kernel == explain(capsys, *dir_args(fixture_dir), form.formula)[1]
+
+
+def test_unknown_names_search_names_and_titles(capsys):
+    """``explain relu`` finds the equations titled ReLU; ``explain adam`` suggests adam_step before hadamard."""
+    code, _, err = explain(capsys, "relu")
+    assert code == 2 and re.search(r"^  A\d+\s+ReLU$", err, re.M)
+    code, _, err = explain(capsys, "adam")
+    close = err.split("closest matches:")[1].split("(")[0]
+    assert code == 2 and close.index("adam_step") < close.index("hadamard")
+
+
+def test_explain_into_a_closed_pipe_ends_quietly():
+    """`indexnet explain weight_grad | head -1` ends without a BrokenPipeError traceback: here the reader
+    closes the pipe before anything is written."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        out = subprocess.run([sys.executable, "-m", "indexnet", "explain", "weight_grad"], stdout=w,
+                             stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(w)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_paths_print_repository_relative_when_installed(monkeypatch, tmp_path):
+    """Outside a checkout (a non-editable install) a derivation prints as derivations/dense.md and a kernel
+    as indexnet/kernels/dense.py, not as an absolute site-packages path."""
+    import indexnet.explain.explain_map as em
+
+    monkeypatch.setattr(em, "repo_root", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    package = Path(em.__file__).resolve().parents[1]
+    assert em.display_path(package / "derivations" / "dense.md") == "derivations/dense.md"
+    assert em.display_path(package / "kernels" / "dense.py") == "indexnet/kernels/dense.py"
 
 
 def test_a_shared_kernel_prints_every_equation_it_cites(capsys, fixture_dir):
@@ -293,3 +334,12 @@ for f in emap.forms:
     assert not getattr(obj, "signatures", []), f.name
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "demo", "explain", "check"])
+def test_help_has_no_sphinx_markup(capsys, command):
+    """--help of every command reads as plain text: no ``code`` quotes, no :mod: or :func: roles."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and not re.search(r":(mod|func|class|meth):", text)

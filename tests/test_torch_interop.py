@@ -25,7 +25,7 @@ def torch_sequential(torch, Ws, bs, acts):
     """The PyTorch model of a dense net: Linear, then its activation module unless identity."""
     nn = torch.nn
     modules = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-               "softmax": lambda: nn.Softmax(dim=1)}
+               "softmax": lambda: nn.Softmax(dim=1), "softplus": lambda: nn.Softplus(threshold=50.0)}
     layers = []
     for W, b, act in zip(Ws, bs, acts):
         lin = nn.Linear(W.shape[1], W.shape[0]).double()
@@ -239,3 +239,260 @@ def test_by_module_equals_torch_hooks_per_module():
         for p in ("weight", "bias"):
             assert (p in entry) == hasattr(mod, p) and (p not in entry or
                                                          np.allclose(entry[p], getattr(mod, p).grad.numpy(), rtol=1e-10, atol=1e-15))
+
+
+# ------------------------------------------------------------------ the big cross-check
+#: heads of the random cross-check: loss name, what the model must end in, target kind
+CROSS_HEADS = [
+    ("mse", "any", "real"), ("half_se", "any", "real"), ("euclidean", "any", "real"), ("MSELoss", "any", "real"),
+    ("cross_entropy", "Softmax", "classes"), ("binary_cross_entropy", "Sigmoid", "unit"),
+    ("CrossEntropyLoss", "logits", "classes"), ("CrossEntropyLoss", "logits", "soft"),
+    ("NLLLoss", "LogSoftmax", "labels"), ("BCELoss", "Sigmoid", "unit"), ("BCEWithLogitsLoss", "logits", "unit"),
+    (None, "any", "grad_output"),
+]
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
+
+
+def _activation_module(nn, name, rng):
+    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "leaky_relu": lambda: nn.LeakyReLU(float(rng.uniform(0.01, 0.5)))}[name]()
+
+
+def _targets(torch, kind, N, S, rng, out_shape):
+    """Targets for a head, and how the oracle gets them (the same values)."""
+    if kind == "real":
+        return torch.from_numpy(rng.standard_normal((N, *out_shape)))
+    if kind == "unit":
+        return torch.from_numpy(rng.uniform(0, 1, (N, *out_shape)))
+    if kind == "labels":
+        return torch.from_numpy(rng.integers(0, S, N))
+    if kind == "classes":  # labels or one-hot rows, alternately
+        labels = rng.integers(0, S, N)
+        return torch.from_numpy(labels) if rng.random() < 0.5 else torch.from_numpy(np.eye(S)[labels])
+    p = rng.uniform(0, 1, (N, S))  # soft labels: normalised rows, or (sometimes) rows that do not sum to 1
+    return torch.from_numpy(p / p.sum(axis=1, keepdims=True) if rng.random() < 0.7 else p)
+
+
+def _random_case(torch, rng, conv: bool):
+    """A random float64 Sequential, its head, data, and the oracle's layouts to try."""
+    nn = torch.nn
+    loss, end, kind = CROSS_HEADS[rng.integers(len(CROSS_HEADS))]
+    mods = []
+    if conv:
+        C, HW = int(rng.integers(1, 3)), int(rng.integers(5, 8))
+        shape = (C, HW, HW)
+        for _ in range(int(rng.integers(1, 3))):
+            k, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+            if (shape[1] + 2 * p - k) // s + 1 < 2:
+                k, s, p = 1, 1, 0
+            C_out = int(rng.integers(1, 4))
+            mods.append(nn.Conv2d(shape[0], C_out, k, stride=s, padding=p))
+            shape = (C_out, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+            act = HIDDEN[rng.integers(len(HIDDEN))]
+            if act != "identity":
+                mods.append(_activation_module(nn, act, rng))
+            if rng.random() < 0.6 and shape[1] >= 2:
+                mods.append((nn.MaxPool2d if rng.random() < 0.5 else nn.AvgPool2d)(2))
+                shape = (shape[0], shape[1] // 2, shape[2] // 2)
+                if rng.random() < 0.4:  # an activation after pooling: a layer of its own
+                    mods.append(_activation_module(nn, HIDDEN[1 + rng.integers(len(HIDDEN) - 1)], rng))
+        image_end = end == "any" and kind in ("real", "grad_output") and rng.random() < 0.4
+        if image_end:  # the network ends in a feature map: squared loss over C×H×W, or G
+            out_shape = shape
+        else:
+            mods.append(nn.Flatten())
+            S = int(rng.integers(1, 4)) if kind not in ("classes", "soft", "labels") else int(rng.integers(2, 4))
+            mods.append(nn.Linear(int(np.prod(shape)), S))
+            out_shape = (S,)
+        in_shape = (C, HW, HW)
+    else:
+        sizes = [int(rng.integers(1, 6)) for _ in range(int(rng.integers(2, 5)))]
+        if kind in ("classes", "soft", "labels"):
+            sizes[-1] = max(sizes[-1], 2)
+        for l, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+            mods.append(nn.Linear(i, o))
+            if l < len(sizes) - 2:
+                act = HIDDEN[rng.integers(len(HIDDEN))]
+                if act != "identity":
+                    mods.append(_activation_module(nn, act, rng))
+        in_shape, out_shape = (sizes[0],), (sizes[-1],)
+    if end == "any" and not (conv and out_shape != (out_shape[0],)):
+        pick = rng.integers(5)
+        if pick == 1:
+            mods.append(nn.Tanh())
+        elif pick == 2:
+            mods.append(nn.Sigmoid())
+        elif pick == 3 and out_shape[0] > 1:
+            mods.append(nn.Softmax(dim=1))
+    elif end in ("Softmax", "Sigmoid", "LogSoftmax"):
+        mods.append(getattr(nn, end)(dim=1) if end != "Sigmoid" else nn.Sigmoid())
+    model = nn.Sequential(*mods).double()
+    with torch.no_grad():
+        for p in model.parameters():  # O(1) pre-activations: well-conditioned values to compare at 1e-10
+            fan_in = int(np.prod(p.shape[1:])) if p.ndim > 1 else 4
+            p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 1.5 / np.sqrt(fan_in)))
+    N = int(rng.integers(1, 5))
+    X = torch.from_numpy(rng.standard_normal((N, *in_shape)))
+    extra = {}
+    if kind == "grad_output":
+        extra["grad_output"] = torch.from_numpy(rng.standard_normal((N, *out_shape)))
+        Y = None
+    else:
+        Y = _targets(torch, kind, N, out_shape[0], rng, out_shape)
+        extra["reduction"] = [None, "mean", "sum"][rng.integers(3)]
+    return model, loss, X, Y, extra
+
+
+def _to_torch_layout(a, layout, image_layout, flat_image=None):
+    """An oracle array in the caller's layouts back to PyTorch's (samples first, NCHW, C·H·W
+    flatten order), written with reshapes independent of the oracle's own index orders."""
+    a = np.asarray(a)
+    if layout == "samples_last":
+        a = np.moveaxis(a, -1, 0)
+    if image_layout == "channels_last":
+        if a.ndim == 4:
+            a = a.transpose(0, 3, 1, 2)
+        elif flat_image is not None:
+            C, H, W = flat_image
+            a = a.reshape(a.shape[0], H, W, C).transpose(0, 3, 1, 2).reshape(a.shape[0], -1)
+    return a
+
+
+def _oracle_in_layouts(torch, model, loss, X, Y, extra, rng, conv):
+    """The oracle on the same problem given in a random combination of layouts, and a function
+    that maps each returned array back to PyTorch's layout."""
+    layers, params = interop_torch.describe(model)
+    layout = ["samples_first", "samples_last"][rng.integers(2)]
+    weight_layout = ["out_in", "in_out"][rng.integers(2)]
+    image_layout = ["channels_first", "channels_last"][rng.integers(2)] if conv else "channels_first"
+    shapes = {}  # module index -> output shape of one sample (for the flatten order)
+    x = X.clone()
+    for key, mod in model.named_children():
+        x = mod(x)
+        shapes[key] = tuple(x.shape[1:])
+    flat_image = {}  # module key of a Flatten (and of what follows it elementwise) -> (C, H, W) it flattened
+    keys = [k for k, _ in model.named_children()]
+    for i, key in enumerate(keys):
+        if isinstance(model[i], torch.nn.Flatten) and i:
+            flat_image[key] = shapes[keys[i - 1]]
+    pairs, prev_flat = [], None
+    for i, (key, mod) in enumerate(model.named_children()):
+        if isinstance(mod, torch.nn.Flatten):
+            prev_flat = flat_image[key]
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+            W = mod.weight.detach().numpy().copy()
+            b = mod.bias.detach().numpy().copy()
+            if W.ndim == 2 and image_layout == "channels_last" and prev_flat is not None:
+                C, H, Wd = prev_flat
+                W = W.reshape(W.shape[0], C, H, Wd).transpose(0, 2, 3, 1).reshape(W.shape[0], -1)
+            if W.ndim == 2 and weight_layout == "in_out":
+                W = W.T
+            if W.ndim == 4 and image_layout == "channels_last":
+                W = W.transpose(2, 3, 1, 0)
+            b = [b, b.reshape(1, -1), b.reshape(-1, 1)][rng.integers(3)]
+            pairs.append((W, b))
+            prev_flat = None
+
+    def caller(a, layout_is_samples=True):
+        a = a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
+        if a.ndim == 4 and image_layout == "channels_last":
+            a = a.transpose(0, 2, 3, 1)
+        elif a.ndim == 2 and image_layout == "channels_last" and flat_image and a.shape[1] > 1 and \
+                list(flat_image.values())[0] and a.shape[1] == int(np.prod(list(flat_image.values())[0])) and \
+                keys[-1] in flat_image:
+            C, H, W = list(flat_image.values())[0]
+            a = a.reshape(a.shape[0], C, H, W).transpose(0, 2, 3, 1).reshape(a.shape[0], -1)
+        return np.moveaxis(a, 0, -1) if layout == "samples_last" else a
+
+    Xc = caller(X)
+    Yc = None
+    if Y is not None:
+        Yc = Y.numpy() if Y.ndim == 1 else caller(Y)
+    G = None if "grad_output" not in extra else caller(extra["grad_output"])
+    r = oracle.network(layers, pairs, loss, Xc, Yc, reduction=extra.get("reduction"), grad_output=G,
+                       layout=layout, weight_layout=weight_layout, image_layout=image_layout)
+
+    def back_param(key, name, g):
+        i = int(key)
+        if name == "bias":
+            return g.reshape(-1)
+        if g.ndim == 4 and image_layout == "channels_last":
+            return g.transpose(3, 2, 0, 1)
+        if g.ndim == 2 and weight_layout == "in_out":
+            g = g.T
+        before = [k for k in keys[:i] if isinstance(model[int(k)], torch.nn.Flatten)]
+        following_flatten = before and all(not isinstance(model[j], (torch.nn.Linear, torch.nn.Conv2d))
+                                           for j in range(int(before[-1]) + 1, i))
+        if g.ndim == 2 and image_layout == "channels_last" and following_flatten:
+            C, H, W = flat_image[before[-1]]
+            g = g.reshape(g.shape[0], H, W, C).transpose(0, 3, 1, 2).reshape(g.shape[0], -1)
+        return g
+
+    def back_module(key, a):
+        i = int(key)
+        before = [k for k in keys[:i + 1] if isinstance(model[int(k)], torch.nn.Flatten)]
+        flat = None
+        if before and all(not isinstance(model[j], (torch.nn.Linear, torch.nn.Conv2d))
+                          for j in range(int(before[-1]) + 1, i + 1)):
+            flat = flat_image[before[-1]]
+        return _to_torch_layout(a, layout, image_layout, flat)
+
+    return r, (layout, weight_layout, image_layout), back_param, back_module
+
+
+def _normwise(mine, ref):
+    diff = np.linalg.norm((np.asarray(mine, dtype=float) - np.asarray(ref, dtype=float)).ravel())
+    scale = np.linalg.norm(np.asarray(ref, dtype=float).ravel())
+    return 0.0 if diff == 0 else diff / scale if scale else np.inf
+
+
+def test_random_networks_match_torch_autograd_in_every_layout():
+    """320 random dense and 120 random conv networks (float64), each with a random head —
+    indexnet's seed losses and PyTorch's MSELoss, CrossEntropyLoss on logits (labels, one-hot
+    or soft labels), LogSoftmax + NLLLoss, BCELoss, BCEWithLogitsLoss, with reduction None,
+    'mean' or 'sum', or an upstream gradient grad_output — and data given to the oracle in a
+    random combination of layouts (samples first / last, weights (out, in) / (in, out), NCHW /
+    NHWC with HWIO kernels, biases (out,), (1, out) or (out, 1)); conv networks may end in a
+    feature map and put activations after pooling. Every returned quantity — the loss, ∂J/∂X,
+    every parameter gradient and, per torch module, its output and ∂J/∂output (Z, A, Δ, H) —
+    equals PyTorch autograd's within 1e-10 relative (normwise)."""
+    torch = pytest.importorskip("torch")
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # tiny shapes: thread wake-ups would dominate (the numbers do not depend on it)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _cross_check(torch)
+    finally:
+        numba.set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
+
+
+def _cross_check(torch):
+    rng = np.random.default_rng(12)
+    worst = {"dense": 0.0, "conv": 0.0}
+    counts = {"dense": 0, "conv": 0}
+    for case in range(440):
+        conv = case >= 320
+        model, loss, X, Y, extra = _random_case(torch, rng, conv)
+        theirs = interop_torch.torch_autograd(model, loss, X, Y, **extra)
+        r, layouts, back_param, back_module = _oracle_in_layouts(torch, model, loss, X, Y, extra, rng, conv)
+        errors = {"loss": _normwise(r.loss, theirs.loss),
+                  "dX": _normwise(_to_torch_layout(r.dX, layouts[0], layouts[2]), theirs.dX)}
+        for k, g in r.grads_dict("torch").items():
+            key, name = k.rsplit(".", 1)
+            errors[k] = _normwise(back_param(key, name, g), theirs.grads[k])
+        view = r.by_module()
+        for key, entry in theirs.modules.items():
+            for what, value in entry.items():
+                errors[f"module {key} {what}"] = _normwise(back_module(key, view[key][what]), value)
+        where = max(errors, key=errors.get)
+        assert errors[where] <= 1e-10, (f"case {case}: {where} off by {errors[where]:.3g} ({loss}, {extra.get('reduction')}, "
+                                        f"{layouts}, {model})")
+        kind = "conv" if conv else "dense"
+        worst[kind] = max(worst[kind], errors[where])
+        counts[kind] += 1
+    assert counts == {"dense": 320, "conv": 120}
+    print(f"\nworst normwise relative error vs torch: dense {worst['dense']:.2g}, conv {worst['conv']:.2g}")

@@ -86,6 +86,7 @@ def dense_arrays(S: int, S_prev: int, N: int, dtype, seed: int = 0) -> dict:
         "H": rng.standard_normal((S, N)).astype(dtype),
         "dW": np.empty((S, S_prev), dtype),
         "dA_prev": np.empty((S_prev, N), dtype),
+        "AT": np.empty((N, S_prev), dtype),  # the packing buffer of dense.weight_grad_fast (short batches)
     }
 
 

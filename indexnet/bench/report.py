@@ -19,6 +19,8 @@ TARGETS = {
     "train_cold": ("indexnet train, cold cache (s)", 15.0, "max"),
     "train_warm": ("indexnet train, warm cache (s)", 3.0, "max"),
     "help": ("indexnet --help (s)", 1.0, "max"),
+    "augment_affine": ("MNIST epoch: --augment affine alone / fast epoch", 0.3, "max"),
+    "augment_elastic": ("MNIST epoch: --augment elastic alone / fast epoch", 0.3, "max"),
 }
 
 
@@ -71,6 +73,8 @@ def check_targets(rep: Report) -> list[dict]:
         "train_cold": rep.startup.get("train_cold", {}).get("seconds"),
         "train_warm": rep.startup.get("train_warm", {}).get("median_s"),
         "help": rep.startup.get("help", {}).get("median_s"),
+        "augment_affine": _ratio(rep.epoch, "affine", "fast"),
+        "augment_elastic": _ratio(rep.epoch, "elastic", "fast"),
     }
     out = []
     for key, (text, bound, kind) in TARGETS.items():
@@ -174,7 +178,7 @@ def format_report(rep: Report) -> str:
         if "help" in s:
             lines.append(f"  indexnet --help: {fmt_seconds(s['help']['median_s'])}")
     if rep.targets:
-        lines.append("\ntargets (issues 11 and 14)")
+        lines.append("\ntargets (issues 11, 14 and 16)")
         for t in rep.targets:
             rel = "<=" if t["kind"] == "max" else ">="
             lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['text']}: {t['value']} ({rel} {t['bound']})")

@@ -1,4 +1,4 @@
-"""The ``indexnet`` command: ``train | eval | demo | explain | check | bench``.
+"""The ``indexnet`` command: ``train | eval | predict | demo | explain | check | bench``.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``. Modules are imported only when their command runs, so
@@ -13,12 +13,23 @@ import sys
 #: subcommand -> (module, one-line help)
 COMMANDS = {
     "train": ("indexnet.cli.train", "train a network (digits by default, or MNIST/IDX, CSV, x², sphere)"),
-    "eval": ("indexnet.cli.evaluate", "evaluate a saved model on a data set"),
+    "eval": ("indexnet.cli.evaluate", "evaluate a saved model (or a run folder) on a data set"),
+    "predict": ("indexnet.cli.predict", "predict classes or outputs for a CSV, IDX or .npy file, as CSV"),
     "demo": ("indexnet.cli.demo", "seed 003's two figures: fit x² or points on a sphere"),
     "explain": ("indexnet.cli.explain", "print an equation beside its literal, loops and numpy kernels"),
     "check": ("indexnet.cli.check", "gradient-check every engine against finite differences"),
     "bench": ("indexnet.cli.bench", "time kernels against BLAS, training against PyTorch and JAX, and start-up"),
 }
+
+
+def plain_text(doc: str) -> str:
+    """A docstring paragraph as --help text: one line, no reStructuredText or Sphinx markup
+    (``code``, :mod:`x`, :func:`y`)."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc)
+    text = text.replace("``", "")
+    return " ".join(text.split())
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -53,7 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`indexnet explain ... | head`): stop quietly, as cat does
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

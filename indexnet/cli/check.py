@@ -6,6 +6,8 @@ finite differences and seed 002's directional test (:func:`indexnet.oracle.finit
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import sys
 import time
 
@@ -25,7 +27,7 @@ CASES = {
 
 
 def add_parser(sub, name: str, help_text: str):
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated engines to check")
     p.add_argument("--samples", type=int, default=4, help="examples in each random batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the networks and data")

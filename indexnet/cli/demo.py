@@ -9,6 +9,8 @@ output folder, beside the model, history and curves.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import sys
 import time
 from pathlib import Path
@@ -20,8 +22,8 @@ DEMO_OPTIONS = ("epochs", "lr", "seed", "engine", "dtype", "log_every")
 
 
 def add_parser(sub, name: str, help_text: str):
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
-    p.add_argument("which", choices=tuple(DEMOS), help="square: Figure 2 (x²); sphere: Figure 1")
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
+    p.add_argument("which", metavar="DEMO", choices=tuple(DEMOS), help="square: Figure 2 (x²); sphere: Figure 1")
     p.add_argument("--preset", default=None, help="train another preset on the demo's data (e.g. seed002 on sphere)")
     add_common_options(p, DEMO_OPTIONS)
     add_output_options(p)

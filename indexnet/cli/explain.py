@@ -29,7 +29,9 @@ UNKNOWN = 2
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     """Register ``indexnet explain`` on the top-level subparsers."""
-    parser = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1])
+    from indexnet.cli import plain_text
+
+    parser = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     parser.add_argument(
         "name", nargs="?", metavar="NAME",
         help="equation id (D2.5), formula (weight_grad), kernel (dense.weight_grad) or form (weight_grad_loops)",
@@ -62,11 +64,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def search(emap: EquationMap, word: str) -> tuple[list[str], list[Equation]]:
+    """Names containing ``word`` (shortest first) and equations whose title contains it (case-insensitive)."""
+    import re
+
+    key = word.strip().lower()
+    starts = re.compile(rf"(^|[._\s-]){re.escape(key)}")
+
+    def rank(text: str) -> int:  # 0: the text starts with the word, 1: a part of it does, 2: inside a part
+        low = text.lower()
+        return 0 if low.startswith(key) else 1 if starts.search(low) else 2
+
+    names = sorted({n for n in emap.names() if key in n.lower()}, key=lambda n: (rank(n.split(".")[-1]), len(n), n))
+    titles = sorted((e for e in emap.equations if key in e.title.lower()), key=lambda e: rank(e.title))
+    return names, titles
+
+
 def unknown_message(emap: EquationMap, name: str) -> str:
-    """The error for a name that is no equation, formula, kernel or form."""
-    close = emap.close_matches(name)
+    """The error for a name that is no equation, formula, kernel or form: the names containing it
+    (those starting with it first), the closest spellings, and the equations whose title contains it."""
+    names, titles = search(emap, name)
+    close = list(dict.fromkeys(names[:6] + emap.close_matches(name)))[:8]
     hint = f"closest matches: {', '.join(close)}" if close else "no close match"
-    return f"indexnet explain: unknown name {name!r}; {hint} (indexnet explain --list shows them all)"
+    lines = [f"indexnet explain: unknown name {name!r}; {hint} (indexnet explain --list shows them all)"]
+    if titles:
+        lines.append("equations whose title contains it:")
+        lines += [f"  {e.id:<6} {e.title}" for e in titles[:10]]
+    return "\n".join(lines)
 
 
 def highlighters(color: bool) -> tuple[Callable[[str], str], Callable[[str], str]]:
@@ -121,6 +145,8 @@ def explain(
         if missing:
             blocks.append(f"{kernel}: cited equation(s) not found in derivations/: {', '.join(missing)}")
         forms = emap.kernel_forms(kernel)
+        one = [f for f in forms if name.strip().lower() in (f.name.lower(), f"{f.module}.{f.name}".lower())]
+        forms = one or forms  # a form's name prints that form only
         if not forms:
             blocks.append(f"{kernel}: no kernel forms found in indexnet.kernels")
         for form in forms:

@@ -8,6 +8,8 @@ the data set's default preset); every option given overrides only itself.
 """
 from __future__ import annotations
 
+from indexnet.cli import plain_text
+
 import argparse
 import sys
 import time
@@ -23,6 +25,12 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "target": (str, "CSV target column: index (default -1, the last) or header name"),
     "task": (str, "CSV task: classification (integer labels) or regression"),
     "split_seed": (int, "seed of the train/validation/test split (default 0: a fixed split)"),
+    "val_size": (int, "mnist/fashion: validation images from the end of the training file (default 5000 when "
+                      "it holds 50000 or more, else 10 %%)"),
+    "val_fraction": (float, "fraction of the examples (mnist/fashion: of the training file) held out for "
+                            "validation (default 0.1)"),
+    "test_fraction": (float, "digits, square, sphere, csv: fraction of the examples held out for the test "
+                             "(default 0.2)"),
     "layers": (str, "layers, e.g. 800:relu,10:softmax or conv8@3x3/p1:relu,maxpool2,10:softmax"),
     "loss": (str, "mse, half_se, euclidean, cross_entropy, binary_cross_entropy; with --layers and no --loss: "
                   "from the output activation (softmax: cross_entropy, sigmoid: binary_cross_entropy, else mse)"),
@@ -48,6 +56,9 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "checkpoint_every": (int, "also write checkpoint.npz every this many epochs (it is always written at the "
                               "end, on Ctrl-C, and after an epoch ending a minute after the last write)"),
     "log_every": (int, "print a metrics line every this many epochs (default: a tenth of --epochs)"),
+    "augment": (str, "distort every training batch afresh (image data): affine[:rotate=10,shear=10,scale=0.1,"
+                     "shift=2] (degrees, fraction, pixels), elastic[:ALPHA,SIGMA] (Simard: 34,4), or both "
+                     "joined by +; none by default"),
 }
 CHOICES = {
     "data": ("digits", "mnist", "fashion", "square", "sphere", "csv"),
@@ -108,7 +119,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(name, help=help_text, description=plain_text(__doc__.split("\n\n")[1]))
     p.add_argument("--preset", default=None, help=preset_help())
     p.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration and where each value came from (built-in default, "
@@ -174,8 +185,9 @@ def describe_settings(trainer) -> str:
     batch = {"minibatch": f"minibatch {c.batch_size}", "sgd": "sgd (one example per step)",
              "fullbatch": "full batch"}[c.mode]
     wd = f", weight decay {c.weight_decay:g}" if c.weight_decay else ""
+    aug = "" if trainer.augmenter is None else f", distortions {trainer.augmenter.spec()}"
     return (f"training: {opt}, lr {c.lr:g} ({c.schedule}){wd}, {batch}, {trainer.steps_per_epoch} steps/epoch, "
-            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}")
+            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}{aug}")
 
 
 def compile_notice(trainer, say) -> None:
@@ -270,6 +282,9 @@ def run(args) -> int:
     from indexnet.train.trainer import RESUME_OVERRIDES, Trainer, format_config, resolve_config_sources
 
     options = {k: getattr(args, k) for k in CONFIG_OPTIONS}
+    for key in ("csv", "data_dir"):  # stored resolved, so eval finds the data from any folder
+        if options[key]:
+            options[key] = str(Path(options[key]).expanduser().resolve())
     try:
         set_threads(args.threads)
         if args.resume:
@@ -295,17 +310,22 @@ def run(args) -> int:
                 print(format_config(config, sources, options=CONFIG_OPTIONS))
                 return 0
             out = Path(args.out) if args.out else default_out(config)
-            check_out(out)
-            trainer = Trainer(config, out=out, log=None if args.quiet else print,
-                              progress=False if args.quiet else None)
+            created = check_out(out)
+            try:
+                trainer = Trainer(config, out=out, log=None if args.quiet else print,
+                                  progress=False if args.quiet else None)
+            except BaseException:
+                if created and not any(out.iterdir()):
+                    out.rmdir()  # leave nothing behind for a run that never started
+                raise
     except (ValueError, TypeError, FileNotFoundError, SpecError) as exc:
         print(f"indexnet train: error: {exc}", file=sys.stderr)
         return 2
     return execute(trainer, quiet=args.quiet, plots=not args.no_plots, started=started)
 
 
-def check_out(out: Path) -> None:
-    """``--out`` is a folder that can be created and written, and holds no run yet.
+def check_out(out: Path) -> bool:
+    """``--out`` is a folder that can be created and written, and holds no run yet; True if it was created.
 
     Raises
     ------
@@ -324,9 +344,11 @@ def check_out(out: Path) -> None:
                          f"--resume {out / 'checkpoint.npz'} or choose another --out")
     import tempfile
 
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
         raise ValueError(f"--out: cannot write to {out} ({exc.strerror or exc})") from exc
+    return created

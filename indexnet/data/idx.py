@@ -199,10 +199,21 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
 
 
 def _find_files(data_dir: Path) -> list[Path]:
-    """The four standard files in ``data_dir`` (each raw or ``.gz``), or FileNotFoundError."""
+    """The four standard files in ``data_dir`` (each raw or ``.gz``), or FileNotFoundError.
+
+    A candidate that exists but is a folder, a symbolic-link loop or a broken link is a
+    ValueError naming it (not "missing").
+    """
+    from indexnet.io import check_file
+
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValueError(f"data_dir: expected a folder holding the four IDX files, got {data_dir}, which is a file")
     found, missing = [], []
     for base in MNIST_FILES:
         candidates = [data_dir / base, data_dir / (base + ".gz")]
+        for p in candidates:
+            if os.path.lexists(p):
+                check_file(p, "data_dir")  # a folder or a link loop says so
         hit = next((p for p in candidates if p.is_file()), None)
         found.append(hit)
         if hit is None:
@@ -237,7 +248,8 @@ def load_mnist(
     data_dir: str | os.PathLike,
     kind: str = "mnist",
     *,
-    val_size: int = 5000,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
     dtype=np.float64,
 ) -> Splits:
     """MNIST or Fashion-MNIST from the four standard IDX files in ``data_dir``.
@@ -247,7 +259,9 @@ def load_mnist(
 
     Split (fixed, no randomness): the validation set is the **last** ``val_size``
     images of the training file, the training set the ones before it, the test set the
-    t10k file. For the standard files: 55000 / 5000 / 10000.
+    t10k file. For the standard files: 55000 / 5000 / 10000. ``val_size`` None: 5000
+    when the training file holds 50 000 images or more, else ``ceil(val_fraction · N)``
+    with ``val_fraction`` 0.1 by default.
 
     Inputs: ``X = pixels / 255`` (scaling ``{"method": "divide", "value": 255.0}``),
     shape (784, N), ``image_shape = (1, 28, 28)``; targets one-hot over 10 classes.
@@ -258,8 +272,10 @@ def load_mnist(
         Directory holding the four files.
     kind : {"mnist", "fashion"}
         Which set the files are (it only names the data set; the format is the same).
-    val_size : int
+    val_size : int, optional
         Validation images taken from the end of the training file.
+    val_fraction : float, optional
+        The same as a fraction in [0, 1) of the training file (not with ``val_size``).
     dtype : float32 or float64
 
     Raises
@@ -272,7 +288,12 @@ def load_mnist(
         set.
     """
     check_choice("kind", kind, MNIST_KINDS)
-    val_size = check_positive_int("val_size", val_size, minimum=0)
+    if val_size is not None and val_fraction is not None:
+        raise ValueError(f"val_size, val_fraction: expected one of them, got both ({val_size}, {val_fraction})")
+    if val_size is not None:
+        val_size = check_positive_int("val_size", val_size, minimum=0)
+    if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+        raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
     tr_img, tr_lab, te_img, te_lab = _find_files(Path(data_dir))
     train_images, train_labels = _read_pair(tr_img, tr_lab)
     test_images, test_labels = _read_pair(te_img, te_lab)
@@ -282,8 +303,15 @@ def load_mnist(
             f"got {test_images.shape[1:]}"
         )
     n_train, n_test = train_images.shape[0], test_images.shape[0]
+    if val_size is None:
+        if val_fraction is None and n_train >= 50000:
+            val_size = 5000
+        else:
+            val_size = math.ceil(n_train * (0.1 if val_fraction is None else val_fraction))
     if val_size >= n_train:
-        raise ValueError(f"val_size: expected fewer than the {n_train} training images, got {val_size}")
+        raise ValueError(f"val_size: expected fewer than the {n_train} training images of {tr_img}, got {val_size}")
+    if n_test == 0:
+        raise ValueError(f"{te_img}: expected at least one test image, got an empty file (0 images)")
     h, w = train_images.shape[1:]
     raw_X = np.concatenate([train_images, test_images]).reshape(n_train + n_test, h * w).T
     labels = np.concatenate([train_labels, test_labels])

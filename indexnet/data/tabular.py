@@ -47,6 +47,90 @@ def _diagnose(path: Path, rows: Sequence[tuple[int, str]], delimiter: str, exc: 
     return ValueError(f"{path}: could not read the numbers: {exc}")
 
 
+def _read_lines(path: Path, delimiter: str) -> list[tuple[int, str]]:
+    """The non-blank, comment-free lines of a CSV file with their line numbers.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing file, a folder, a file that is not UTF-8 text (naming the line), a
+        byte-order mark, or semicolon-separated cells in a comma-separated read.
+    """
+    from indexnet.io import check_file
+
+    path = check_file(path, "csv file")
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ValueError(f"{path}: line 1 starts with a UTF-8 byte-order mark (BOM); save the file as UTF-8 "
+                         "without a BOM")
+    rows = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: line {lineno}, byte {exc.start + 1}: not UTF-8 text "
+                             f"(byte 0x{line[exc.start]:02x}); save the file as UTF-8") from None
+        text = text.split("#", 1)[0].strip()
+        if text:
+            rows.append((lineno, text))
+    if not rows:
+        raise ValueError(f"{path}: expected at least one data row, got an empty file")
+    lineno, first = rows[-1]
+    if delimiter == "," and "," not in first and ";" in first:
+        raise ValueError(f"{path}: line {lineno} separates its cells with ';'; expected comma-separated "
+                         "values (replace the semicolons by commas)")
+    return rows
+
+
+def _split_cells(path: Path, rows, delimiter: str) -> list[list[str]]:
+    """Each row's cells, stripped; quoted cells are refused with their line and column."""
+    out = []
+    for lineno, text in rows:
+        cells = [c.strip() for c in text.split(delimiter)]
+        for col, cell in enumerate(cells, start=1):
+            if cell[:1] in "\"'" and cell:
+                raise ValueError(f"{path}: line {lineno}, column {col}: quoted value {cell}; expected plain "
+                                 "unquoted values (remove the quotes)")
+        out.append(cells)
+    return out
+
+
+def _header(path: Path, rows, cells, header: bool | None, text_columns: int = 0):
+    """``(names or None, rows, cells)`` with the header row split off."""
+    first = cells[0]
+    numeric = [_is_number(c) for c in first]
+    if header or (header is None and not any(numeric)):
+        if len(rows) < 2:
+            raise ValueError(f"{path}: expected at least one data row after the header, got none")
+        return first, rows[1:], cells[1:]
+    return None, rows, cells
+
+
+def table_numbers(path: Path, rows, cells, columns: list[int] | None = None) -> np.ndarray:
+    """The cells (of ``columns``, default all) as float64, naming the first bad cell's line and column."""
+    width = len(cells[0])
+    first = rows[0][0]
+    for (lineno, _), row in zip(rows, cells):
+        if len(row) != width:
+            raise ValueError(
+                f"{path}: ragged rows: expected {width} columns (as on line {first}), got {len(row)} on line {lineno}"
+            )
+    columns = list(range(width)) if columns is None else columns
+    data = np.empty((len(cells), len(columns)))
+    for r, ((lineno, _), row) in enumerate(zip(rows, cells)):
+        for j, col in enumerate(columns):
+            try:
+                data[r, j] = float(row[col])
+            except ValueError:
+                raise ValueError(f"{path}: line {lineno}, column {col + 1}: expected a number, got {row[col]!r}") from None
+    bad = np.argwhere(~np.isfinite(data))
+    if bad.size:
+        r, j = (int(i) for i in bad[0])
+        raise ValueError(f"{path}: line {rows[r][0]}, column {columns[j] + 1}: expected a finite number, "
+                         f"got {data[r, j]}")
+    return data
+
+
 def read_csv(
     path: str | os.PathLike, *, delimiter: str = ",", header: bool | None = None
 ) -> tuple[list[str] | None, np.ndarray, list[int]]:
@@ -73,36 +157,27 @@ def read_csv(
 
     Raises
     ------
+    FileNotFoundError
+        No such file.
     ValueError
-        An empty file (or a header alone), ragged rows, a non-numeric cell or a NaN/Inf
-        value; the message names the line and column.
+        A folder, an empty file (or a header alone), text that is not UTF-8 (naming the
+        line), a byte-order mark, semicolon-separated cells, quoted cells, ragged rows,
+        a non-numeric cell or a NaN/Inf value; the message names the line and column.
     """
-    path = Path(path)
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            text = line.split("#", 1)[0].strip()
-            if text:
-                rows.append((lineno, text))
-    if not rows:
-        raise ValueError(f"{path}: expected at least one data row, got an empty file")
-    names = None
-    first_cells = [c.strip().strip("\"'") for c in rows[0][1].split(delimiter)]
-    if header or (header is None and not any(_is_number(c) for c in first_cells)):
-        names, rows = first_cells, rows[1:]
-        if not rows:
-            raise ValueError(f"{path}: expected at least one data row after the header, got none")
-    try:
-        data = np.loadtxt([text for _, text in rows], delimiter=delimiter, dtype=np.float64, ndmin=2, comments=None)
-    except ValueError as exc:
-        raise _diagnose(path, rows, delimiter, exc) from exc
-    if names is not None and len(names) != data.shape[1]:
-        raise ValueError(f"{path}: ragged rows: expected {len(names)} columns (as in the header), got {data.shape[1]}")
-    bad = np.argwhere(~np.isfinite(data))
-    if bad.size:
-        r, c = (int(i) for i in bad[0])
-        raise ValueError(f"{path}: line {rows[r][0]}, column {c + 1}: expected a finite number, got {data[r, c]}")
+    names, rows, cells = read_table(Path(path), delimiter, header)
+    data = table_numbers(Path(path), rows, cells)
     return names, data, [lineno for lineno, _ in rows]
+
+
+def read_table(path: Path, delimiter: str, header: bool | None):
+    """``(names or None, rows, cells)``: the checked lines of a CSV file split into stripped cells."""
+    rows = _read_lines(path, delimiter)
+    cells = _split_cells(path, rows, delimiter)
+    names, rows, cells = _header(path, rows, cells, header)
+    if names is not None and len(names) != len(cells[0]):
+        raise ValueError(f"{path}: ragged rows: expected {len(names)} columns (as in the header), got "
+                         f"{len(cells[0])} on line {rows[0][0]}")
+    return names, rows, cells
 
 
 def _resolve_columns(target_columns, names: list[str] | None, n_columns: int, path: Path) -> list[int]:
@@ -189,10 +264,22 @@ def load_csv(
     """
     path = Path(path)
     check_choice("kind", kind, KINDS)
-    names, data, lines = read_csv(path, delimiter=delimiter, header=header)
-    targets = _resolve_columns(target_columns, names, data.shape[1], path)
-    features = [c for c in range(data.shape[1]) if c not in targets]
-    raw_X = np.ascontiguousarray(data[:, features].T)
+    names, rows, cells = read_table(path, delimiter, header)
+    n_columns = len(cells[0])
+    targets = _resolve_columns(target_columns, names, n_columns, path)
+    features = [c for c in range(n_columns) if c not in targets]
+    lines = [lineno for lineno, _ in rows]
+    raw_X = np.ascontiguousarray(table_numbers(path, rows, cells, features).T)
+    class_names = None
+    if kind == "classification" and len(targets) == 1 and not all(_is_number(row[targets[0]]) for row in cells):
+        texts = [row[targets[0]] for row in cells]
+        class_names = sorted(set(texts))
+        index = {name: k for k, name in enumerate(class_names)}
+        data = np.empty((len(cells), n_columns))
+        data[:, targets[0]] = [index[t] for t in texts]
+    else:
+        data = np.empty((len(cells), n_columns))
+        data[:, targets] = table_numbers(path, rows, cells, targets)
     info: dict[str, Any] = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
                             "path": str(path), "feature_columns": features, "target_columns": targets}
     if names is not None:
@@ -202,6 +289,13 @@ def load_csv(
         if len(targets) != 1:
             raise ValueError(f"target_columns: expected one label column for classification, got {len(targets)}")
         column = data[:, targets[0]]
+        distinct = np.unique(column)
+        if distinct.size < 2:
+            what = class_names[0] if class_names else f"{column[0]:g}"
+            raise ValueError(
+                f"{path}: column {targets[0] + 1} holds one class only ({what!r} on every row); classification "
+                "needs at least two classes (for a numeric target use kind='regression')"
+            )
         k = int(column.max()) + 1 if n_classes is None else check_positive_int("n_classes", n_classes)
         if n_classes is None and k > MAX_INFERRED_CLASSES:
             raise ValueError(
@@ -219,6 +313,8 @@ def load_csv(
         labels = column.astype(np.int64)
         parts = split_indices(labels.shape[0], val_fraction, test_fraction, seed, labels=labels)
         info["method"] = "stratified"
+        if class_names is not None:
+            info["class_names"] = class_names
         target_options: dict[str, Any] = {"labels": labels, "n_classes": k}
     else:
         if n_classes is not None:

@@ -26,7 +26,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMS = ("literal", "loops", "numpy")
+FORMS = ("literal", "loops", "numpy", "fast")
+#: the reading and oracle forms every formula has (``fast`` is the trainer's fourth form,
+#: present for the formulas the trainer runs)
+EXACT_FORMS = ("literal", "loops", "numpy")
 EQUATION_REF = re.compile(r"derivations/([\w-]+\.md)#([A-Z]+[\w.]*\w)")
 ANCHOR = re.compile(r'^<a id="([A-Z]+[\w.]*\w)"></a>\s*$')
 CAPTION = re.compile(r"^\*\*\((?P<id>[A-Z]+[\w.]*\w)\)\s*(?P<title>.*?)\*\*(?P<rest>.*)$")
@@ -37,11 +40,11 @@ SEED = re.compile(r"(seeds? \d{3}[^.;]*?(?:eqs?\.|section|appendix|algorithm|§)
 
 @dataclass(frozen=True)
 class KernelForm:
-    """One form (literal, loops or numpy) of one formula."""
+    """One form (literal, loops, numpy or fast) of one formula."""
 
     module: str  # e.g. "dense"
     formula: str  # e.g. "weight_grad"
-    form: str  # "literal" | "loops" | "numpy"
+    form: str  # "literal" | "loops" | "numpy" | "fast"
     file: str  # absolute path of the source file
     line: int  # first line of the function
     equation_file: str  # e.g. "dense.md"

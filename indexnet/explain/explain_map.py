@@ -176,11 +176,18 @@ def covering_test(module: str) -> str | None:
 
 
 def display_path(path: str | Path) -> str:
-    """A path as a reader types it: relative to the checkout or the working folder."""
+    """A path as a reader types it: relative to the checkout or the working folder, else (an
+    installed package) as it stands in the repository (``derivations/dense.md``,
+    ``indexnet/kernels/dense.py``), never an absolute site-packages path."""
     resolved = Path(path).resolve()
     for base in (repo_root(), Path.cwd()):
         if base is not None and resolved.is_relative_to(base.resolve()):
             return resolved.relative_to(base.resolve()).as_posix()
+    package = Path(__file__).resolve().parents[1]
+    if resolved.is_relative_to(package / "derivations"):
+        return "derivations/" + resolved.relative_to(package / "derivations").as_posix()
+    if resolved.is_relative_to(package.parent):
+        return resolved.relative_to(package.parent).as_posix()
     return str(resolved)
 
 

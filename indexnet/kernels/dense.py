@@ -17,8 +17,9 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal
+from indexnet._jit import exact, fastform, fastserial, literal
 from indexnet.kernels._delta import kron
+from indexnet.kernels.activations import activate_row, sigma_prime_inlined
 
 
 # ----------------------------------------------------------------------------- forward
@@ -220,3 +221,427 @@ def input_grad_numpy(W, H, Delta_prev):
     """Δ^(l-1) = (W^(l))ᵗ H^(l) on BLAS. derivations/dense.md#D2.25"""
     np.matmul(W.T, H, out=Delta_prev)
     return Delta_prev
+
+
+# =========================================================================== fast forms
+# The trainer's forms: the same sums, register-blocked, compiled with the fast build's
+# fastmath flags (the sums are reassociated, so results equal the exact loops forms to
+# rounding; tests/test_fast_forms.py bounds the difference by rtol · Σ|terms|). Two
+# private blocking helpers carry the register blocks; each fast form's body names its
+# sum's indices and calls them.
+@fastserial
+def _axpy_rows(P, Q, r0, m, C, scale):
+    """C_{r0+a, n} += scale · Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D2.25 (and of D2.5, D2.6 for short batches).
+
+    Register block: 4 rows of C × 4 values of k at a time (16 scalars of P in registers);
+    each pass over n (unit-stride, vectorized) loads 4 rows of Q and the 4 rows of C
+    once and does 16 multiply-adds per element. Rows past m repeat row r0 with their
+    stores skipped; values of k past K repeat the last with weight 0.
+    """
+    K = Q.shape[0]
+    z = C.dtype.type(0)
+    i1, i2, i3 = r0 + min(1, m - 1), r0 + min(2, m - 1), r0 + min(3, m - 1)
+    c0, c1, c2, c3 = C[r0], C[i1], C[i2], C[i3]
+    for k in range(0, K, 4):
+        kk = min(4, K - k)
+        q0 = Q[k]
+        q1 = Q[k + min(1, kk - 1)]
+        q2 = Q[k + min(2, kk - 1)]
+        q3 = Q[k + min(3, kk - 1)]
+        k1, k2, k3 = k + min(1, kk - 1), k + min(2, kk - 1), k + min(3, kk - 1)
+        w00, w01, w02, w03 = scale * P[r0, k], scale * P[r0, k1], scale * P[r0, k2], scale * P[r0, k3]
+        w10, w11, w12, w13 = scale * P[i1, k], scale * P[i1, k1], scale * P[i1, k2], scale * P[i1, k3]
+        w20, w21, w22, w23 = scale * P[i2, k], scale * P[i2, k1], scale * P[i2, k2], scale * P[i2, k3]
+        w30, w31, w32, w33 = scale * P[i3, k], scale * P[i3, k1], scale * P[i3, k2], scale * P[i3, k3]
+        if kk < 4:  # weight 0 for the repeated values of k
+            w03, w13, w23, w33 = z, z, z, z
+            if kk < 3:
+                w02, w12, w22, w32 = z, z, z, z
+            if kk < 2:
+                w01, w11, w21, w31 = z, z, z, z
+        if m == 4:
+            for n in range(c0.shape[0]):
+                x0, x1, x2, x3 = q0[n], q1[n], q2[n], q3[n]
+                c0[n] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
+                c1[n] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
+                c2[n] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
+                c3[n] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
+        else:
+            for a in range(m):
+                c = C[r0 + a]
+                v0, v1, v2, v3 = scale * P[r0 + a, k], w01, w02, w03
+                if kk > 1:
+                    v1 = scale * P[r0 + a, k + 1]
+                if kk > 2:
+                    v2 = scale * P[r0 + a, k + 2]
+                if kk > 3:
+                    v3 = scale * P[r0 + a, k + 3]
+                for n in range(c.shape[0]):
+                    c[n] += (v0 * q0[n] + v1 * q1[n]) + (v2 * q2[n] + v3 * q3[n])
+
+
+@fastserial
+def _dots42(h0, h1, h2, h3, a0, a1):
+    """The 4 × 2 register block of D2.5: Σ_n h_u[n] a_v[n] for u < 4, v < 2 (8 partial sums
+    over n, each a vector accumulator under fastmath)."""
+    z = h0.dtype.type(0)
+    c00 = z; c01 = z; c10 = z; c11 = z; c20 = z; c21 = z; c30 = z; c31 = z  # noqa: E702
+    for n in range(h0.shape[0]):
+        y0, y1 = a0[n], a1[n]
+        x0, x1, x2, x3 = h0[n], h1[n], h2[n], h3[n]
+        c00, c01, c10, c11 = c00 + x0 * y0, c01 + x0 * y1, c10 + x1 * y0, c11 + x1 * y1
+        c20, c21, c30, c31 = c20 + x2 * y0, c21 + x2 * y1, c30 + x3 * y0, c31 + x3 * y1
+    return c00, c01, c10, c11, c20, c21, c30, c31
+
+
+@fastserial
+def _weight_sums(H, A_prev, i, m, j, k):
+    """Σ_n H_in A_jn for the rows i..i+m−1 (m <= 4) and j..j+k−1 (k <= 2) of D2.5, as the
+    8 values of :func:`_dots42` (rows past m or k repeat the last; their sums are unused)."""
+    return _dots42(H[i], H[i + min(1, m - 1)], H[i + min(2, m - 1)], H[i + min(3, m - 1)],
+                   A_prev[j], A_prev[j + min(1, k - 1)])
+
+
+#: batches shorter than this take the axpy blocking in the weight-gradient fast forms
+SHORT_BATCH = 256
+
+
+@fastform
+def _transpose_into(A, AT):
+    """AT_nj = A_jn in 32 × 32 cache blocks, ``prange`` over blocks of j: the packing of the
+    forward sum and of the short-batch weight gradient (derivations/dense.md#D2.5)."""
+    R, C = A.shape
+    for bj in prange((R + 31) // 32):
+        j0 = bj * 32
+        j1 = min(R, j0 + 32)
+        for n0 in range(0, C, 32):
+            n1 = min(C, n0 + 32)
+            for j in range(j0, j1):
+                for n in range(n0, n1):
+                    AT[n, j] = A[j, n]
+
+
+@fastserial
+def _forward_rows(W, AT, b, i, m, Z):
+    """Rows i..i+m−1 (m <= 4) of D1.4 from the packed AT = A_prevᵗ: 4 × 2 blocks
+    (i..i+3) × (n, n+1) of dot products over j (:func:`_dots42`), b_i added at the store."""
+    N = Z.shape[1]
+    i1, i2, i3 = i + min(1, m - 1), i + min(2, m - 1), i + min(3, m - 1)
+    for n in range(0, N, 2):
+        k = min(2, N - n)
+        c = _dots42(W[i], W[i1], W[i2], W[i3], AT[n], AT[n + k - 1])
+        for a in range(m):
+            for v in range(k):
+                Z[i + a, n + v] = c[2 * a + v] + b[i + a]
+
+
+@fastform
+def forward_fast(W, A_prev, b, Z, AT):
+    """Z_in = Σ_j W_ij A_jn + b_i, register-blocked. derivations/dense.md#D1.4
+
+    Blocking: A_prev is packed into ``AT`` (N × S_{l-1}) so that the sum over j is
+    unit-stride in W_i· and AT_n·; ``prange`` over blocks of 4 rows i; inside, 4 × 2
+    blocks (i..i+3) × (n, n+1) keep 8 partial sums over j in vector registers
+    (:func:`_dots42`), AT read from cache by every block. Performance contract: no
+    allocation (``AT`` from the caller), inner loop over j unit-stride.
+    """
+    S = W.shape[0]
+    _transpose_into(A_prev, AT)
+    for blk in prange((S + 3) // 4):
+        i = 4 * blk
+        _forward_rows(W, AT, b, i, min(4, S - i), Z)
+    return Z
+
+
+@fastform
+def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
+    """Z_in = Σ_j W_ij A_jn + b_i and A_in = σ(Z_in) in one pass. derivations/dense.md#D1.5
+
+    D1.4 followed by A0 on each block of 4 rows i while it is still in L1 (so σ costs no
+    extra pass over memory). Blocking and contract as :func:`forward_fast`; σ by
+    ``activations.activate_row`` (vectorized, tanh by its polynomial form).
+    """
+    S = W.shape[0]
+    _transpose_into(A_prev, AT)
+    for blk in prange((S + 3) // 4):
+        i = 4 * blk
+        m = min(4, S - i)
+        _forward_rows(W, AT, b, i, m, Z)
+        for a in range(m):
+            activate_row(Z[i + a], A[i + a], kind, alpha)
+    return A
+
+
+@fastform
+def input_grad_fast(W, H, Delta_prev):
+    """Δ^(l-1)_jn = Σ_i W_ij H_in, register-blocked. derivations/dense.md#D2.25
+
+    Blocking: ``prange`` over blocks of 4 rows j; inside, 4 values of i at a time add
+    W_ij H_i· to the rows Δ_j· as unit-stride sweeps over n (:func:`_axpy_rows` on Wᵗ, a
+    view). Performance contract: no allocation, no packing, inner loop over n unit-stride.
+    """
+    S_prev = W.shape[1]
+    WT = W.T
+    for blk in prange((S_prev + 3) // 4):
+        j = 4 * blk
+        m = min(4, S_prev - j)
+        for a in range(m):
+            Delta_prev[j + a, :] = 0
+        _axpy_rows(WT, H, j, m, Delta_prev, Delta_prev.dtype.type(1))
+    return Delta_prev
+
+
+@fastserial
+def _weight_rows(H, A_prev, AT, i, m, eta, out):
+    """Rows i..i+m−1 (m <= 4) of D2.5 (eta = 0: out_ij = Σ_n H_in A_jn) or of D2.6
+    (out_ij −= η Σ_n H_in A_jn). For N >= :data:`SHORT_BATCH`, 4 × 2 blocks of dot
+    products over n (:func:`_weight_sums`); for shorter batches, whose dot products
+    are too short to amortize their horizontal sums, the axpy blocking over the packed
+    AT = A_prevᵗ: 4 values of n at a time add H_in AT_n· to the rows out_i·."""
+    S_prev = out.shape[1]
+    N = H.shape[1]
+    if N < SHORT_BATCH:
+        if eta == 0:
+            for a in range(m):
+                out[i + a, :] = 0
+            _axpy_rows(H, AT, i, m, out, out.dtype.type(1))
+        else:
+            _axpy_rows(H, AT, i, m, out, out.dtype.type(-eta))
+        return
+    for j in range(0, S_prev, 2):
+        k = min(2, S_prev - j)
+        c = _weight_sums(H, A_prev, i, m, j, k)
+        for a in range(m):
+            for v in range(k):
+                if eta == 0:
+                    out[i + a, j + v] = c[2 * a + v]
+                else:
+                    out[i + a, j + v] -= eta * c[2 * a + v]
+
+
+@fastform
+def weight_grad_fast(H, A_prev, dW, AT):
+    """∂J/∂W_ij = Σ_n H_in A_jn, register-blocked. derivations/dense.md#D2.5
+
+    Blocking: ``prange`` over blocks of 4 rows i. For N >= :data:`SHORT_BATCH`, 4 × 2
+    blocks (i..i+3) × (j, j+1) keep 8 partial sums over n in vector registers
+    (:func:`_dots42`), the inner loop over n unit-stride in H and A. For a shorter batch
+    A_prev is packed into ``AT`` (N × S_{l-1}) and 4 values of n at a time add
+    H_in AT_n· to 4 rows of ∂J/∂W, the inner loop over j unit-stride
+    (:func:`_weight_rows`). Performance contract: no allocation (``AT`` from the caller).
+    """
+    S = dW.shape[0]
+    if H.shape[1] < SHORT_BATCH:
+        _transpose_into(A_prev, AT)
+    for blk in prange((S + 3) // 4):
+        i = 4 * blk
+        _weight_rows(H, A_prev, AT, i, min(4, S - i), dW.dtype.type(0), dW)
+    return dW
+
+
+@fastform
+def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
+    """W_ij ← W_ij − η Σ_n H_in A_jn: D2.5 with the SGD step O2 folded into its store. derivations/dense.md#D2.6
+
+    Blocking and contract as :func:`weight_grad_fast`; the sum is subtracted from W
+    where D2.5 would store it (short batches: added with weight −η by the axpy sweeps),
+    so ∂J/∂W is never written.
+    """
+    S = W.shape[0]
+    if H.shape[1] < SHORT_BATCH:
+        _transpose_into(A_prev, AT)
+    for blk in prange((S + 3) // 4):
+        i = 4 * blk
+        _weight_rows(H, A_prev, AT, i, min(4, S - i), W.dtype.type(eta), W)
+    return W
+
+
+@fastform
+def bias_grad_fast(H, db):
+    """∂J/∂b_i = Σ_n H_in, ``prange`` over i, the sum over n vectorized. derivations/dense.md#D2.10
+
+    Performance contract: no allocation, inner loop over n unit-stride.
+    """
+    S, N = H.shape
+    for i in prange(S):
+        acc = db.dtype.type(0)
+        for n in range(N):
+            acc += H[i, n]
+        db[i] = acc
+    return db
+
+
+@fastform
+def hadamard_fast(Delta, dsig, H):
+    """H_in = Δ_in σ'(Z_in), ``prange`` over rows i. derivations/dense.md#D2.13"""
+    S, N = Delta.shape
+    for i in prange(S):
+        for n in range(N):
+            H[i, n] = Delta[i, n] * dsig[i, n]
+    return H
+
+
+@fastform
+def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
+    """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
+
+    D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
+    followed by D2.10 on the row just written. ``prange`` over rows i; performance
+    contract: no allocation, one pass over Δ, inner loop over n unit-stride.
+    """
+    S, N = Delta.shape
+    for i in prange(S):
+        acc = db.dtype.type(0)
+        for n in range(N):
+            h = Delta[i, n] * sigma_prime_inlined(Z[i, n], A[i, n], kind, alpha)
+            H[i, n] = h
+            acc += h
+        db[i] = acc
+    return H
+
+
+# ------------------------------------------------------------- sums over the support of A
+#: rows of i (or of the packed operand) per register block of the support forms
+SUPPORT_BLOCK = 8
+
+
+@fastserial
+def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
+    """The support {(j, n) : A_jn ≠ 0} of A, listed by sample and by row, for the sums of derivations/dense.md#D1.6
+
+    By sample n: j = ``col_j[col_ptr[n]:col_ptr[n+1]]`` with A_jn = ``col_val[...]``
+    (increasing j); by row j: n = ``row_n[row_ptr[j]:row_ptr[j+1]]`` with values
+    ``row_val`` (increasing n). Arrays of at least A.size entries (and N+1, S_prev+1
+    pointers) come from the caller; returns the number of nonzeros.
+    """
+    S_prev, N = A.shape
+    for j in range(S_prev + 1):
+        row_ptr[j] = 0
+    nnz = 0
+    for n in range(N):
+        col_ptr[n] = nnz
+        for j in range(S_prev):
+            v = A[j, n]
+            if v != 0:
+                col_j[nnz] = j
+                col_val[nnz] = v
+                nnz += 1
+                row_ptr[j + 1] += 1
+    col_ptr[N] = nnz
+    for j in range(S_prev):
+        row_ptr[j + 1] += row_ptr[j]
+    for n in range(N):  # row_ptr[j] runs as the fill position of row j, shifted back below
+        for t in range(col_ptr[n], col_ptr[n + 1]):
+            j = col_j[t]
+            row_n[row_ptr[j]] = n
+            row_val[row_ptr[j]] = col_val[t]
+            row_ptr[j] += 1
+    for j in range(S_prev, 0, -1):  # undo the fill shift
+        row_ptr[j] = row_ptr[j - 1]
+    row_ptr[0] = 0
+    return nnz
+
+
+@fastserial
+def _pack_rows(M, blk, P):
+    """P[k, r] = M[8 blk + r, k] for r < 8 (rows past M's end give 0): the 8 rows of one
+    register block of the support forms, packed so that one k reads 8 contiguous values."""
+    R, K = M.shape
+    i = SUPPORT_BLOCK * blk
+    for k in range(K):
+        for r in range(SUPPORT_BLOCK):
+            P[k, r] = M[i + r, k] if i + r < R else 0
+
+
+@fastserial
+def _support_sums(P, ptr, idx, val, t):
+    """Σ_{s in ptr[t]:ptr[t+1]} val[s] P[idx[s], r] for r < 8: the sum over the support, 8
+    rows at once in one vector of partial sums."""
+    z = P.dtype.type(0)
+    c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
+    for s in range(ptr[t], ptr[t + 1]):
+        v = val[s]
+        p = P[idx[s]]
+        c0 += v * p[0]
+        c1 += v * p[1]
+        c2 += v * p[2]
+        c3 += v * p[3]
+        c4 += v * p[4]
+        c5 += v * p[5]
+        c6 += v * p[6]
+        c7 += v * p[7]
+    return c0, c1, c2, c3, c4, c5, c6, c7
+
+
+@fastform
+def forward_support_fast(W, b, col_ptr, col_j, col_val, kind, alpha, WP, Z, A):
+    """Z_in = Σ_{j : A_jn ≠ 0} W_ij A_jn + b_i and A_in = σ(Z_in): D1.5 summed over the support of A^(l-1). derivations/dense.md#D1.6
+
+    The support by sample comes from :func:`support_of`. Blocking: ``prange`` over blocks
+    of 8 rows i; each block packs W_{i..i+7, j} into ``WP[blk]`` (shape (nblocks, S_{l-1},
+    8), so one j reads 8 contiguous weights), then for each sample n sums
+    Σ_j A_jn W_{i..i+7, j} over the support in one 8-wide vector of partial sums
+    (:func:`_support_sums`), adds b_i and, the block done, applies σ row by row.
+    Performance contract: no allocation; work proportional to the nonzeros of A, not
+    to its size (MNIST pixels: about 19 %).
+    """
+    S = W.shape[0]
+    N = Z.shape[1]
+    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
+        i = SUPPORT_BLOCK * blk
+        m = min(SUPPORT_BLOCK, S - i)
+        P = WP[blk]
+        _pack_rows(W, blk, P)
+        for n in range(N):
+            c = _support_sums(P, col_ptr, col_j, col_val, n)
+            for r in range(m):
+                Z[i + r, n] = c[r] + b[i + r]
+        for r in range(m):
+            activate_row(Z[i + r], A[i + r], kind, alpha)
+    return A
+
+
+@fastserial
+def _weight_support_block(H, row_ptr, row_n, row_val, HP, blk, eta, out):
+    """out_{i+r, j} = Σ_{n : A_jn ≠ 0} H_{i+r, n} A_jn (eta = 0) or out_{i+r, j} −= η times
+    that sum (eta ≠ 0), for the 8 rows of block ``blk`` and every j: D2.7 and D2.8."""
+    S, S_prev = out.shape
+    i = SUPPORT_BLOCK * blk
+    m = min(SUPPORT_BLOCK, S - i)
+    _pack_rows(H, blk, HP)
+    for j in range(S_prev):
+        c = _support_sums(HP, row_ptr, row_n, row_val, j)
+        if eta == 0:
+            for r in range(m):
+                out[i + r, j] = c[r]
+        else:
+            for r in range(m):
+                out[i + r, j] -= eta * c[r]
+
+
+@fastform
+def weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, dW):
+    """∂J/∂W_ij = Σ_{n : A_jn ≠ 0} H_in A_jn: D2.5 summed over the support of A^(l-1). derivations/dense.md#D2.7
+
+    The support by row j comes from :func:`support_of`. Blocking: ``prange`` over blocks
+    of 8 rows i; each block packs H_{i..i+7, n} into ``HP[blk]`` (shape (nblocks, N, 8)),
+    then for each j sums over the samples with A_jn ≠ 0 in one 8-wide vector of partial
+    sums. Performance contract: no allocation; work proportional to the nonzeros of A.
+    """
+    S = dW.shape[0]
+    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
+        _weight_support_block(H, row_ptr, row_n, row_val, HP[blk], blk, dW.dtype.type(0), dW)
+    return dW
+
+
+@fastform
+def weight_grad_support_sgd_fast(H, row_ptr, row_n, row_val, HP, eta, W):
+    """W_ij ← W_ij − η Σ_{n : A_jn ≠ 0} H_in A_jn: D2.6 summed over the support of A^(l-1). derivations/dense.md#D2.8
+
+    Blocking and contract as :func:`weight_grad_support_fast`; the sum is subtracted from
+    W where D2.7 would store it.
+    """
+    S = W.shape[0]
+    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
+        _weight_support_block(H, row_ptr, row_n, row_val, HP[blk], blk, W.dtype.type(eta), W)
+    return W

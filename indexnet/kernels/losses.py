@@ -23,9 +23,9 @@ import math
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal, serial
+from indexnet._jit import exact, fastform, fastserial, literal, serial
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import shifted_exp_sum
+from indexnet.kernels.activations import activate_row, logistic, shifted_exp_sum, sigma_prime_inlined, softplus
 
 
 @serial
@@ -34,12 +34,6 @@ def _ordered_sum(per_sample):
     for n in range(per_sample.shape[0]):
         total += per_sample[n]
     return total
-
-
-@serial
-def softplus(x):
-    """ln(1 + eˣ) without overflow: max(x, 0) + ln(1 + e^{-|x|}) (eq. L5b)."""
-    return max(x, x - x) + math.log1p(math.exp(-abs(x)))
 
 
 # ------------------------------------------------------------------ squared errors
@@ -404,3 +398,82 @@ def binary_cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
         neg = np.where(Y != 1, (1 - Y) * (1 + np.exp(Z)), 0.0)
         Delta[...] = c * (0.0 + pos + neg)
     return Delta
+
+
+# ======================================================== fused output passes (trainer)
+# One pass over the output layer's Z gives A^(L), J and H^(L) = ∂J/∂Z^(L). Each is a
+# numbered equation composed of the ones it fuses (losses.md L10-L12); the per-sample
+# terms go to ``per_sample`` (no allocation) and are summed in sample order, as the
+# value kernels do. ``prange`` over samples n; the trainer calls the serial twin when
+# the output layer is small (every classifier here).
+@fastserial
+def _sample_order_sum(per_sample):
+    total = per_sample.dtype.type(0)
+    for n in range(per_sample.shape[0]):
+        total += per_sample[n]
+    return total
+
+
+@fastform
+def softmax_cross_entropy_fast(Z, Y, S, H, per_sample):
+    """S = softmax(Z) (S1), J = L5 and H = (S − Y)/N (L7) in one pass over Z; returns J. derivations/losses.md#L10
+
+    Per column n: the log-sum-exp ℓ_n of S1/L5 once (``activations.shifted_exp_sum``),
+    then S_in = e^{Z_in − ℓ_n}, H_in = (S_in − Y_in)/N and the term −Σ_i Y_in (Z_in − ℓ_n).
+    Performance contract: no allocation, one pass over Z and Y.
+    """
+    K, N = Z.shape
+    inv_n = Z.dtype.type(1) / N
+    for n in prange(N):
+        m, total = shifted_exp_sum(Z, n)
+        lse = m + math.log(total)
+        acc = Z.dtype.type(0)
+        for i in range(K):
+            s = math.exp(Z[i, n] - lse)
+            S[i, n] = s
+            H[i, n] = (s - Y[i, n]) * inv_n
+            if Y[i, n] != 0:
+                acc -= Y[i, n] * (Z[i, n] - lse)
+        per_sample[n] = acc
+    return _sample_order_sum(per_sample) / N
+
+
+@fastform
+def sigmoid_binary_cross_entropy_fast(Z, Y, A, H, per_sample):
+    """A = σ(Z) (A4b), J = L8 and H = (A − Y)/N (L7b) in one pass over Z; returns J. derivations/losses.md#L11
+
+    Performance contract: no allocation, one pass over Z and Y.
+    """
+    K, N = Z.shape
+    inv_n = Z.dtype.type(1) / N
+    for n in prange(N):
+        acc = Z.dtype.type(0)
+        for i in range(K):
+            z = Z[i, n]
+            a = logistic(z)
+            A[i, n] = a
+            H[i, n] = (a - Y[i, n]) * inv_n
+            acc += softplus(z) - Y[i, n] * z
+        per_sample[n] = acc
+    return _sample_order_sum(per_sample) / N
+
+
+@fastform
+def squared_error_output_fast(Z, Y, kind, alpha, scale, A, H, per_sample):
+    """A = σ(Z) (A0), J = L1 and H = 2·scale·(A − Y) ⊙ σ'(Z) (L4, D2.13) in one pass; returns J. derivations/losses.md#L12
+
+    σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares (both passed).
+    Performance contract: no allocation, one pass over Z and Y.
+    """
+    K, N = Z.shape
+    two_scale = Z.dtype.type(2 * scale)
+    for i in range(K):  # σ row by row (vectorized), then the per-sample terms
+        activate_row(Z[i], A[i], kind, alpha)
+    for n in prange(N):
+        acc = Z.dtype.type(0)
+        for i in range(K):
+            d = A[i, n] - Y[i, n]
+            acc += d * d
+            H[i, n] = two_scale * d * sigma_prime_inlined(Z[i, n], A[i, n], kind, alpha)
+        per_sample[n] = acc
+    return _sample_order_sum(per_sample) * scale

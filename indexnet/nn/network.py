@@ -42,6 +42,60 @@ class Backprop:
     caches: list = field(repr=False, default_factory=list)
 
 
+#: columns of :attr:`Workspace.layout` (one row per layer l = 1..L)
+S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D, OFF_T = range(8)
+
+
+class Workspace:
+    """Every array one training step of a dense network writes, allocated once per batch size N.
+
+    Per layer l = 1..L (list position l-1), each S_l × N and C-ordered: ``Z[l-1]`` = Z^(l),
+    ``A[l-1]`` = A^(l), ``H[l-1]`` = H^(l) = ∂J/∂Z^(l), and for the hidden layers
+    ``D[l-1]`` = Δ^(l) = W^(l+1)ᵗ H^(l+1); ``AT[l-1]`` (N × S_{l-1}) is the packing
+    buffer of the weight gradient's fast form; ``per_sample`` holds the N per-sample loss
+    terms. All are views of one flat array ``flat`` (so that a compiled step passes one
+    array for all of them), located by ``layout`` (int64, one row per layer: S_{l-1},
+    S_l, activation code and the offsets of Z, A, H, Δ). With ``support=True`` it also
+    holds the support lists of the input (``dense.support_of``) and the packed blocks of
+    the support forms (D1.6, D2.7).
+    """
+
+    def __init__(self, net: "Network", N: int, support: bool = False):
+        from indexnet.kernels.activations import CODES, IDENTITY
+        from indexnet.kernels.dense import SUPPORT_BLOCK
+
+        dt = net.dtype
+        sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
+        L = len(net.layers)
+        self.N = N
+        self.flat = np.zeros((4 * sum(sizes[1:]) + sum(sizes[:-1]) + 1) * N, dt)
+        at = 0
+
+        def take(s):
+            nonlocal at
+            at += s * N
+            return self.flat[at - s * N:at].reshape(s, N), at - s * N
+
+        self.Z, oZ = zip(*[take(s) for s in sizes[1:]])
+        self.A, oA = zip(*[take(s) for s in sizes[1:]])
+        self.H, oH = zip(*[take(s) for s in sizes[1:]])
+        self.D, oD = zip(*[take(s) for s in sizes[1:]])
+        self.AT, oT = zip(*[take(s) for s in sizes[:-1]])
+        self.AT = tuple(a.reshape(N, -1) for a in self.AT)
+        self.per_sample = take(1)[0].reshape(N)
+        self.layout = np.array([[sizes[l], sizes[l + 1], CODES.get(layer.activation, IDENTITY), oZ[l], oA[l], oH[l],
+                                 oD[l], oT[l]] for l, layer in enumerate(net.layers)], np.int64)
+        self.support = support
+        if support:
+            S0, S1 = sizes[0], sizes[1]
+            nb = (S1 + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK
+            self.col_ptr, self.row_ptr = np.zeros(N + 1, np.int64), np.zeros(S0 + 1, np.int64)
+            self.col_j, self.row_n = np.zeros(S0 * N, np.int64), np.zeros(S0 * N, np.int64)
+            self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
+            self.WP = np.zeros((nb, S0, SUPPORT_BLOCK), dt)
+            self.HP = np.zeros((nb, N, SUPPORT_BLOCK), dt)
+
+
 class Network:
     """A feed-forward network.
 
@@ -277,6 +331,17 @@ class Network:
             for a in p:
                 a.ravel()[:] = theta[k : k + a.size]
                 k += a.size
+
+    def workspace(self, N: int, support: bool = False) -> Workspace:
+        """The :class:`Workspace` of batch size N for a dense network, made on first use;
+        a few sizes are kept (an epoch's shorter last batch)."""
+        cache = self.__dict__.setdefault("_workspaces", {})
+        key = (int(N), bool(support))
+        if key not in cache:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[key] = Workspace(self, int(N), support)
+        return cache[key]
 
     def copy(self) -> "Network":
         """A network with the same layers and a deep copy of the parameters."""

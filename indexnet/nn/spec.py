@@ -17,7 +17,7 @@ token                                  layer
 ``flatten``                            (C, H, W) -> (C·H·W,)
 =====================================  ===============================================
 
-Activations: ``identity``, ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh`` and (dense
+Activations: ``identity``, ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``softplus`` and (dense
 only) ``softmax``; the activation is required, so ``800`` alone is an error rather
 than a silently linear layer. A ``flatten`` is inserted automatically between an
 image layer (conv or pooling) and a dense layer. When the first layer is a conv or

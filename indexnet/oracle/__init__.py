@@ -2,10 +2,15 @@
 
 - :func:`dense` — loss, every gradient, ∂J/∂X and every intermediate (Z, A, Δ, H) of a
   dense network given in your layouts (samples first or last, weights (out, in) or
-  (in, out)), computed in float64 with the exact, thread-count-independent build.
+  (in, out)), computed in float64 with the exact, thread-count-independent build; with
+  indexnet's seed losses or PyTorch's (:mod:`indexnet.oracle.heads`), ``reduction=``, or an
+  upstream gradient ``grad_output=``.
 - :func:`network` — the same for networks with conv2d, pooling and flatten layers, from
-  a PyTorch-like description and NCHW inputs.
-- :func:`gradcheck` — central differences and random directions for any callable.
+  a PyTorch-like description or a ``torch.nn.Sequential``, NCHW or NHWC inputs.
+- :class:`OracleResult` — what both return; one indexing scheme, layer l at ``[l-1]``
+  (:mod:`indexnet.oracle.result`), and ``by_module()`` per torch module.
+- :func:`gradcheck` — central differences (200 sampled elements by default) and random
+  directions for any callable; NaN and Inf fail.
 - :func:`assert_gradients_match` — compare nested gradients; the failure names the
   layer, the parameter, the index, both values and the relative error.
 
@@ -22,8 +27,9 @@ import importlib
 _EXPORTS = {
     "as_float64": "indexnet.oracle._arrays",
     **{name: "indexnet.oracle._core" for name in (
-        "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "dense", "network", "parse_layers",
+        "LAYOUTS", "ORACLE_ENGINES", "WEIGHT_LAYOUTS", "IMAGE_LAYOUTS", "dense", "network", "parse_layers",
         "torch_indices")},
+    "HEADS": "indexnet.oracle.heads",
     "OracleResult": "indexnet.oracle.result",
     "gradcheck": "indexnet.oracle.check",
     "assert_gradients_match": "indexnet.oracle.compare",
@@ -31,7 +37,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LAYOUTS", "WEIGHT_LAYOUTS", "ORACLE_ENGINES", "OracleResult", "as_float64", "dense", "network",
+    "LAYOUTS", "WEIGHT_LAYOUTS", "IMAGE_LAYOUTS", "ORACLE_ENGINES", "HEADS", "OracleResult", "as_float64", "dense", "network",
     "parse_layers", "torch_indices", "gradcheck", "assert_gradients_match", "relative_error",
 ]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from indexnet.oracle.finite_diff import GradcheckReport, check_gradients
+from indexnet.oracle.finite_diff import DEFAULT_MAX_ELEMENTS, GradcheckReport, check_gradients
 from indexnet.oracle._arrays import as_float64
 
 
@@ -25,7 +25,7 @@ def gradcheck(
     rtol: float = 1e-6,
     seed: int = 0,
     n_directions: int = 3,
-    max_elements: int | None = None,
+    max_elements: int | None = DEFAULT_MAX_ELEMENTS,
     raise_on_failure: bool = False,
 ) -> GradcheckReport:
     """Check a scalar function's analytic gradients by central differences and random directions.
@@ -34,6 +34,12 @@ def gradcheck(
     ``f`` and its gradients; every element is compared with the central difference
     (derivations/gradcheck.md, G1) and ``n_directions`` seeded random directions with the
     total differential (G2). Arguments are copied to float64 (ints accepted).
+
+    By default at most ``max_elements=200`` elements are checked one by one (a random
+    sample drawn with ``seed`` when there are more; 2 calls of ``f`` each), so a model of
+    any size is checked in seconds; the random directions still cover every element.
+    Pass ``max_elements=None`` to check every element. A NaN or ±inf in f's value, in an
+    analytic gradient or in a difference fails the check and is named in the report.
 
     Parameters
     ----------
@@ -48,14 +54,17 @@ def gradcheck(
     eps, atol, rtol, seed, n_directions, max_elements, raise_on_failure
         As in :func:`indexnet.oracle.finite_diff.check_gradients`: step, tolerances (an element
         passes when ``|analytic - numeric| <= atol + rtol·|numeric|``), seed of the
-        directions and of the element sample, number of directions, a cap on the
-        elements checked one by one, raise AssertionError instead of returning.
+        directions and of the element sample, number of directions, the number of
+        elements checked one by one (default 200; None for all), raise AssertionError
+        instead of returning.
 
     Returns
     -------
     GradcheckReport
-        ``ok``, ``failures``, and ``worst``: the worst element's argument, index, analytic
-        and numeric values and relative error; ``str(report)`` prints them.
+        ``ok``, ``failures``, ``non_finite``, ``worst`` (the element furthest outside its
+        tolerance: argument, index, analytic and numeric values, absolute and relative
+        error) and ``worst_abs`` (largest absolute error, useful when the worst relative
+        error sits on a zero reference); ``str(report)`` prints them.
 
     Examples
     --------

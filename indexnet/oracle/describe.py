@@ -13,7 +13,8 @@ import numpy as np
 from indexnet.oracle._arrays import as_float64
 
 _ACTIVATION_MODULES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
-                       "Softmax": "softmax", "Identity": "identity"}
+                       "Softmax": "softmax", "LogSoftmax": "log_softmax", "Identity": "identity",
+                       "Softplus": "softplus"}
 
 
 def _torch():
@@ -97,8 +98,10 @@ def describe(model) -> tuple[list[dict], dict[str, np.ndarray]]:
             entry = {"type": _ACTIVATION_MODULES[name]}
             if isinstance(mod, nn.LeakyReLU):
                 entry["negative_slope"] = mod.negative_slope
-            if isinstance(mod, nn.Softmax) and mod.dim not in (1, -1, None):
-                refuse(f"Softmax(dim={mod.dim}) (the feature axis is dim 1)")
+            if isinstance(mod, nn.Softplus) and mod.beta != 1:
+                refuse(f"Softplus(beta={mod.beta}) (indexnet's softplus has beta 1)")
+            if isinstance(mod, (nn.Softmax, nn.LogSoftmax)) and mod.dim not in (1, -1, None):
+                refuse(f"{name}(dim={mod.dim}) (the feature axis is dim 1)")
             layers.append(entry)
         else:
             refuse("this module")

@@ -66,10 +66,16 @@ class OracleResult:
     identity_modules : tuple
         ``(module index, layer position, what)`` for each ``Identity`` module: it passes
         on X (``what`` "X"), or Z / A of the layer at that position.
-    logits_head : bool
-        The last module outputs logits Z^(L) and the loss applies the softmax / sigmoid
-        (``CrossEntropyLoss``, ``BCEWithLogitsLoss``): ``A[-1]`` is then σ(Z^(L)) as the
-        derivation has it, and the module's own output is ``Z[-1]`` with gradient ``H[-1]``.
+    head_input : str
+        What the caller's model ends in: ``"probabilities"`` (a softmax / sigmoid module),
+        ``"logits"`` (``CrossEntropyLoss``, ``BCEWithLogitsLoss``: the loss applies the
+        softmax / sigmoid, so ``A[-1]`` is σ(Z^(L)) as the derivation has it and the
+        module's own output is ``Z[-1]`` with gradient ``H[-1]``), ``"log_probabilities"``
+        (LogSoftmax + ``NLLLoss``), ``"any"`` (squared losses) or ``"grad_output"``.
+    loss_factor : float
+        c of J = c Σ ... (:mod:`indexnet.oracle.heads`); 1 for grad_output.
+    Y : ndarray or None
+        The targets as the oracle read them (one-hot for class labels), or G.
     bounds : OracleResult or None
         With ``bounds="float32"`` (``"float16"``, ``"bfloat16"``): the same structure,
         holding for every element a bound on how far a correct implementation in that
@@ -99,7 +105,9 @@ class OracleResult:
     loss_name: str = ""
     reduction: str = "mean"
     identity_modules: tuple = ()
-    logits_head: bool = False
+    head_input: str = "probabilities"
+    loss_factor: float = 1.0
+    Y: np.ndarray | None = field(default=None, repr=False)
     # further optional fields (with defaults) go below this line
     bounds: "OracleResult | None" = field(default=None, repr=False)
     kink: "OracleResult | None" = field(default=None, repr=False)
@@ -156,7 +164,15 @@ class OracleResult:
         out: dict = {}
         for i, (t, act) in enumerate(zip(self.torch_names, self.activation_modules)):
             params = {_PARAM_TORCH_NAMES[p]: g for p, g in self.grads[i].items()}
-            if act is None and self.logits_head and i == len(self.torch_names) - 1:
+            last = i == len(self.torch_names) - 1
+            if last and self.head_input == "log_probabilities":
+                feature = 1 if self.layout == "samples_first" else 0
+                Z = self.Z[i]
+                m = Z.max(axis=feature, keepdims=True)
+                log_s = Z - m - np.log(np.exp(Z - m).sum(axis=feature, keepdims=True))
+                out[t] = {"output": Z, "grad_output": self.H[i], **params}
+                out[act] = {"output": log_s, "grad_output": -self.loss_factor * self.Y}
+            elif act is None and last and self.head_input == "logits":
                 out[t] = {"output": self.Z[i], "grad_output": self.H[i], **params}
             elif act is None:
                 out[t] = {"output": self.A[i], "grad_output": self.Delta[i], **params}

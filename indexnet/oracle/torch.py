@@ -8,11 +8,15 @@ it with ``pip install torch``). Nothing here pickles: state dicts are exchanged 
 Supported modules: ``Linear``, ``Conv2d`` (groups 1, dilation 1, zero padding, square
 stride and padding, with bias), ``MaxPool2d`` / ``AvgPool2d`` (square window and
 stride, no padding, floor mode), ``Flatten`` (from dim 1), and the activations ``ReLU``,
-``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` (over the feature axis) and
-``Identity``. indexnet fuses an activation into the linear or conv layer before it.
+``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` (over the feature axis), ``LogSoftmax``
+(last, with ``NLLLoss``) and ``Identity``. indexnet fuses an activation into the linear or
+conv layer before it; an activation anywhere else is a layer of its own.
 
-Loss correspondence (indexnet's losses are not rescaled to PyTorch's reductions; ``z`` are
-the logits, the output before the final Softmax / Sigmoid module, N the batch size):
+PyTorch's own losses are available under their names (``"MSELoss"``, ``"CrossEntropyLoss"``,
+``"NLLLoss"``, ``"BCELoss"``, ``"BCEWithLogitsLoss"``, with ``reduction=``; see
+:mod:`indexnet.oracle.heads`) and mean exactly what the modules compute. indexnet's seed
+losses correspond as follows (``z`` are the logits, the output before the final Softmax /
+Sigmoid module, N the batch size; ``reduction="sum"`` drops the 1/N):
 
 =========================  ==============================================================
 indexnet                   exact PyTorch expression
@@ -51,105 +55,175 @@ TORCH_LOSS_EXPRESSIONS = {
     "cross_entropy": "F.cross_entropy(z, y)",
     "binary_cross_entropy": 'F.binary_cross_entropy_with_logits(z, y, reduction="sum") / N',
 }
-def oracle_from_torch(model, loss: str, X, Y, *, engine: str = "loops") -> OracleResult:
+def oracle_from_torch(model, loss: str | None, X, Y=None, *, reduction: str | None = None, grad_output=None,
+                      engine: str = "loops") -> OracleResult:
     """The oracle's values for a ``torch.nn.Sequential`` on PyTorch-layout data.
 
     Parameters
     ----------
     model : torch.nn.Sequential
         Its parameters are read (copied to float64); the model is not modified.
-    loss : str
-        An indexnet loss name (see :data:`TORCH_LOSS_EXPRESSIONS` for the torch equivalent).
+    loss : str or None
+        An indexnet loss name or a PyTorch one (``"CrossEntropyLoss"``, ...); None with
+        ``grad_output``.
     X, Y : tensor or array
         Samples first: ``(N, C, H, W)`` or ``(N, S_0)``; Y ``(N, S_L)`` or class labels.
+    reduction, grad_output
+        As in :func:`indexnet.oracle.dense`.
 
     Returns
     -------
     OracleResult
-        In PyTorch's layouts; ``grads_dict("torch")`` keys match ``model.state_dict()``.
+        In PyTorch's layouts; ``grads_dict("torch")`` keys match ``model.state_dict()``,
+        ``by_module()`` keys the module indices.
     """
     layers, params = describe(model)
-    return network(layers, params, loss, _numpy(X), _numpy(Y), layout="samples_first", engine=engine)
+    return network(layers, params, loss, _numpy(X), None if Y is None else _numpy(Y), reduction=reduction,
+                   grad_output=None if grad_output is None else _numpy(grad_output), layout="samples_first",
+                   engine=engine)
 
 
 # -------------------------------------------------------------------------------- autograd
 @dataclass(frozen=True)
 class TorchGradients:
-    """PyTorch autograd's float64 values: ``loss``, ``grads`` keyed like ``state_dict``, ``dX``."""
+    """PyTorch autograd's float64 values: ``loss``, ``grads`` keyed like ``state_dict``, ``dX``,
+    and ``modules``: per module index its ``output`` and ``grad_output`` (∂J/∂output; absent
+    for an output autograd does not reach, such as a final Softmax whose logits feed the loss)."""
 
     loss: float
     grads: dict
     dX: np.ndarray
+    modules: dict
 
 
-def torch_loss(loss: str, model, x, y):
-    """The exact PyTorch expression of an indexnet loss on ``model(x)`` (module docstring table).
+def torch_loss(loss: str, model, x, y, reduction: str | None = None):
+    """The exact PyTorch expression of an oracle loss on ``model(x)`` (module docstring table).
 
-    For ``cross_entropy`` and ``binary_cross_entropy`` the model must end in ``Softmax`` /
-    ``Sigmoid``; the loss is taken on the logits ``model[:-1](x)``, as PyTorch's losses want.
+    PyTorch's names are computed by their modules (``torch.nn.CrossEntropyLoss(reduction=...)``
+    on the model's output). For ``cross_entropy`` and ``binary_cross_entropy`` the model must
+    end in ``Softmax`` / ``Sigmoid``; the loss is taken on the logits ``model[:-1](x)``, as
+    PyTorch's losses want.
     """
+    from indexnet.oracle.heads import check_reduction, get_head
+
     torch = _torch()
     F = torch.nn.functional
-    spec = get_loss(loss)
+    head = get_head(loss)
+    reduction = check_reduction(head, reduction)
     N = x.shape[0]
-    if spec.output_activation is not None:
-        want = {"softmax": torch.nn.Softmax, "sigmoid": torch.nn.Sigmoid}[spec.output_activation]
+    if head.name != head.base or head.per_element:  # a PyTorch name: its own module
+        out = model(x)
+        if head.name == "NLLLoss" and y.ndim == 2:
+            y = y.argmax(dim=1)
+        return getattr(torch.nn, head.name)(reduction=reduction)(out, y)
+    c_over_sum = 1.0 / N if reduction == "mean" else 1.0
+    if head.output_activation is not None:
+        want = {"softmax": torch.nn.Softmax, "sigmoid": torch.nn.Sigmoid}[head.output_activation]
         if not isinstance(model[-1], want):
             raise ValueError(f"model: loss {loss!r} needs a final {want.__name__} module, got {type(model[-1]).__name__}")
         z = model[:-1](x)
         if loss == "cross_entropy":
-            return F.cross_entropy(z, y)
-        return F.binary_cross_entropy_with_logits(z, y, reduction="sum") / N
-    a = model(x)
-    total = F.mse_loss(a, y, reduction="sum")
-    return {"mse": total / N, "half_se": 0.5 * total, "euclidean": total / (2 * N)}[loss]
+            return F.cross_entropy(z, y, reduction="sum") * c_over_sum
+        return F.binary_cross_entropy_with_logits(z, y, reduction="sum") * c_over_sum
+    total = F.mse_loss(model(x), y, reduction="sum")
+    half = 0.5 if loss in ("half_se", "euclidean") else 1.0
+    return total * (half * c_over_sum)
 
 
-def torch_autograd(model, loss: str, X, Y) -> TorchGradients:
-    """Loss and gradients by PyTorch autograd in float64, on a float64 copy of ``model``.
+def torch_autograd(model, loss: str | None, X, Y=None, *, reduction: str | None = None,
+                   grad_output=None) -> TorchGradients:
+    """Loss, gradients and every module's output and output gradient by PyTorch autograd in
+    float64, on a float64 copy of ``model``.
 
-    Y may be class labels ``(N,)`` for ``cross_entropy``; they are turned into one-hot rows.
+    Y may be class labels ``(N,)`` for the cross-entropies (kept as labels for PyTorch's
+    names, one-hot rows for indexnet's). With ``grad_output=G`` (and ``loss=None``)
+    J = Σ G ⊙ model(X).
     """
     torch = _torch()
     import copy
 
     twin = copy.deepcopy(model).to(torch.float64)
     x = torch.tensor(as_float64("X", _numpy(X)), requires_grad=True)
-    y_raw = _numpy(Y)
-    if loss == "cross_entropy" and y_raw.ndim == 1 and y_raw.dtype.kind in "iu":
-        n_classes = twin(x).shape[1]
-        y_raw = np.eye(n_classes)[y_raw]
-    y = torch.tensor(as_float64("Y", y_raw))
-    J = torch_loss(loss, twin, x, y)
-    J.backward()
+    outputs: dict = {}
+    hooks = [mod.register_forward_hook(lambda m, i, o, key=key: outputs.__setitem__(key, o))
+             for key, mod in twin.named_children()]
+    try:
+        if grad_output is not None:
+            out = twin(x)
+            J = (out * torch.tensor(as_float64("grad_output", _numpy(grad_output)))).sum()
+        else:
+            y_raw = _numpy(Y)
+            labels = y_raw.ndim == 1 and y_raw.dtype.kind in "iu"
+            if labels and loss in ("cross_entropy",):
+                y_raw = np.eye(twin(x).shape[1])[y_raw]
+                outputs.clear()
+            y = torch.tensor(y_raw) if labels and loss != "cross_entropy" else torch.tensor(as_float64("Y", y_raw))
+            if labels and loss != "cross_entropy":
+                y = y.long()
+            J = torch_loss(loss, twin, x, y, reduction)
+        for o in outputs.values():
+            if o.requires_grad:
+                o.retain_grad()
+        J.backward()
+    finally:
+        for h in hooks:
+            h.remove()
     grads = {k: p.grad.detach().numpy().copy() for k, p in twin.named_parameters()}
-    return TorchGradients(loss=float(J.detach()), grads=grads, dX=x.grad.detach().numpy().copy())
+    modules = {}
+    for key, o in outputs.items():
+        entry = {"output": o.detach().numpy().copy()}
+        if o.grad is not None:
+            entry["grad_output"] = o.grad.detach().numpy().copy()
+        modules[key] = entry
+    return TorchGradients(loss=float(J.detach()), grads=grads, dX=x.grad.detach().numpy().copy(), modules=modules)
 
 
 @dataclass(frozen=True)
 class TorchComparison:
-    """The oracle and autograd side by side; ``max_rel_error`` over loss, dX and every parameter."""
+    """The oracle and autograd side by side; ``max_rel_error`` is the largest normwise relative
+    error ‖mine − theirs‖ / ‖theirs‖ over the loss, dX, every parameter gradient and every
+    module's output and output gradient."""
 
     oracle: OracleResult
     torch: TorchGradients
     max_rel_error: float
 
 
-def compare_with_torch(model, loss: str, X, Y, *, rtol: float = 1e-10, atol: float = 0.0) -> TorchComparison:
+def _normwise(mine, ref) -> float:
+    mine, ref = np.asarray(mine, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    diff = float(np.linalg.norm((mine - ref).ravel()))
+    scale = float(np.linalg.norm(ref.ravel()))
+    return 0.0 if diff == 0 else (diff / scale if scale else np.inf)
+
+
+def compare_with_torch(model, loss: str | None, X, Y=None, *, reduction: str | None = None, grad_output=None,
+                       rtol: float = 1e-10, atol: float = 0.0, engine: str = "loops") -> TorchComparison:
     """Check the oracle against PyTorch autograd (float64) on the same model and data.
+
+    Compares the loss, ∂J/∂X, every parameter gradient (element by element, ``rtol`` /
+    ``atol``) and, through :meth:`OracleResult.by_module`, every module's output and
+    output gradient (normwise, within ``rtol``).
 
     Raises
     ------
     AssertionError
         From :func:`indexnet.oracle.assert_gradients_match`, naming what differs.
     """
-    ours = oracle_from_torch(model, loss, X, Y)
-    theirs = torch_autograd(model, loss, X, Y)
+    ours = oracle_from_torch(model, loss, X, Y, reduction=reduction, grad_output=grad_output, engine=engine)
+    theirs = torch_autograd(model, loss, X, Y, reduction=reduction, grad_output=grad_output)
     mine = {"loss": ours.loss, "dX": ours.dX, **ours.grads_dict("torch")}
     ref = {"loss": theirs.loss, "dX": theirs.dX, **theirs.grads}
     assert_gradients_match(mine, ref, rtol=rtol, atol=atol)
-    worst = max(float(np.max(relative_error(mine[k], ref[k]), initial=0.0)) for k in ref)
-    return TorchComparison(oracle=ours, torch=theirs, max_rel_error=worst)
+    errors = [_normwise(mine[k], ref[k]) for k in ref]
+    view = ours.by_module()
+    for key, entry in theirs.modules.items():
+        for what, value in entry.items():
+            err = _normwise(view[key][what], value)
+            if not err <= rtol:
+                raise AssertionError(f"module {key} ({type(model[int(key)]).__name__}) {what}: normwise relative "
+                                     f"error {err:.3g} > {rtol:g}")
+            errors.append(err)
+    return TorchComparison(oracle=ours, torch=theirs, max_rel_error=max(errors))
 
 
 # ------------------------------------------------------------------ Network <-> state_dict
@@ -229,7 +303,7 @@ def to_torch(net: Network):
     """
     torch = _torch()
     nn = torch.nn
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": lambda: nn.Softplus(threshold=50.0)}
     modules = []
     for layer, shape in zip(net.layers, net.shapes):
         if isinstance(layer, Dense):

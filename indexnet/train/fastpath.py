@@ -1,425 +1,152 @@
-"""The trainer's fast dense step: fused kernels, preallocated buffers, no allocation per step.
+"""The fast engine's whole-step composer for dense networks: the kernels' own fast forms, called in order.
 
-:func:`make_fast_step` returns ``step(X, Y) -> J`` for a network of dense layers only,
-computing what ``Network.backward(X, Y, engine, fused=True, input_grad=False)`` followed
-by ``optimizer.step`` computes, with the same equations in fewer passes:
+:func:`make_fast_step` returns ``step(X, Y) -> J`` for a network of dense layers whose
+loss has a fused output pass. It computes what ``Network.backward(X, Y, "fast",
+input_grad=False)`` followed by ``optimizer.step`` computes, by calling the ``_fast``
+forms of :mod:`indexnet.kernels.dense` and :mod:`indexnet.kernels.losses` (each the
+kernel of a numbered equation; none is written here) on a
+:class:`indexnet.nn.network.Workspace` allocated once per batch size:
 
-* forward (D1.4 + A0): Z^(l) = W^(l) A^(l-1) + b^(l) and A^(l) = σ_l(Z^(l)) in one
-  register-blocked sum (:func:`indexnet.kernels.tiled.gemm_nt`), σ applied as each
-  block is stored; hidden layers keep only A (σ' is a function of A for every
-  elementwise activation here: ReLU/leaky ReLU test A > 0, sigmoid A(1 − A), tanh 1 − A²);
-* output (L5/L7, L8/L7, L1-L4 + D2.13): one pass over the samples gives the loss value
-  and H^(L) = ∂J/∂Z^(L) — (S − Y)/N for softmax + cross-entropy, (σ(Z) − Y)/N for
-  sigmoid + binary cross-entropy, 2·scale·(A − Y) ⊙ σ' for the squared-error losses;
-* backward (D2.5, D2.10, D2.25, D2.13): ∂J/∂W = H Aᵗ (tiled; for batches under
-  ``tiled.SHORT_BATCH`` the axpy form on Hᵗ and the Aᵗ the forward pass packed),
-  ∂J/∂b = H J_N fused with H^(l-1) = (W^(l)ᵗ H^(l)) ⊙ σ'(A^(l-1)).
+* forward, D1.5 (or D1.6 for the first layer when its input is mostly zeros and
+  :data:`SUPPORT_DENSITY` allows it): Z^(l) and A^(l) = σ(Z^(l)) in one pass per layer;
+* output, L10 / L11 / L12: A^(L), J and H^(L) in one pass;
+* backward, D2.25 then D2.14 (H^(l-1) and ∂J/∂b^(l-1) in one pass), and D2.5, or for
+  :class:`indexnet.nn.optim.SGD` the update folded into the weight gradient (D2.6, D2.8),
+  after Δ^(l-1) has used the old weights.
 
-Two regimes, chosen by size. Networks whose largest layer's weight count × batch
-reaches :data:`PARALLEL_WORK` run the tiled kernels, one call each from Python; each
-operation uses threads only when its own work reaches :data:`PARALLEL_OP` (else its
-serial twin: every parallel region wakes and joins the threads, which costs more than
-a small operation, and much more when other processes compete for the cores), and
-:class:`indexnet.nn.optim.SGD` is applied by the same kernels (fused update). Smaller
-networks (seed 003's 1-16-16-1) run the whole step — forward, backward and, for
-:class:`indexnet.nn.optim.SGD`, the update — in one serial compiled call,
-:func:`small_step`, because for them the cost of entering a kernel (about a
-microsecond) and of waking threads exceeds the arithmetic. That call takes few arguments
-(numba unboxes every array argument on every call, about 0.15 µs each, more inside
-tuples): all buffers of a batch size are views of one flat array, all gradients views of
-another, with an int64 table of offsets (:class:`_Buffers`). Its loops are shaped for
-rows of a few dozen samples: four terms per pass over a row (loads and stores, not
-multiply-adds, bound one axpy per pass), σ' per activation code outside the loops, and
-tanh by :func:`tanh_small`, which is most of the step's arithmetic (1-16-16-1, batch 32:
-about 12 µs of arithmetic, of which 4.7 µs tanh, and 2-3 µs of entering the call).
-
-Equality: results agree with the generic path (fast engine) to rounding: the sums are
-reassociated (fastmath), never reordered beyond that, and tanh is a polynomial form
-within 3 ulp of ``numpy.tanh``. ``tests/test_fastpath.py`` checks
-loss and every gradient within rtol 1e-4 (float32) / 1e-10 (float64), relative to the
-largest magnitude of each array.
+Two regimes. A network whose largest layer's weights × batch reaches
+:data:`PARALLEL_WORK` is run one fast form per call from Python, each operation in
+parallel when its own work reaches :data:`PARALLEL_OP`, else its serial twin (waking
+threads costs more than a small operation). A smaller network (seed 000's 1-16-16-1) is
+run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
+same fast forms: at a few microseconds per step, entering a compiled function (about
+0.15 µs per array argument) and waking threads would dominate, so that call takes the
+workspace as one flat array and an offset table.
 """
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
 
-from llvmlite import ir as llvm_ir
-from numba.extending import intrinsic
-
-from indexnet._jit import renamed
+from indexnet._jit import fastserial, serial_twin
+from indexnet.kernels import dense, losses
+from indexnet.kernels.activations import CODES, IDENTITY
+from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list
-from indexnet.kernels.activations import CODES, IDENTITY, SIGMOID, TANH
-from indexnet.kernels.tiled import (SHORT_BATCH, gemm_nt, gemm_tn, inlined, q_tile, sigma_fast as sigma,
-                                    sigma_prime_fast as sigma_prime, tiled, tiled_serial, transpose_into)
 
-#: weights × batch at or above which a layer uses the parallel tiled kernels
+#: weights × batch of the largest layer at or above which the step runs layer by layer
 PARALLEL_WORK = 1 << 18
+#: multiply-adds (or elements) at or above which one operation uses threads
+PARALLEL_OP = 1 << 21
+#: largest fraction of nonzero inputs for which the first layer sums over the support
+#: (D1.6, D2.7, D2.8). 0: not used by default. Measured on this machine's CPU, numba's
+#: builds of the support forms are slower than the dense fast forms (LLVM vectorizes
+#: their loop over the support as gathers instead of their 8-row register block), so
+#: MNIST's 81 % zeros do not pay yet; the forms are derived, tested and selectable.
+SUPPORT_DENSITY = 0.0
 
-# output codes of the fused output pass
+# output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
 
-
-# ------------------------------------------------------------------ output and H kernels
-@tiled_serial
-def _output_column(Z, Y, A, H, n, code, kind, alpha, scale):
-    """Loss of sample n and column n of A and H^(L) = ∂J/∂Z^(L) (eqs. L5/L7, L8/L7, L1-L4)."""
-    K = Z.shape[0]
-    N = Z.shape[1]
-    inv_n = Z.dtype.type(1) / N
-    loss = Z.dtype.type(0)
-    if code == SOFTMAX_CE:
-        col = Z[:, n]
-        m = col.max()
-        total = loss
-        for k in range(K):
-            A[k, n] = math.exp(col[k] - m)
-            total += A[k, n]
-        lse = m + math.log(total)
-        for k in range(K):
-            s = A[k, n] / total
-            A[k, n] = s
-            H[k, n] = (s - Y[k, n]) * inv_n
-            if Y[k, n] != 0:
-                loss -= Y[k, n] * (Z[k, n] - lse)
-    elif code == SIGMOID_BCE:
-        for k in range(K):
-            z = Z[k, n]
-            a = sigma(z, kind, alpha)
-            A[k, n] = a
-            H[k, n] = (a - Y[k, n]) * inv_n
-            loss += max(z, z - z) + math.log1p(math.exp(-abs(z))) - Y[k, n] * z
-    else:
-        for k in range(K):
-            z = Z[k, n]
-            a = sigma(z, kind, alpha)
-            A[k, n] = a
-            d = a - Y[k, n]
-            loss += d * d
-            H[k, n] = (2 * scale) * d * sigma_prime(z, a, kind, alpha)
-    return loss
+_TWINS = {}
 
 
-@tiled
-def output_pass(Z, Y, A, H, code, kind, alpha, scale, per_sample):
-    """J and H^(L) from the output layer's Z, ``prange`` over samples n (one column each).
-
-    Returns J: the per-sample terms summed in sample order, times 1/N (cross-entropies)
-    or ``scale`` (squared errors), as :mod:`indexnet.kernels.losses` reduces them.
-    """
-    N = Z.shape[1]
-    for n in numba.prange(N):
-        per_sample[n] = _output_column(Z, Y, A, H, n, code, kind, alpha, scale)
-    total = Z.dtype.type(0)
-    for n in range(N):
-        total += per_sample[n]
-    if code == SQUARED:
-        return total * scale
-    return total / N
+def _twin(kernel):
+    """The serial twin of a fast form (compiled on first use)."""
+    if kernel not in _TWINS:
+        _TWINS[kernel] = serial_twin(kernel)
+    return _TWINS[kernel]
 
 
-@tiled
-def hidden_H(D, A, kind, alpha, H, db):
-    """H_in = Δ_in σ'(A_in) and ∂J/∂b_i = Σ_n H_in, ``prange`` over rows i (eqs. D2.13, D2.10)."""
-    S, N = D.shape
-    for i in numba.prange(S):
-        acc = H.dtype.type(0)
-        for n in range(N):
-            a = A[i, n]
-            h = D[i, n] * sigma_prime(a, a, kind, alpha)
-            H[i, n] = h
-            acc += h
-        db[i] = acc
+def _pick(kernel, work: int):
+    """``kernel`` itself when ``work`` >= :data:`PARALLEL_OP`, else its serial twin."""
+    return kernel if work >= PARALLEL_OP else _twin(kernel)
 
 
-@tiled
-def row_sums(H, db):
-    """∂J/∂b_i = Σ_n H_in, ``prange`` over i (eq. D2.10)."""
-    S, N = H.shape
-    for i in numba.prange(S):
-        acc = H.dtype.type(0)
-        for n in range(N):
-            acc += H[i, n]
-        db[i] = acc
+# serial twins called from inside small_step (numba resolves them as globals)
+_forward_s = _twin(dense.forward_activation_fast)
+_weight_grad_s = _twin(dense.weight_grad_fast)
+_weight_grad_sgd_s = _twin(dense.weight_grad_sgd_fast)
+_input_grad_s = _twin(dense.input_grad_fast)
+_hadamard_bias_s = _twin(dense.hadamard_bias_grad_fast)
+_softmax_ce_s = _twin(losses.softmax_cross_entropy_fast)
+_sigmoid_bce_s = _twin(losses.sigmoid_binary_cross_entropy_fast)
+_squared_s = _twin(losses.squared_error_output_fast)
+
+# entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
+SCALE, PER_LAYER = 0, 1
 
 
-# ------------------------------------------------------------------ the small-net step
-@intrinsic
-def _pow2_neg(typingctx, k):
-    """2^-k for an int64 0 <= k <= 1022, from the bits of a binary64 (biased exponent
-    1023 − k, zero mantissa): a shift and a bitcast, which vectorize, in place of a chain
-    of selects."""
-    sig = numba.types.float64(numba.types.int64)
-
-    def codegen(context, builder, signature, args):
-        i64 = llvm_ir.IntType(64)
-        bits = builder.shl(builder.sub(llvm_ir.Constant(i64, 1023), args[0]), llvm_ir.Constant(i64, 52))
-        return builder.bitcast(bits, llvm_ir.DoubleType())
-
-    return sig, codegen
-
-
-#: expm1(t)/t = Σ_m t^m/(m+1)! to t^12 (truncation < 1e-17 relative for |t| <= ln2/2),
-#: economized to degree 10 on |t| <= ln2/2 by dropping its Chebyshev terms T_11 and T_12
-#: (computed in exact rational arithmetic; they add < 2e-17 relative)
-_EXPM1_C = (1.0, 0.5000000000000006, 0.1666666666666668, 0.04166666666657331, 0.008333333333319624,
-            0.0013888888932414932, 0.00019841269889970308, 2.4801504473176566e-05, 2.75572410293324e-06,
-            2.7626277680010253e-07, 2.5109975621266357e-08)
-
-
-@inlined
-def tanh_small(z):
-    """tanh z = −sign(z) expm1(−2|z|) / (2 + expm1(−2|z|)) (eq. A5), the form of
-    :func:`indexnet.kernels.tiled.tanh_vec` with fewer instructions per element (tanh is
-    most of the arithmetic of a small tanh network's step): the same range reduction
-    y = 2|z| = k ln 2 + r, but expm1(t) = t·P(t) with P the degree-10 polynomial
-    :data:`_EXPM1_C` (in place of the degree-12 Taylor polynomial) evaluated by Estrin's
-    scheme (shorter dependency chains than Horner's), and 2^{-k} from the exponent bits
-    (:func:`_pow2_neg`) in place of six selects. Accuracy: within 3 ulp of
-    ``numpy.tanh`` in float64, as ``tanh_vec`` (tests/test_fastpath.py).
-    """
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 = _EXPM1_C
-    y = min(2.0 * abs(np.float64(z)), 40.0)
-    ki = np.int32(y * 1.4426950408889634 + 0.5)  # y >= 0: truncation rounds
-    k = np.float64(ki)
-    t = -((y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10)
-    t2 = t * t
-    t4 = t2 * t2
-    q0 = (c0 + c1 * t) + t2 * (c2 + c3 * t)
-    q1 = (c4 + c5 * t) + t2 * (c6 + c7 * t)
-    q2 = (c8 + c9 * t) + t2 * c10
-    em1 = t * (q0 + t4 * (q1 + t4 * q2))
-    s = _pow2_neg(np.int64(ki))
-    e = s * em1 + (s - 1.0)  # e^{-y} − 1 = 2^{-k} expm1(−r) + (2^{-k} − 1)
-    return math.copysign(-e / (2.0 + e), z)
-
-
-@tiled_serial
+@fastserial
 def _view(flat, offset, rows, cols):
     """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
     return flat[offset:offset + rows * cols].reshape((rows, cols))
 
 
-@tiled_serial
-def _activate_block(Z, kind, alpha):
-    """Z ← σ(Z) in place on a contiguous block (eq. A0), the branch on ``kind`` outside
-    the loop so that each loop vectorizes; tanh by :func:`tanh_small`."""
-    z = Z.reshape(-1)
-    if kind == IDENTITY:
-        return
-    if kind == TANH:
-        for k in range(z.shape[0]):
-            z[k] = tanh_small(z[k])
-    else:
-        for k in range(z.shape[0]):
-            z[k] = sigma(z[k], kind, alpha)
+@fastserial
+def _shrink(theta, factor):
+    """θ ← factor · θ on a flat view: the weight-decay part (1 − ηλ) of O8 before a folded step."""
+    for k in range(theta.shape[0]):
+        theta[k] *= factor
 
 
-@tiled_serial
-def _times_sigma_prime(D, A, kind, alpha, H):
-    """H = D ⊙ σ'(A) on contiguous blocks (eq. D2.13; σ' from A = σ(Z), valid for every
-    kind here since ReLU/leaky ReLU test A > 0), one vectorizable loop per kind."""
-    d = D.reshape(-1)
-    a = A.reshape(-1)
-    h = H.reshape(-1)
-    if kind == IDENTITY:
-        for k in range(h.shape[0]):
-            h[k] = d[k]
-    elif kind == TANH:
-        for k in range(h.shape[0]):
-            h[k] = d[k] * (1 - a[k] * a[k])
-    elif kind == SIGMOID:
-        for k in range(h.shape[0]):
-            h[k] = d[k] * (a[k] * (1 - a[k]))
-    else:
-        for k in range(h.shape[0]):
-            h[k] = d[k] * sigma_prime(a[k], a[k], kind, alpha)
-
-
-@tiled_serial
-def _small_forward(W, A_prev, b, kind, alpha, Z):
-    """Z_in = σ(Σ_j W_ij A_jn + b_i) (eqs. D1.4, A0), serial, the sum over j as unit-stride
-    axpys over n, four values of j per pass over the row (for these short rows the loads
-    and stores of the row, not the multiply-adds, bound the one-j-per-pass form);
-    ``Z`` contiguous."""
-    S, Sp = W.shape
-    N = A_prev.shape[1]
-    J4 = Sp - Sp % 4
-    for i in range(S):
-        row = Z[i]
-        for n in range(N):
-            row[n] = b[i]
-        for j in range(0, J4, 4):
-            w0, w1, w2, w3 = W[i, j], W[i, j + 1], W[i, j + 2], W[i, j + 3]
-            a0, a1, a2, a3 = A_prev[j], A_prev[j + 1], A_prev[j + 2], A_prev[j + 3]
-            for n in range(N):
-                row[n] += (w0 * a0[n] + w1 * a1[n]) + (w2 * a2[n] + w3 * a3[n])
-        for j in range(J4, Sp):
-            w = W[i, j]
-            a = A_prev[j]
-            for n in range(N):
-                row[n] += w * a[n]
-    _activate_block(Z, kind, alpha)
-
-
-@tiled_serial
-def _small_backward(W, H, A_prev, dW, db, D_prev, need_prev):
-    """∂J/∂W = H Aᵗ, ∂J/∂b = H J_N and Δ^(l-1) = Wᵗ H, serial (eqs. D2.5, D2.10, D2.25);
-    Wᵗ H as axpys over n, four values of i per pass over the row of Δ."""
-    S, Sp = W.shape
-    N = H.shape[1]
-    J4 = Sp - Sp % 4
-    zero = H.dtype.type(0)
-    for i in range(S):
-        h = H[i]
-        acc = zero
-        for n in range(N):
-            acc += h[n]
-        db[i] = acc
-        for j in range(0, J4, 4):  # four sums per pass over h
-            a0, a1, a2, a3 = A_prev[j], A_prev[j + 1], A_prev[j + 2], A_prev[j + 3]
-            c0, c1, c2, c3 = zero, zero, zero, zero
-            for n in range(N):
-                c0 += h[n] * a0[n]
-                c1 += h[n] * a1[n]
-                c2 += h[n] * a2[n]
-                c3 += h[n] * a3[n]
-            dW[i, j], dW[i, j + 1], dW[i, j + 2], dW[i, j + 3] = c0, c1, c2, c3
-        for j in range(J4, Sp):
-            a = A_prev[j]
-            acc = zero
-            for n in range(N):
-                acc += h[n] * a[n]
-            dW[i, j] = acc
-    if need_prev:
-        I4 = S - S % 4
-        for j in range(Sp):
-            d = D_prev[j]
-            for n in range(N):
-                d[n] = 0
-            for i in range(0, I4, 4):
-                w0, w1, w2, w3 = W[i, j], W[i + 1, j], W[i + 2, j], W[i + 3, j]
-                h0, h1, h2, h3 = H[i], H[i + 1], H[i + 2], H[i + 3]
-                for n in range(N):
-                    d[n] += (w0 * h0[n] + w1 * h1[n]) + (w2 * h2[n] + w3 * h3[n])
-            for i in range(I4, S):
-                w = W[i, j]
-                h = H[i]
-                for n in range(N):
-                    d[n] += w * h[n]
-
-
-# columns of the small step's layout table (one row per layer l = 1..L)
-S_IN, S_OUT, KIND, OFF_A, OFF_H, OFF_D, OFF_W, OFF_B = range(8)
-# entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
-SCALE, PER_LAYER = 0, 1
-
-
-@tiled_serial
-def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code):
+@fastserial
+def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets):
     """One whole step of a small dense network in one serial call; returns J.
 
-    Few arguments, because entering a compiled function costs about 0.15 µs per array
-    and more per tuple: every buffer of the batch size lives in ``flat``, every gradient
-    in ``grads`` (one array each, see :class:`_Buffers`), and ``layout[l - 1]`` gives
-    layer l's sizes S_{l-1}, S_l, its activation code and the offsets (elements) of its
-    blocks, from which the views are taken here:
-
-    * ``flat[OFF_A]``: A^(l) (S_l × N), except for l = L, which keeps Z^(L);
-    * ``flat[OFF_H]``: H^(l) = ∂J/∂Z^(l) (S_l × N);
-    * ``flat[OFF_D]``: the scratch Δ^(l) = W^(l+1)ᵗ H^(l+1) (S_l × N); for l = L, A^(L);
-    * ``grads[OFF_W]``, ``grads[OFF_B]``: ∂J/∂W^(l) (S_l × S_{l-1}) and ∂J/∂b^(l) (S_l).
-
-    ``reals`` holds the squared-error ``scale`` and, per layer, α_l (leaky ReLU) and λ_l
-    (weight decay of W^(l)) at ``PER_LAYER + 2(l-1)``. When the learning rate ``lr`` > 0
-    the SGD update θ ← θ − η (g + λθ) (eq. O8) follows, λ = 0 for biases.
+    ``flat`` and ``layout`` are the workspace's (:class:`indexnet.nn.network.Workspace`);
+    ``reals`` holds the squared-error scale and per layer α_l (leaky ReLU) and λ_l
+    (weight decay of W^(l)). When ``lr`` > 0 the SGD step is folded into the weight
+    gradient (D2.6; O8's decay as the factor 1 − ηλ first) and the bias step follows
+    D2.14; otherwise every gradient is written to ``grads`` (offsets ``grad_offsets``,
+    W^(l) then b^(l)).
     """
     L = len(Ws)
     N = X.shape[1]
-    for l in range(L):  # forward, eqs. D1.4 + A0 (the output layer stores Z^(L))
-        S, Sp, kind = layout[l, S_OUT], layout[l, S_IN], layout[l, KIND]
+    for l in range(L):  # D1.5; the output layer stores Z (its σ is the output pass's)
+        S, Sp = layout[l, S_OUT], layout[l, S_IN]
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
-        _small_forward(Ws[l], A_prev, bs[l], kind if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l],
-                       _view(flat, layout[l, OFF_A], S, N))
-    K, kind_out = layout[L - 1, S_OUT], layout[L - 1, KIND]
-    alpha_out = reals[PER_LAYER + 2 * (L - 1)]
-    Z = _view(flat, layout[L - 1, OFF_A], K, N)
-    A = _view(flat, layout[L - 1, OFF_D], K, N)
+        Z = _view(flat, layout[l, OFF_Z], S, N)
+        _forward_s(Ws[l], A_prev, bs[l], layout[l, KIND] if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l], Z,
+                   Z if l == L - 1 else _view(flat, layout[l, OFF_A], S, N), _view(flat, layout[l, OFF_T], N, Sp))
+    K = layout[L - 1, S_OUT]
+    Z = _view(flat, layout[L - 1, OFF_Z], K, N)
+    A = _view(flat, layout[L - 1, OFF_A], K, N)
     H = _view(flat, layout[L - 1, OFF_H], K, N)
-    scale = Z.dtype.type(reals[SCALE])
-    total = Z.dtype.type(0)
-    if code == SQUARED:  # J = scale Σ (A − Y)², H^(L) = 2 scale (A − Y) ⊙ σ'(A) (eqs. L1-L4, D2.13)
-        A[:] = Z
-        _activate_block(A, kind_out, alpha_out)
-        for k in range(K):
-            for n in range(N):
-                d = A[k, n] - Y[k, n]
-                total += d * d
-                H[k, n] = (2 * scale) * d
-        _times_sigma_prime(H, A, kind_out, alpha_out, H)
-        J = total * scale
-    else:  # softmax + CE or sigmoid + BCE, one sample at a time (eqs. L5/L7, L8/L7)
-        for n in range(N):
-            total += _output_column(Z, Y, A, H, n, code, kind_out, alpha_out, scale)
-        J = total / N
-    for l in range(L - 1, -1, -1):  # backward, eqs. D2.5, D2.10, D2.25, D2.13
+    per_sample = flat[flat.shape[0] - N:]
+    if code == SOFTMAX_CE:
+        J = _softmax_ce_s(Z, Y, A, H, per_sample)
+    elif code == SIGMOID_BCE:
+        J = _sigmoid_bce_s(Z, Y, A, H, per_sample)
+    else:
+        J = _squared_s(Z, Y, layout[L - 1, KIND], reals[PER_LAYER + 2 * (L - 1)], reals[SCALE], A, H, per_sample)
+    for l in range(L - 1, -1, -1):
         S, Sp = layout[l, S_OUT], layout[l, S_IN]
         H = _view(flat, layout[l, OFF_H], S, N)
-        dW = _view(grads, layout[l, OFF_W], S, Sp)
-        db = grads[layout[l, OFF_B]:layout[l, OFF_B] + S]
-        if l == 0:
-            _small_backward(Ws[l], H, X, dW, db, H, False)
-        else:
-            A_prev = _view(flat, layout[l - 1, OFF_A], Sp, N)
+        db = grads[grad_offsets[2 * l + 1]:grad_offsets[2 * l + 1] + S]
+        if l == L - 1:  # ∂J/∂b^(L) = Σ_n H^(L) (D2.10 as D2.14 with σ' = 1, in place)
+            _hadamard_bias_s(H, H, H, IDENTITY, 0.0, H, db)
+        A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
+        if l > 0:  # D2.25 with the old W, then D2.14 for layer l-1
             D_prev = _view(flat, layout[l - 1, OFF_D], Sp, N)
-            _small_backward(Ws[l], H, A_prev, dW, db, D_prev, True)
-            _times_sigma_prime(D_prev, A_prev, layout[l - 1, KIND], reals[PER_LAYER + 2 * (l - 1)],
-                               _view(flat, layout[l - 1, OFF_H], Sp, N))
-    if lr > 0:  # SGD, eq. O8
-        for l in range(L):
-            W = Ws[l].reshape(-1)
-            g = grads[layout[l, OFF_W]:layout[l, OFF_W] + W.shape[0]]
-            lam = W.dtype.type(reals[PER_LAYER + 2 * l + 1])
-            eta = W.dtype.type(lr)
-            for k in range(W.shape[0]):
-                W[k] = W[k] - eta * (g[k] + lam * W[k])
+            _input_grad_s(Ws[l], H, D_prev)
+            _hadamard_bias_s(D_prev, _view(flat, layout[l - 1, OFF_Z], Sp, N), A_prev, layout[l - 1, KIND],
+                             reals[PER_LAYER + 2 * (l - 1)], _view(flat, layout[l - 1, OFF_H], Sp, N),
+                             grads[grad_offsets[2 * l - 1]:grad_offsets[2 * l - 1] + Sp])
+        W = Ws[l]
+        AT = _view(flat, layout[l, OFF_T], N, Sp)
+        if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
+            lam = reals[PER_LAYER + 2 * l + 1]
+            if lam != 0:
+                _shrink(W.reshape(-1), W.dtype.type(1 - lr * lam))
+            _weight_grad_sgd_s(H, A_prev, lr, W, AT)
             b = bs[l]
-            gb = grads[layout[l, OFF_B]:layout[l, OFF_B] + b.shape[0]]
-            for k in range(b.shape[0]):
-                b[k] = b[k] - eta * gb[k]
+            eta = b.dtype.type(lr)
+            for i in range(S):
+                b[i] -= eta * db[i]
+        else:
+            _weight_grad_s(H, A_prev, _view(grads, grad_offsets[2 * l], S, Sp), AT)
     return J
-
-
-@tiled
-def sgd_update(theta, g, lr, weight_decay):
-    """θ_k ← θ_k − η (g_k + λ θ_k) on flat views, ``prange`` over k (eq. O8, as optim.SGD)."""
-    eta = theta.dtype.type(lr)
-    lam = theta.dtype.type(weight_decay)
-    for k in numba.prange(theta.shape[0]):
-        theta[k] = theta[k] - eta * (g[k] + lam * theta[k])
-
-
-def serial_twin(dispatcher):
-    """The same source compiled without threads (``prange`` runs as ``range``), under its own
-    cache name: for the small operations of a step, where waking threads costs more than
-    the arithmetic."""
-    return tiled_serial(renamed(dispatcher.py_func, "__serial"))
-
-
-#: multiply-adds (or elements) at or above which one operation of the tiled regime uses threads
-PARALLEL_OP = 1 << 21
-_SERIAL = {}
-
-
-def _pick(kernel, work: int):
-    """``kernel`` itself when ``work`` >= :data:`PARALLEL_OP`, else its serial twin."""
-    if work >= PARALLEL_OP:
-        return kernel
-    if kernel not in _SERIAL:
-        _SERIAL[kernel] = serial_twin(kernel)
-    return _SERIAL[kernel]
 
 
 # ------------------------------------------------------------------------ the builder
@@ -443,76 +170,19 @@ def supports(net) -> bool:
         return False
     if any(layer.activation == "softmax" for layer in net.layers[:-1]):
         return False
-    if any(layer.activation == "leaky_relu" and layer.alpha < 0 for layer in net.layers):
-        return False
     return _output_code(net) is not None
-
-
-class _Buffers:
-    """Every array one step writes, allocated once per batch size N.
-
-    A^(l), H^(l), Δ^(l) and A^(L) are views of one flat array ``flat``, so that the small
-    step passes one array for all of them (entering a compiled function costs per array
-    argument). Its blocks, each S_l × N and C-ordered, in this order:
-
-    * ``A[l-1]``: A^(l) for l = 1 … L, except that ``A[L-1]`` holds Z^(L);
-    * ``H[l-1]``: H^(l) = ∂J/∂Z^(l) for l = 1 … L;
-    * ``D[l-1]``: the scratch Δ^(l) = W^(l+1)ᵗ H^(l+1) for the hidden layers l = 1 … L−1;
-    * ``A_out``: A^(L); ``per_sample`` (N values): the tiled output pass's per-sample losses.
-
-    ``layout`` (int64, one row per layer, columns ``S_IN`` … ``OFF_B``) gives the sizes,
-    activation code and block offsets for :func:`small_step` (its ``OFF_D`` of layer L is
-    ``A_out``'s); ``reals`` its real parameters (the loss scale for N, α_l, λ_l);
-    ``args`` the arguments of :func:`small_step` after X, Y and η. The transposes
-    ``AT``, ``HT``, ``WT`` are the tiled regime's only.
-    """
-
-    def __init__(self, net, N: int, grad_offsets, scale: float, decays):
-        dt = net.dtype
-        sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
-        L = len(net.layers)
-        self.N = N
-        rows = 2 * sum(sizes[1:]) + sum(sizes[1:-1]) + sizes[-1] + 1
-        self.flat = np.empty(rows * N, dt)
-        at = 0
-
-        def take(s):
-            """The next S × N block of ``flat`` and its offset."""
-            nonlocal at
-            at += s * N
-            return self.flat[at - s * N:at].reshape(s, N), at - s * N
-
-        self.A, oA = zip(*[take(s) for s in sizes[1:]])
-        self.H, oH = zip(*[take(s) for s in sizes[1:]])
-        self.D, oD = zip(*[take(s) for s in sizes[1:-1]]) if L > 1 else ((), ())
-        self.A_out, o_out = take(sizes[-1])
-        self.per_sample = take(1)[0].reshape(N)
-        self.layout = np.array([[sizes[l], sizes[l + 1], CODES.get(layer.activation, IDENTITY), oA[l], oH[l],
-                                 oD[l] if l < L - 1 else o_out, grad_offsets[2 * l], grad_offsets[2 * l + 1]]
-                                for l, layer in enumerate(net.layers)], np.int64)
-        self.reals = np.zeros(PER_LAYER + 2 * L)
-        self.reals[SCALE] = scale
-        self.reals[PER_LAYER::2] = [float(layer.alpha) for layer in net.layers]
-        self.reals[PER_LAYER + 1::2] = decays
-        self.Ws = tuple(p[0] for p in net.params)  # the network's own arrays, updated in place
-        self.bs = tuple(p[1] for p in net.params)
-        self.args = None
-        self.AT = [np.empty((N, s), dt) for s in sizes[:-1]]    # A^(l-1)ᵗ
-        self.HT = [np.empty((N, s), dt) for s in sizes[1:]]     # H^(l)ᵗ
-        self.WT = [np.empty((layer_in, layer_out), dt) for layer_in, layer_out in zip(sizes[:-1], sizes[1:])]
-        self.empty = np.zeros(0, dt)
 
 
 def make_fast_step(net, optimizer, decay_mask=None):
     """``step(X, Y) -> J`` for a dense-only network, or None when :func:`supports` is False.
 
-    The step writes ∂J/∂θ into preallocated arrays and calls ``optimizer.step`` (or, for a
-    small network with :class:`indexnet.nn.optim.SGD` at its own learning rate, applies
-    θ ← θ − η(g + λθ) in the same compiled call and advances ``optimizer.t``). The
-    network's parameter arrays are updated in place and must stay the same objects
-    (``Network.set_flat_params`` writes into them, as the optimisers do).
-    ``step.grads`` is the list of gradient arrays of the last step, in the order of the
-    trainer's flat parameter list; ``step.regime`` is ``"small"`` or ``"tiled"``.
+    The step updates the network's parameter arrays in place (they must stay the same
+    objects; ``Network.set_flat_params`` writes into them, as the optimisers do). With
+    :class:`indexnet.nn.optim.SGD` the update is folded into the weight gradient
+    (D2.6/D2.8) and ``optimizer.t`` advances; any other optimiser gets the gradients and
+    its own ``step``. ``step.gradients(X, Y) -> (J, grads)`` computes J and the gradients
+    (in the trainer's flat parameter order) without updating; ``step.regime(N)`` says
+    ``"small"`` or ``"layers"``.
     """
     if not supports(net):
         return None
@@ -520,92 +190,107 @@ def make_fast_step(net, optimizer, decay_mask=None):
     mask = _mask(net) if decay_mask is None else list(decay_mask)
     params = flat_param_list(net)
     L = len(net.layers)
-    kinds = tuple(CODES.get(layer.activation, IDENTITY) for layer in net.layers)
-    alphas = tuple(float(layer.alpha) for layer in net.layers)
-    # the gradients: views of one flat array (the small step passes that one array)
-    grad_offsets = np.cumsum([0] + [p.size for p in params])
-    grad_flat = np.empty(int(grad_offsets[-1]), net.dtype)
+    kinds = [CODES.get(layer.activation, IDENTITY) for layer in net.layers]
+    alphas = [float(layer.alpha) for layer in net.layers]
+    grad_offsets = np.cumsum([0] + [p.size for p in params]).astype(np.int64)
+    grad_flat = np.zeros(int(grad_offsets[-1]), net.dtype)
     grads = [grad_flat[o:o + p.size].reshape(p.shape) for o, p in zip(grad_offsets, params)]
     dWs, dbs = grads[0::2], grads[1::2]
-    work = max(layer.units * s for layer, s in zip(net.layers, [net.input_shape[0]] + [la.units for la in net.layers]))
-    state = {"bufs": {}, "scale": {}}
+    sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
+    work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
+    Ws = tuple(p[0] for p in net.params)
+    bs = tuple(p[1] for p in net.params)
+    state = {"reals": {}, "support": None}
 
-    def buffers(N):
-        """The buffers of batch size N; a few sizes are kept (an epoch's shorter last batch)."""
-        bufs = state["bufs"]
-        if N not in bufs:
-            if len(bufs) >= 4:
-                bufs.pop(next(iter(bufs)))
-            state["scale"][N] = net.loss_fn.scale(N) if net.loss_fn.squared else 1.0
-            decays = [float(optimizer.weight_decay) if m and fused_sgd else 0.0 for m in mask[0::2]]
-            B = bufs[N] = _Buffers(net, N, grad_offsets, state["scale"][N], decays)
-            B.args = (B.Ws, B.bs, B.flat, grad_flat, B.layout, B.reals, code)  # small_step's, after X, Y, η
-        return bufs[N]
+    def reals(N):
+        if N not in state["reals"]:
+            r = np.zeros(PER_LAYER + 2 * L)
+            r[SCALE] = net.loss_fn.scale(N) if net.loss_fn.squared else 1.0
+            r[PER_LAYER::2] = alphas
+            r[PER_LAYER + 1::2] = [float(optimizer.weight_decay) if m and fused_sgd else 0.0 for m in mask[0::2]]
+            state["reals"][N] = r
+        return state["reals"][N]
 
-    def step_tiled(X, Y):
-        B = buffers(X.shape[1])
+    def use_support(X):
+        """Sum the first layer over the support of X (D1.6, D2.7) when at most
+        :data:`SUPPORT_DENSITY` of its inputs are nonzero; decided on the first batch (the
+        density of a data set's inputs does not change)."""
+        if state["support"] is None:
+            state["support"] = bool(SUPPORT_DENSITY > 0 and np.count_nonzero(X) <= SUPPORT_DENSITY * X.size)
+        return state["support"]
+
+    def layers_step(X, Y, lr):
         N = X.shape[1]
-        T = numba.get_num_threads()
-        for l, (layer, (W, b)) in enumerate(zip(net.layers, net.params)):
-            A_prev = X if l == 0 else B.A[l - 1]
-            _pick(transpose_into, A_prev.size * 8)(A_prev, B.AT[l])
+        sup = use_support(X)
+        B = net.workspace(N, support=sup)
+        r = reals(N)
+        for l, (W, b) in enumerate(zip(Ws, bs)):  # forward: D1.5 (D1.6 on the support of X)
             kind = IDENTITY if l == L - 1 else kinds[l]
-            work = W.size * N
-            _pick(gemm_nt, work)(W, B.AT[l], B.A[l], b, kind, alphas[l], q_tile(W.shape[1], W.itemsize),
-                                 T if work >= PARALLEL_OP else 1)
-        Zl = B.A[L - 1]
-        J = _pick(output_pass, Zl.size * 8)(Zl, Y, B.A_out, B.H[L - 1], code, kinds[L - 1], alphas[L - 1],
-                                            state["scale"][N], B.per_sample)
-        for l in range(L - 1, -1, -1):
-            W = net.params[l][0]
-            A_prev = X if l == 0 else B.A[l - 1]
-            H = B.H[l]
-            work = W.size * N
-            if l == L - 1:
-                _pick(row_sums, H.size * 8)(H, dbs[l])
-            _pick(transpose_into, H.size * 8)(H, B.HT[l])
-            if N < SHORT_BATCH:  # ∂J/∂W from the packed Hᵗ and Aᵗ (axpy form)
-                _pick(gemm_tn, work)(B.HT[l], B.AT[l], dWs[l], T)
+            A_out = B.Z[l] if l == L - 1 else B.A[l]
+            if l == 0 and sup:
+                dense.support_of(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n, B.row_val)
+                _pick(dense.forward_support_fast, W.size * N)(W, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
+                                                              B.WP, B.Z[l], A_out)
             else:
-                _pick(gemm_nt, work)(H, A_prev, dWs[l], B.empty, IDENTITY, 0.0, q_tile(N, H.itemsize),
-                                     T if work >= PARALLEL_OP else 1)
-            if l > 0:
-                _pick(transpose_into, W.size * 8)(W, B.WT[l])
-                _pick(gemm_nt, work)(B.WT[l], B.HT[l], B.D[l - 1], B.empty, IDENTITY, 0.0,
-                                     q_tile(W.shape[0], W.itemsize), T if work >= PARALLEL_OP else 1)
-                _pick(hidden_H, B.D[l - 1].size * 8)(B.D[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1],
-                                                     B.H[l - 1], dbs[l - 1])
-        if fused_sgd:
-            lr = float(optimizer.lr)
-            for p, g, m in zip(params, grads, mask):
-                _pick(sgd_update, p.size * 8)(p.reshape(-1), g.reshape(-1), lr,
-                                              float(optimizer.weight_decay) if m else 0.0)
-            optimizer.t += 1
+                _pick(dense.forward_activation_fast, W.size * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
+                                                                 B.Z[l], A_out, B.AT[l])
+        Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
+        out_work = Z.size * 8
+        if code == SOFTMAX_CE:
+            J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Y, A, H, B.per_sample)
+        elif code == SIGMOID_BCE:
+            J = _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Y, A, H, B.per_sample)
         else:
-            optimizer.step(params, grads, mask)
+            J = _pick(losses.squared_error_output_fast, out_work)(Z, Y, kinds[L - 1], alphas[L - 1], r[SCALE], A, H,
+                                                                  B.per_sample)
+        _pick(dense.hadamard_bias_grad_fast, H.size * 8)(H, H, H, IDENTITY, 0.0, H, dbs[L - 1])
+        for l in range(L - 1, -1, -1):  # backward
+            W, b = Ws[l], bs[l]
+            H = B.H[l]
+            A_prev = X if l == 0 else B.A[l - 1]
+            wwork = W.size * N
+            if l > 0:  # D2.25 with the old W, then D2.14
+                _pick(dense.input_grad_fast, wwork)(W, H, B.D[l - 1])
+                _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
+                    B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
+            sparse = l == 0 and sup
+            if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
+                lam = r[PER_LAYER + 2 * l + 1]
+                if lam != 0:
+                    W *= W.dtype.type(1 - lr * lam)
+                if sparse:
+                    _pick(dense.weight_grad_support_sgd_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, lr, W)
+                else:
+                    _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
+                b -= b.dtype.type(lr) * dbs[l]
+            elif sparse:
+                _pick(dense.weight_grad_support_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, dWs[l])
+            else:
+                _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
 
-    def regime(N):
-        return "tiled" if work * N >= PARALLEL_WORK else "small"
-
-    bufs = state["bufs"]
-
-    def step(X, Y):
+    def run(X, Y, lr):
         N = X.shape[1]
         if work * N >= PARALLEL_WORK:
-            return step_tiled(X, Y)
-        # the small regime, inline: at a few µs per step, each Python call and lookup shows
-        B = bufs.get(N) or buffers(N)
-        if fused_sgd:
-            J = small_step(X, Y, float(optimizer.lr), *B.args)
-            optimizer.t += 1
-        else:
-            J = small_step(X, Y, 0.0, *B.args)
-            optimizer.step(params, grads, mask)
-        return float(J)
+            return layers_step(X, Y, lr)
+        B = net.workspace(N)
+        return float(small_step(X, Y, lr, Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets))
 
+    def step(X, Y):
+        if fused_sgd:
+            J = run(X, Y, float(optimizer.lr))
+            optimizer.t += 1
+            return J
+        J = run(X, Y, 0.0)
+        optimizer.step(params, grads, mask)
+        return J
+
+    def gradients(X, Y):
+        """J and ∂J/∂θ (flat parameter order) of one batch, parameters unchanged."""
+        return run(X, Y, 0.0), grads
+
+    step.gradients = gradients
     step.grads = grads
-    step.regime = regime
-    step.buffers = buffers
+    step.regime = lambda N: "layers" if work * N >= PARALLEL_WORK else "small"
     return step

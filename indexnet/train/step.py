@@ -4,16 +4,15 @@
 an engine. This generic version runs :meth:`indexnet.Network.backward` and
 ``optimizer.step``.
 
-Engines. ``fast`` (the default, the trainer's "loops" engine in the benchmark's words)
-dispatches networks of dense layers with a fused output (softmax + cross-entropy,
-sigmoid + binary cross-entropy, squared errors) to :mod:`indexnet.train.fastpath`: the same
-sums as the loops forms with the fast build's fastmath flags, register-blocked where
-the layers are large (:mod:`indexnet.kernels.tiled`), one fused serial call where they
-are small. Every other
-network, and every other engine, takes the generic path. ``loops`` stays the exact,
-deterministic build on purpose: it is the oracle the fast path is tested against
-(tests/test_fastpath.py: loss and gradients equal within rtol 1e-4 in float32 and 1e-10
-in float64, relative to each array's largest magnitude).
+Engines. ``fast`` (the trainer's default) runs the kernels' ``_fast`` forms: networks
+of dense layers with a fused output pass (softmax + cross-entropy, sigmoid + binary
+cross-entropy, squared errors) through :mod:`indexnet.train.fastpath`, which composes
+the fused fast forms (D1.5, D1.6, D2.6-D2.8, D2.14, L10-L12) on a workspace allocated
+once per batch size; every other network through :meth:`indexnet.Network.backward`
+with ``engine="fast"`` (each formula's ``_fast`` form, or the fastmath twin of its
+loops form where it has none). ``loops`` is the exact, deterministic build everywhere:
+it is the oracle the fast forms are tested against (tests/test_fast_forms.py,
+tests/test_fastpath.py).
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ Extending a run
 
 Reproducibility
     The initial weights come from ``seed``, the batches from a
-    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from.
+    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from
+    except the distortions of ``augment`` (drawn per batch, after the epoch's order).
     Every checkpoint stores the parameters, the optimiser's state, that Generator's
     state, the epoch and step counts, the history and this configuration, so
     :meth:`Trainer.resume` continues exactly as if the run had never stopped (timings
@@ -121,6 +122,10 @@ class TrainConfig:
     split_seed : int
         Seed of the train / validation / test split (fixed by default, so test figures
         of different ``seed`` compare).
+    val_size, val_fraction, test_fraction : int, float, float or None
+        The validation set's size (MNIST-format sets: images from the end of the
+        training file) or fraction, and the test fraction (not for MNIST-format sets,
+        which test on their t10k file); None: the loader's default.
     preset : str or None
         The preset the settings came from (informational).
     layers : str or None
@@ -156,6 +161,10 @@ class TrainConfig:
     log_every : int or None
         Print a line every this many epochs (and after the first and the last); None:
         every ``ceil(epochs / 10)`` epochs.
+    augment : str or None
+        Random distortions of every training batch, ``affine[:rotate=R,shear=S,scale=Z,shift=T]``,
+        ``elastic[:ALPHA,SIGMA]`` or both joined by ``+`` (:func:`indexnet.data.augment.parse_augment`,
+        ``derivations/augment.md``); drawn from the batch Generator, image data only.
     """
 
     data: str = "digits"
@@ -164,6 +173,9 @@ class TrainConfig:
     target: str = "-1"
     task: str = "classification"
     split_seed: int = 0
+    val_size: int | None = None
+    val_fraction: float | None = None
+    test_fraction: float | None = None
     preset: str | None = None
     layers: str | None = None
     loss: str | None = None
@@ -190,6 +202,7 @@ class TrainConfig:
     train_eval_size: int = 10000
     checkpoint_every: int | None = None
     log_every: int | None = None
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("--data", self.data, DATASETS)
@@ -212,10 +225,27 @@ class TrainConfig:
                 f"ceil(N / batch size) steps per epoch, got --steps-per-epoch {self.steps_per_epoch}"
             )
         check_real("--lr", self.lr, lo=0, lo_open=True)
+        if self.augment is not None:
+            from indexnet.data.augment import parse_distortions
+
+            parse_distortions(self.augment)  # syntax and ranges; that the data are images is checked with them
         if self.data in ("mnist", "fashion") and not self.data_dir:
             raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
         if self.data == "csv" and not self.csv:
             raise ValueError("--csv: expected the path of a CSV file for --data csv, got none")
+        if self.val_size is not None:
+            check_positive_int("--val-size", self.val_size, minimum=0)
+            if self.data not in ("mnist", "fashion"):
+                raise ValueError(f"--val-size: applies to --data mnist or fashion; for --data {self.data} give "
+                                 f"--val-fraction, got --val-size {self.val_size}")
+            if self.val_fraction is not None:
+                raise ValueError("--val-size, --val-fraction: expected one of them, got both")
+        for name in ("val_fraction", "test_fraction"):
+            if getattr(self, name) is not None:
+                check_real(f"--{name.replace('_', '-')}", getattr(self, name), lo=0, hi=1, hi_open=True)
+        if self.test_fraction is not None and self.data in ("mnist", "fashion"):
+            raise ValueError(f"--test-fraction: --data {self.data} tests on its t10k files; got --test-fraction "
+                             f"{self.test_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-able dict."""
@@ -321,22 +351,61 @@ def infer_loss(layers_spec: str) -> str:
     return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}.get(act, "mse")
 
 
+#: library argument names -> the command-line options that set them (for error messages)
+CLI_NAMES = {
+    "val_fraction + test_fraction": "--val-fraction + --test-fraction", "target_columns": "--target",
+    "data_dir": "--data-dir", "val_size": "--val-size", "val_fraction": "--val-fraction",
+    "test_fraction": "--test-fraction", "csv file": "--csv", "kind='regression'": "--task regression",
+    "kind": "--task", "n_classes=": "a label column of the real classes",
+}
+
+
+def cli_message(text: str) -> str:
+    """``text`` with the library's argument names replaced by the CLI options that set them."""
+    import re
+
+    pattern = "|".join(re.escape(k) for k in sorted(CLI_NAMES, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({pattern})(?![\w])", lambda m: CLI_NAMES[m.group(1)], text)
+
+
 def load_splits(config: TrainConfig, scaling: dict | None = None):
     """The data set a configuration names, split and in its dtype.
 
     ``scaling`` (a stored record, at evaluation time) replaces the scaling a CSV file
     would compute from its training split; the other sets have a fixed scaling.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        From the loader, with its argument names replaced by the command-line options
+        (``--data-dir``, ``--val-size``, ``--target`` ...); also an empty split.
     """
     from indexnet import data as D
 
     dtype = np.dtype(config.dtype)
-    if config.data in ("mnist", "fashion"):
-        return D.load_mnist(config.data_dir, config.data, dtype=dtype)
-    if config.data == "csv":
-        target: Any = int(config.target) if config.target.lstrip("-").isdigit() else config.target
-        return D.load_csv(config.csv, target_columns=target, kind=config.task, seed=config.split_seed,
-                          scaling=scaling, dtype=dtype)
-    return D.load(config.data, seed=config.split_seed, dtype=dtype)
+    opts = {k: getattr(config, k) for k in ("val_fraction", "test_fraction") if getattr(config, k) is not None}
+    try:
+        if config.data in ("mnist", "fashion"):
+            splits = D.load_mnist(config.data_dir, config.data, dtype=dtype, val_size=config.val_size,
+                                  val_fraction=config.val_fraction)
+        elif config.data == "csv":
+            target: Any = int(config.target) if config.target.lstrip("-").isdigit() else config.target
+            splits = D.load_csv(config.csv, target_columns=target, kind=config.task, seed=config.split_seed,
+                                scaling=scaling, dtype=dtype, **opts)
+        else:
+            splits = D.load(config.data, seed=config.split_seed, dtype=dtype, **opts)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(cli_message(str(exc))) from None
+    except ValueError as exc:
+        raise ValueError(cli_message(str(exc))) from None
+    for part, ds in zip(("training", "validation", "test"), (splits.train, splits.validation, splits.test)):
+        if ds.n_samples == 0:
+            mnist = config.data in ("mnist", "fashion")
+            hint = {"training": "--val-fraction / --test-fraction or --val-size",
+                    "validation": "--val-size" if mnist else "--val-fraction",
+                    "test": "the t10k files" if mnist else "--test-fraction"}[part]
+            raise ValueError(f"--data {config.data}: the {part} split is empty (0 examples); check {hint}")
+    return splits
 
 
 def data_meta(config: TrainConfig, splits) -> dict[str, Any]:
@@ -346,6 +415,7 @@ def data_meta(config: TrainConfig, splits) -> dict[str, Any]:
         "name": train.name, "kind": train.kind, "scaling": train.scaling, "n_classes": train.n_classes,
         "image_shape": None if train.image_shape is None else list(train.image_shape),
         "n_features": train.n_features, "n_outputs": train.n_outputs, "split": splits.info,
+        "class_names": splits.info.get("class_names"),
         "source": {k: getattr(config, k) for k in ("data", "data_dir", "csv", "target", "task", "split_seed")},
     }
 
@@ -397,6 +467,8 @@ class Trainer:
         layers, input_shape = build_layers(layers_spec, train.n_features, train.image_shape, train.n_outputs)
         self.layers_spec = layers_spec
         if net is None:
+            check_memory(layers, input_shape, config, layers_spec)
+        if net is None:
             net = Network(layers, input_shape, self.loss_name, dtype=np.dtype(config.dtype), seed=config.seed)
         else:
             want = ([l.to_config() for l in layers], input_shape, self.loss_name, np.dtype(config.dtype))
@@ -427,6 +499,9 @@ class Trainer:
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
         self._X = np.array(train.X, order="C", copy=True)
         self._T = np.array(train.T, order="C", copy=True)
+        from indexnet.data.augment import parse_augment
+
+        self.augmenter = parse_augment(config.augment, train.image_shape)
 
     # -------------------------------------------------------------------- construction
     def _default_layers(self) -> str:
@@ -554,6 +629,8 @@ class Trainer:
             X, T = self._X, self._T
         else:
             X, T = np.take(self._X, idx, axis=1), np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # a fresh distortion of every batch, drawn from the batch Generator
+            X = self.augmenter(X, self.rng)
         return X.reshape(shape + (X.shape[-1],)), T
 
     def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
@@ -640,6 +717,8 @@ class Trainer:
         idx = plan[0]
         X = self._X if idx is None else np.take(self._X, idx, axis=1)
         T = self._T if idx is None else np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # its own Generator: the batch Generator is not touched
+            X = self.augmenter(X, np.random.default_rng(0))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             step(X.reshape(shape + (X.shape[-1],)), T)
             evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
@@ -809,14 +888,16 @@ class Trainer:
         written["metrics"] = write_text_atomic(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         if plots:
             written["curves"] = P.plot_history(self.history, self.out / "curves.png",
-                                               title=f"{self.splits.train.name}: {self.layers_spec}")
+                                               title=f"{self.splits.train.name}: {self.layers_spec}",
+                                               best_epoch=(self.best or {}).get("epoch"))
             if "predictions" in test_metrics:
                 from indexnet.train.metrics import confusion_matrix
 
                 cm = confusion_matrix(test_metrics["predictions"], self.splits.test.labels, self.splits.test.n_classes)
                 written["confusion"] = P.plot_confusion(
                     cm, self.out / "confusion.png",
-                    title=f"{self.splits.train.name} test: accuracy {100 * test_metrics['accuracy']:.2f}%")
+                    title=f"{self.splits.train.name} test: accuracy {100 * test_metrics['accuracy']:.2f}%",
+                    class_names=self.splits.info.get("class_names"))
             fit = P.plot_fit(self.net, self.splits, self.out / "fit.png", engine=self.engine)
             if fit is not None:
                 written["fit"] = fit
@@ -824,6 +905,58 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------------ helpers
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable, else physical memory), or None."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimate(layers, input_shape, config: TrainConfig) -> tuple[int, int]:
+    """``(bytes, parameters)``: what a run keeps in memory, from the shapes alone (nothing allocated).
+
+    Parameters × (the parameters, their gradients, the optimiser's state arrays, the
+    best epoch's copy and the in-memory checkpoint of the last epoch) plus the
+    activations of a training batch and of an evaluation batch (values, pre-activations
+    and deltas of every layer).
+    """
+    itemsize = np.dtype(config.dtype).itemsize
+    n_params, units = 0, int(np.prod(input_shape))
+    shape = tuple(input_shape)
+    for layer in layers:
+        n_params += sum(int(np.prod(s)) for s in layer.param_shapes(shape))
+        shape = tuple(layer.output_shape(shape))
+        units += int(np.prod(shape))
+    state = {"sgd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    copies = 1 + 1 + state + 1 + (1 + state)
+    batch = config.batch_size if config.mode == "minibatch" else 1
+    activations = 3 * units * (batch + config.eval_batch_size)
+    return (copies * n_params + activations) * itemsize, n_params
+
+
+def check_memory(layers, input_shape, config: TrainConfig, spec: str) -> None:
+    """Refuse, before allocating, a network whose training would not fit in the available memory."""
+    need, n_params = memory_estimate(layers, input_shape, config)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise ValueError(
+            f"--layers {spec}: training this network needs about {need / gib:.1f} GiB ({n_params:,} parameters in "
+            f"{config.dtype}, with their gradients, the {config.optimizer} state, copies for checkpoints, and the "
+            f"activations of a batch); this machine has {have / gib:.1f} GiB available. Choose smaller layers"
+        )
+
+
 class _sigint_to_flag:
     """While active (main thread only): SIGINT sets ``trainer._stop`` instead of raising at once.
 

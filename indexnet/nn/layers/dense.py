@@ -57,7 +57,7 @@ class Dense(Layer):
     units : int
         S_l, the number of neurons.
     activation : str
-        ``identity``, ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh`` or ``softmax``.
+        ``identity``, ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``softplus`` or ``softmax``.
     alpha : float
         Slope of leaky ReLU for z < 0.
     init : str
@@ -96,7 +96,10 @@ class Dense(Layer):
     def forward(self, params, A_prev, engine):
         W, b = params
         Z = np.empty((W.shape[0], A_prev.shape[1]), dtype=A_prev.dtype)
-        form("dense", "forward", engine)(W, A_prev, b, Z)
+        if engine == "fast":  # the fast form packs A_prevᵗ into a buffer of ours
+            form("dense", "forward", engine)(W, A_prev, b, Z, np.empty(A_prev.shape[::-1], A_prev.dtype))
+        else:
+            form("dense", "forward", engine)(W, A_prev, b, Z)
         A = apply_activation(self.activation, self.alpha, Z, np.empty_like(Z), engine)
         return LayerCache(A_prev=A_prev, Z=Z, A=A)
 
@@ -114,6 +117,9 @@ class Dense(Layer):
                 Delta, dsig = H, np.ones_like(H)
             form("dense", "weight_grad", "literal")(Delta, dsig, cache.A_prev, dW)
             form("dense", "bias_grad", "literal")(Delta, dsig, db)
+        elif engine == "fast":  # the fast form packs A_prevᵗ for short batches into a buffer of ours
+            form("dense", "weight_grad", engine)(H, cache.A_prev, dW, np.empty(cache.A_prev.shape[::-1], W.dtype))
+            form("dense", "bias_grad", engine)(H, db)
         else:
             form("dense", "weight_grad", engine)(H, cache.A_prev, dW)
             form("dense", "bias_grad", engine)(H, db)

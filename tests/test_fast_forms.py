@@ -1,0 +1,253 @@
+"""The ``_fast`` forms (the trainer's) against the exact loops forms, and the fused and
+support equations against the composition of the exact forms they fuse.
+
+Tolerance: a fast form is the same sum reassociated (fastmath, register blocks), so
+|fast − loops| ≤ rtol · Σ|terms| elementwise, with rtol 1e-12 (float64) and 2e-5
+(float32), Σ|terms| being the same formula evaluated on |inputs| (cancellation cannot
+fake a failure). Elementwise forms (σ, σ', H, fused outputs) compare within a few ulp
+of the larger value (tanh is a polynomial form, 3 ulp). Shapes are random and include
+realistic sizes (S up to 1024, N up to 512) with a small example count; the summed
+dimension stays short so that the exact forms they are checked against stay quick.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexnet.kernels import activations as act
+from indexnet.kernels import dense, losses
+from indexnet.nn.network import Network
+from indexnet.nn.optim import SGD
+from indexnet.train.step import make_train_step
+
+RTOL = {np.float64: 1e-12, np.float32: 2e-5}
+DTYPES = [np.float64, np.float32]
+#: (S, S_prev, N): the output rows and samples up to realistic sizes (N on both sides of
+#: dense.SHORT_BATCH, the weight gradient's two blockings), the summed index short
+shapes = st.tuples(st.integers(1, 1024), st.integers(1, 40), st.integers(1, 512))
+few = settings(max_examples=6)
+
+
+def _rand(rng, shape, dtype, zeros=0.0):
+    x = rng.standard_normal(shape).astype(dtype)
+    if zeros:
+        x[rng.random(shape) < zeros] = 0
+    return x
+
+
+def _close(got, want, scale, dtype):
+    assert got.shape == want.shape
+    bound = RTOL[dtype] * scale + np.finfo(dtype).tiny
+    assert np.all(np.abs(got - want) <= bound), float(np.max(np.abs(got - want) - bound))
+
+
+def _ulps(got, want, dtype, n, ref=None):
+    """|got − want| within n ulp of ``ref`` (the size of the formula's terms; default the values)."""
+    ref = np.maximum(np.abs(want), np.abs(got)) if ref is None else np.abs(ref)
+    assert np.all(np.abs(got - want) <= n * np.spacing(ref.astype(dtype)) + np.finfo(dtype).tiny)
+
+
+def _support(A):
+    S_prev, N = A.shape
+    buf = (np.zeros(N + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype),
+           np.zeros(S_prev + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype))
+    nnz = dense.support_of(A, *buf)
+    assert nnz == np.count_nonzero(A)
+    return buf
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@few
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_dense_sums_fast_equal_loops(dtype, shape, seed):
+    """D1.4, D2.5, D2.25, D2.10: forward, weight, input and bias gradient fast forms equal
+    the exact loops forms within rtol · Σ|terms|."""
+    S, S_prev, N = shape
+    rng = np.random.default_rng(seed)
+    W, A, b, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype), \
+        _rand(rng, (S, N), dtype)
+    aW, aA, ab, aH = np.abs(W), np.abs(A), np.abs(b), np.abs(H)
+    Z = dense.forward_fast(W, A, b, np.empty((S, N), dtype), np.empty((N, S_prev), dtype))
+    _close(Z, dense.forward_loops(W, A, b, np.empty((S, N), dtype)), aW @ aA + ab[:, None], dtype)
+    dW = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), np.empty((N, S_prev), dtype))
+    _close(dW, dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype)), aH @ aA.T, dtype)
+    D = dense.input_grad_fast(W, H, np.empty((S_prev, N), dtype))
+    _close(D, dense.input_grad_loops(W, H, np.empty((S_prev, N), dtype)), aW.T @ aH, dtype)
+    db = dense.bias_grad_fast(H, np.empty(S, dtype))
+    _close(db, dense.bias_grad_loops(H, np.empty(S, dtype)), aH.sum(axis=1), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@few
+@given(shape=shapes, seed=st.integers(0, 2**31), kind=st.sampled_from(sorted(act.CODES.values())))
+def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
+    """D1.5 equals D1.4 (loops) followed by A0 (loops), and D1.6, summed over the support of a
+    mostly-zero A, equals the same: Z within rtol · Σ|terms|, A within that bound times the
+    largest slope of σ (1) plus 4 ulp."""
+    S, S_prev, N = shape
+    rng = np.random.default_rng(seed)
+    W, A, b = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype, zeros=0.8), _rand(rng, S, dtype)
+    scale = np.abs(W) @ np.abs(A) + np.abs(b)[:, None]
+    Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
+    Aw = act.activation_loops(Zw, kind, 0.1, np.empty((S, N), dtype))
+    Z, Ao = np.empty((S, N), dtype), np.empty((S, N), dtype)
+    dense.forward_activation_fast(W, A, b, kind, 0.1, Z, Ao, np.empty((N, S_prev), dtype))
+    _close(Z, Zw, scale, dtype)
+    _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+    col_ptr, col_j, col_val = _support(A)[:3]
+    WP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, S_prev, dense.SUPPORT_BLOCK), dtype)
+    Z2, A2 = np.empty((S, N), dtype), np.empty((S, N), dtype)
+    dense.forward_support_fast(W, b, col_ptr, col_j, col_val, kind, 0.1, WP, Z2, A2)
+    _close(Z2, Zw, scale, dtype)
+    _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@few
+@given(shape=shapes, seed=st.integers(0, 2**31), eta=st.floats(1e-3, 1.0))
+def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
+    """D2.6 equals W − η·D2.5 (loops); D2.7 and D2.8, summed over the support of a mostly-zero
+    A, equal D2.5 and W − η·D2.5; all within rtol · (|W| + η Σ|terms|)."""
+    S, S_prev, N = shape
+    rng = np.random.default_rng(seed)
+    W, A, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype, zeros=0.8), _rand(rng, (S, N), dtype)
+    g = dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype))
+    terms = np.abs(H) @ np.abs(A).T
+    want = W - dtype(eta) * g
+    scale = np.abs(W) + eta * terms
+    _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
+    _, _, _, row_ptr, row_n, row_val = _support(A)
+    HP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, N, dense.SUPPORT_BLOCK), dtype)
+    _close(dense.weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, np.empty((S, S_prev), dtype)), g, terms,
+           dtype)
+    _close(dense.weight_grad_support_sgd_fast(H, row_ptr, row_n, row_val, HP, eta, W.copy()), want, scale, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(act.CODES))
+def test_elementwise_fast_forms(dtype, name, rng):
+    """A0, A6, D2.13 and D2.14 fast forms equal their loops forms (D2.14: loops σ', H, Σ_n H)
+    within 4 ulp (elementwise) and rtol · Σ|H| (the bias sum); σ' is read from the argument
+    SIGMA_PRIME_FROM declares (ulps of the size of the formula's terms)."""
+    kind = act.CODES[name]
+    Z = (rng.standard_normal((37, 129)) * 4).astype(dtype)
+    Delta = rng.standard_normal(Z.shape).astype(dtype)
+    Aw = act.activation_loops(Z, kind, 0.1, np.empty_like(Z))
+    _ulps(act.activation_fast(Z, kind, 0.1, np.empty_like(Z)), Aw, dtype, 4)
+    dw = act.activation_grad_loops(Z, Aw, kind, 0.1, np.empty_like(Z))
+    one = np.ones_like(Z)  # σ' <= 1, and 1 − A², A(1 − A) have terms of size 1
+    _ulps(act.activation_grad_fast(Z, Aw, kind, 0.1, np.empty_like(Z)), dw, dtype, 4, one)
+    Hw = dense.hadamard_loops(Delta, dw, np.empty_like(Z))
+    _ulps(dense.hadamard_fast(Delta, dw, np.empty_like(Z)), Hw, dtype, 4)
+    H, db = np.empty_like(Z), np.empty(Z.shape[0], dtype)
+    dense.hadamard_bias_grad_fast(Delta, Z, Aw, kind, 0.1, H, db)
+    _ulps(H, Hw, dtype, 8, Delta)
+    _close(db, dense.bias_grad_loops(Hw, np.empty_like(db)), np.abs(Hw).sum(axis=1) * 8, dtype)
+
+
+@pytest.mark.parametrize("name", sorted(act.CODES))
+def test_sigma_prime_reads_the_declared_argument(name):
+    """σ'(z, a) depends only on the argument its table declares (SIGMA_PRIME_FROM for the
+    reference forms, SIGMA_PRIME_FROM_FAST for the fast form): changing the other leaves it
+    unchanged."""
+    kind = act.CODES[name]
+    z = np.array([[-2.5, -0.3, 0.0, 0.4, 3.0]])
+    a = act.activation_loops(z, kind, 0.1, np.empty_like(z))
+    for fn in (act.activation_grad_loops, act.activation_grad_fast, act.activation_grad_literal,
+               act.activation_grad_numpy):
+        table = act.SIGMA_PRIME_FROM_FAST if fn is act.activation_grad_fast else act.SIGMA_PRIME_FROM
+        other = (z, a + 7.0) if table[name] == "Z" else (z + 7.0, a)
+        want = fn(z, a, kind, 0.1, np.empty_like(z))
+        np.testing.assert_array_equal(fn(*other, kind, 0.1, np.empty_like(z)), want, err_msg=fn.__name__)
+
+
+def test_tanh_fast_within_3_ulp():
+    """The fast forms' tanh (A5 by a polynomial expm1) stays within 3 ulp of numpy.tanh, sign
+    of zero included, and saturates to ±1."""
+    x = np.concatenate([np.linspace(-25, 25, 200001), np.geomspace(1e-300, 3, 20000),
+                        -np.geomspace(1e-300, 3, 20000), [0.0, -0.0, 40.0, -1e300, np.inf, -np.inf]])[None, :]
+    got = act.activation_fast(x, act.TANH, 0.0, np.empty_like(x))
+    want = np.tanh(x)
+    assert np.max(np.abs(got - want) / np.spacing(np.abs(want))) <= 3
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", ["L10", "L11", "L12"])
+def test_fused_output_passes_are_their_compositions(dtype, head, rng):
+    """L10 (S1, L5, L7), L11 (A4b, L8, L7b), L12 (A0, L1, L4, D2.13): A, J and H of the fused
+    pass equal the unfused loops kernels composed, within 8 ulp (A, H) and rtol Σ|terms| (J)."""
+    K, N = 10, 67
+    Z = (rng.standard_normal((K, N)) * 3).astype(dtype)
+    A, H, ps = np.empty_like(Z), np.empty_like(Z), np.empty(N, dtype)
+    if head == "L10":
+        Y = np.ascontiguousarray(np.eye(K, dtype=dtype)[:, rng.integers(0, K, N)])
+        J = losses.softmax_cross_entropy_fast(Z, Y, A, H, ps)
+        Aw = act.softmax_loops(Z, np.empty_like(Z))
+        Jw = losses.cross_entropy_value_loops(Z, Y)
+        Hw = losses.cross_entropy_output_grad_loops(Aw, Y, np.empty_like(Z))
+    elif head == "L11":
+        Y = rng.random((K, N)).astype(dtype)
+        J = losses.sigmoid_binary_cross_entropy_fast(Z, Y, A, H, ps)
+        Aw = act.activation_loops(Z, act.SIGMOID, 0.0, np.empty_like(Z))
+        Jw = losses.binary_cross_entropy_value_loops(Z, Y)
+        Hw = losses.binary_cross_entropy_output_grad_loops(Aw, Y, np.empty_like(Z))
+    else:
+        Y = rng.standard_normal((K, N)).astype(dtype)
+        scale = 1.0 / N
+        J = losses.squared_error_output_fast(Z, Y, act.SOFTPLUS, 0.0, scale, A, H, ps)
+        Aw = act.activation_loops(Z, act.SOFTPLUS, 0.0, np.empty_like(Z))
+        Jw = losses.squared_error_value_loops(Aw, Y, scale)
+        D = losses.squared_error_delta_loops(Aw, Y, scale, np.empty_like(Z))
+        dsig = act.activation_grad_loops(Z, Aw, act.SOFTPLUS, 0.0, np.empty_like(Z))
+        Hw = dense.hadamard_loops(D, dsig, np.empty_like(Z))
+    # L10's S = e^{Z − ℓ} carries the rounding of ℓ, |Z − ℓ| ulp relative: a scale of (1 + max|Z|)
+    grow = 1 + np.abs(Z).max() if head == "L10" else 1
+    _ulps(A, Aw, dtype, 8, np.abs(Aw) * grow)
+    _ulps(H, Hw, dtype, 8, 2 * (np.abs(Aw) * grow + np.abs(Y)))
+    assert abs(J - Jw) <= 64 * np.finfo(dtype).eps * (abs(Jw) + np.abs(Z).sum() / N)
+
+
+@pytest.mark.parametrize("engine", ["literal", "loops", "numpy", "fast"])
+def test_softplus_gradients_by_finite_differences(engine, rng):
+    """A softplus hidden layer (σ' = logistic(Z), read from Z) gives gradients equal to central
+    finite differences of the loss on every engine (float64, rtol 1e-6)."""
+    net = Network.from_sizes([3, 5, 2], ["softplus", "softplus"], "mse", seed=7)
+    X = rng.standard_normal((3, 4))
+    Y = rng.standard_normal((2, 4))
+    bp = net.backward(X, Y, engine)
+    theta = net.flat_params()
+    got = np.concatenate([bp.grads[l][k].ravel() for l in range(2) for k in ("W", "b")])
+    num = np.empty_like(theta)
+    h = 1e-6
+    for k in range(theta.size):
+        t = theta.copy()
+        t[k] += h
+        net.set_flat_params(t)
+        J_plus = net.loss(X, Y, "loops")
+        t[k] -= 2 * h
+        net.set_flat_params(t)
+        num[k] = (J_plus - net.loss(X, Y, "loops")) / (2 * h)
+    net.set_flat_params(theta)
+    np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-9)
+
+
+def test_four_engines_train_alike(rng):
+    """literal, loops, numpy and fast train the same network (tanh and softplus hidden layers,
+    softmax + cross-entropy, SGD) for 15 steps to the same loss: within 1e-10 relative in
+    float64 (the engines differ only in rounding)."""
+    base = Network.from_sizes([4, 7, 6, 3], ["tanh", "softplus", "softmax"], "cross_entropy", seed=8)
+    X = rng.standard_normal((4, 12))
+    Y = np.ascontiguousarray(np.eye(3)[:, rng.integers(0, 3, 12)])
+    final = {}
+    for engine in ("literal", "loops", "numpy", "fast"):
+        net = base.copy()
+        step = make_train_step(net, SGD(lr=0.2), engine)
+        for _ in range(15):
+            J = step(X, Y)
+        final[engine] = (J, net.flat_params())
+    J0, theta0 = final["loops"]
+    for engine, (J, theta) in final.items():
+        assert abs(J - J0) <= 1e-10 * abs(J0), engine
+        np.testing.assert_allclose(theta, theta0, rtol=1e-9, atol=1e-12, err_msg=engine)
+    assert final["loops"][0] < base.loss(X, Y)
