@@ -123,7 +123,7 @@ def _row_lines(title: str, r: dict, detail: str, floor: str = "") -> list[str]:
     for name, c in r["contenders"].items():
         cell = f"  {name:9s} {fmt_seconds(c['median_s']):>10s} [{fmt_seconds(c['min_s'])} - {fmt_seconds(c['max_s'])}]"
         if name != ref and "vs_ref" in c:
-            cell += f"  {ref} / {name} = {1 / c['vs_ref']:.2f}"
+            cell += f"  {ref} / {name} = {1 / c['vs_ref']:.3g}, {name} / {ref} = {c['vs_ref']:.3g}"
         lines.append(cell)
     for name, why in r.get("skipped", {}).items():
         lines.append(f"  {name:9s} skipped: {why}")
@@ -139,7 +139,8 @@ def format_report(rep: Report) -> str:
     lines = [f"indexnet bench  threads {cfg.get('threads')}  numba {cfg.get('numba')}  numpy {cfg.get('numpy')}  "
              f"torch {cfg.get('torch')}  jax {cfg.get('jax')}  quick={cfg.get('quick')}",
              f"load average (1, 5, 15 min) {la0} at start, {la1} at end, {cfg.get('cpus')} cpus; "
-             f"pause {cfg.get('pause')} s before each contender; thread env {cfg.get('thread_env')}",
+             f"pause {cfg.get('pause')} s before each contender; thread env {cfg.get('thread_env')}; "
+             f"XLA threads: {cfg.get('xla_threads')}",
              "median [min - max] of the repeats; ratios are of medians"]
     if rep.blas:
         lines.append("\nstandalone BLAS (numpy.matmul alone, best of repeats, 2 flops per multiply-add)")

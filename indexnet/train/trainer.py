@@ -685,8 +685,17 @@ class Trainer:
         self._stop = True
 
     def _take_snapshot(self) -> None:
-        """Keep the resumable state of the epoch just completed in memory (copies)."""
-        self._snapshot = self._checkpoint_payload() if self.out is not None else None
+        """Keep the resumable state of the epoch just completed in memory: copies of the parameters and
+        the optimiser's arrays, the generator state, the counters and the history's length (the history
+        only grows, so it is not copied: a 4000-epoch run would copy it 4000 times)."""
+        if self.out is None:
+            return
+        self._snapshot = {
+            "params": [tuple(a.copy() for a in p) for p in self.net.params],
+            "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
+            "epoch": self.epoch, "step": self.step, "n_history": len(self.history),
+            "best": None if self.best is None else dict(self.best),
+        }
 
     def _save_snapshot(self) -> None:
         """On interruption: write the last completed epoch's state, unless it is already on disk."""
@@ -694,10 +703,23 @@ class Trainer:
         if snap is None or self.out is None:
             return
         from indexnet.io import save_npz_atomic
+        from indexnet.nn.network import Network
+        from indexnet.train.checkpoint import checkpoint_payload
 
         if self._best_params is not None:
             self._save_best()
-        save_npz_atomic(self.checkpoint_path, *snap)
+        net = self.net
+        state = dict(snap["optimizer"], lr=float(self.config.lr))
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = snap["rng"]
+        meta = self._meta()
+        config = meta.pop("config")
+        arrays, doc = checkpoint_payload(
+            net=Network(net.layers, net.input_shape, net.loss_fn.name, dtype=net.dtype, params=snap["params"]),
+            optimizer_name=self.config.optimizer, optimizer_state=state, rng=rng, epoch=snap["epoch"],
+            step=snap["step"], history=self.history[: snap["n_history"]], config=config, best=snap["best"],
+            extra=meta)
+        save_npz_atomic(self.checkpoint_path, arrays, doc)
         self._snapshot = None
         self._checkpoint_time = time.perf_counter()
 
@@ -838,7 +860,7 @@ class Trainer:
         return save_model(best, self.out / BEST_FILE, epoch=self.best["epoch"], best=self.best, **self._meta())
 
     def _checkpoint_payload(self) -> tuple[dict, dict]:
-        """The arrays (copies) and JSON meta of a checkpoint of the current state."""
+        """The arrays and JSON meta of a checkpoint of the current state."""
         from indexnet.train.checkpoint import checkpoint_payload
 
         state = self.optimizer.state_dict()
@@ -850,7 +872,7 @@ class Trainer:
             rng=self.rng, epoch=self.epoch, step=self.step, history=[dict(r) for r in self.history], config=config,
             best=None if self.best is None else dict(self.best), extra=meta,
         )
-        return {k: np.array(v, copy=True) for k, v in arrays.items()}, doc
+        return arrays, doc
 
     def save_checkpoint(self, path=None) -> Path:
         """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
