@@ -30,20 +30,28 @@ def make(sizes, acts, loss, kind, N, seed):
     (X is redrawn until they do), and targets."""
     rng = np.random.default_rng(seed)
     net = Network.from_sizes(sizes, acts, loss, seed=seed)
-    for _ in range(1000):
+    for attempt in range(1000):
         X = rng.standard_normal((sizes[0], N))
         if kink_distance(net, X) >= KINK_MARGIN:
             break
-    else:  # pragma: no cover - a unit whose Z does not depend on X (zero weights) sits at 0
+        if attempt % 10 == 9:
+            # zero biases pin a ReLU unit at Z = 0 for every X once all its inputs are dead
+            # (a chain of single ReLU units); nonzero biases move it off the kink
+            for layer, (_, b) in zip(net.layers, net.params):
+                if layer.activation in ("relu", "leaky_relu"):
+                    b[:] = rng.uniform(-0.5, 0.5, b.shape)
+    else:  # pragma: no cover
         raise AssertionError("no input keeps the ReLU units away from the kink")
     return net, X, random_targets(kind, sizes[-1], N, rng)
 
 
 def test_make_keeps_relu_units_away_from_the_kink():
-    """The promise of make(): every ReLU pre-activation is at least KINK_MARGIN from 0."""
+    """The promise of make(): every ReLU pre-activation is at least KINK_MARGIN from 0, also
+    for a chain of single ReLU units, which zero biases pin at the kink whatever X is."""
     for seed in range(20):
-        net, X, _ = make([3, 4, 4, 2], ["relu", "leaky_relu", "identity"], "mse", "real", 4, seed)
-        assert kink_distance(net, X) >= KINK_MARGIN
+        for sizes, acts in (([3, 4, 4, 2], ["relu", "leaky_relu", "identity"]), ([1, 1, 1, 1], ["relu"] * 3)):
+            net, X, _ = make(sizes, acts, "mse", "real", 1 + seed % 4, seed)
+            assert kink_distance(net, X) >= KINK_MARGIN
 
 
 def test_seed_002_network_has_30_parameters():
