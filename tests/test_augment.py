@@ -225,3 +225,73 @@ def test_parse_augment_reads_defaults_positions_and_keys():
         parse_augment("affine", None)
     with pytest.raises(ValueError, match="expected a batch of images"):
         Augmenter([Elastic()], (1, 4, 4))(np.zeros((15, 2)), np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------------- the trainer's hook
+def digits_trainer(tmp_path, name, **kw):
+    from indexnet.data import load
+    from indexnet.train.trainer import Trainer, resolve_config
+
+    cfg = resolve_config(data="digits", layers="16:relu,10:softmax", optimizer="momentum", lr=0.05, batch_size=128,
+                         epochs=3, engine="numpy", dtype="float64", seed=4, train_eval_size=50, **kw)
+    return Trainer(cfg, splits=load("digits"), out=tmp_path / name, log=None)
+
+
+def test_augmented_training_resumes_bit_for_bit(tmp_path):
+    """--augment draws from the batch Generator, which every checkpoint stores: 3 epochs straight ==
+    a crash in epoch 3 and --resume from the epoch-2 checkpoint (parameters, Generator, history);
+    the distortions do change the run (another history than without --augment)."""
+    from indexnet.train.trainer import Trainer
+
+    spec = "affine:rotate=15,shift=1+elastic:8,2"
+    straight = digits_trainer(tmp_path, "a", augment=spec)
+    straight.fit()
+    broken = digits_trainer(tmp_path, "b", augment=spec)
+    step, calls = broken._step, []
+
+    def crash_in_epoch_3(X, Y):
+        calls.append(1)
+        if len(calls) == 2 * broken.steps_per_epoch + 2:
+            raise KeyboardInterrupt
+        return step(X, Y)
+
+    broken._step = crash_in_epoch_3
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit()
+    resumed = Trainer.resume(tmp_path / "b" / "checkpoint.npz", log=None)
+    assert resumed.config.augment == spec and resumed.epoch == 2
+    resumed.fit()
+    for pa, pb in zip(straight.net.params, resumed.net.params):
+        for x, y in zip(pa, pb):
+            np.testing.assert_array_equal(x, y)
+    assert straight.rng.bit_generator.state == resumed.rng.bit_generator.state
+    drop = ("seconds", "eval_seconds")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in straight.history] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in resumed.history]
+    plain = digits_trainer(tmp_path, "c")
+    plain.fit(until_epoch=1)
+    assert plain.history[0]["train_loss"] != straight.history[0]["train_loss"]
+
+
+def test_augment_needs_images_and_a_valid_spec(tmp_path):
+    """A bad --augment string fails when the configuration is built, data without an image shape when
+    the trainer is; both messages name --augment."""
+    from indexnet.train.trainer import Trainer, resolve_config
+
+    with pytest.raises(ValueError, match="--augment elastic: unknown option 'beta'"):
+        resolve_config(data="digits", augment="elastic:beta=3")
+    with pytest.raises(ValueError, match="--augment: expected images"):
+        Trainer(resolve_config(data="square", augment="affine", epochs=1), log=None)
+
+
+def test_mnist_presets_carry_their_distortions():
+    """mnist-affine / mnist-elastic train seed 001's 784-800-10 with distortions; mnist-cnn a conv net."""
+    from indexnet.train.trainer import resolve_config
+
+    aff = resolve_config("mnist-affine", data_dir="x")
+    ela = resolve_config("mnist-elastic", data_dir="x")
+    cnn = resolve_config("mnist-cnn", data_dir="x")
+    assert aff.layers == ela.layers == resolve_config("seed001", data_dir="x").layers
+    assert aff.augment.startswith("affine") and ela.augment == "elastic:34,4"
+    assert cnn.layers.startswith("conv") and cnn.augment and cnn.data == "mnist"
+    assert resolve_config("mnist-affine", data_dir="x", augment="none").augment == "none"

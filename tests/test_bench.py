@@ -100,6 +100,20 @@ def test_time_forms_runs_the_real_kernels_on_the_right_arrays():
     np.testing.assert_allclose(arrays["Z"], arrays["W"] @ arrays["A_prev"] + arrays["b"][:, None], rtol=1e-12)
 
 
+def test_fused_rows_bind_the_trainers_forms():
+    """The fused dense row (bias and ReLU in the store) writes A = max(0, W A_prev + b): its
+    activation code and workspace were bound by name."""
+    from indexnet.kernels import dense
+
+    if not hasattr(dense, "forward_activation_fast"):
+        pytest.skip("no fused forward form in this build")
+    arrays = kernels.dense_arrays(6, 5, 4, np.float64)
+    out = kernels.time_forms("dense", "forward_activation", arrays, 1.0, forms=("fast",), repeats=1)
+    assert "fast" in out and "skipped" not in out
+    ref = np.maximum(arrays["W"] @ arrays["A_prev"] + arrays["b"][:, None], 0)
+    np.testing.assert_allclose(arrays["A"], ref, rtol=1e-12, atol=1e-12)
+
+
 def test_blas_fraction_arithmetic():
     rows = [{"dtype": "float32", "numpy": {"gflops": 30.0}, "fast": {"gflops": 60.0}}]
     kernels.add_blas_fractions(rows, {"float32": {"gflops": 120.0}})
@@ -130,7 +144,7 @@ def test_run_without_torch_and_jax_skips_them_and_says_why(monkeypatch):
     monkeypatch.setattr(contenders, "load", lambda name, wanted=True: (None, f"{name} not installed (test)"))
     rep = run.run(sections=("blas", "epoch"), quick=True, repeats=1, pause=0.0,
                   sizes={"epoch_samples": 100, "blas_n": 16}, log=lambda *_: None)
-    assert set(rep.epoch["contenders"]) == {"fast", "numpy"}
+    assert set(rep.epoch["contenders"]) == {"fast", "numpy", "affine", "elastic"}
     assert rep.epoch["skipped"] == {"pytorch": "torch not installed (test)", "jax": "jax not installed (test)"}
     assert "synthetic" in rep.epoch["data"] and rep.epoch["steps"] == 1
     assert rep.floor["peak"]["steps"] == 1 and rep.config["loadavg_start"] is not None
@@ -215,6 +229,14 @@ def test_targets_from_medians():
                    "train_cold": (20.0, False), "help": (0.1, True)}
 
 
+def test_augment_targets_are_the_distortions_share_of_an_epoch():
+    """Issue 16: --augment affine / elastic alone over an epoch's batches, as a fraction of the fast epoch (<= 0.3)."""
+    rep = report.Report(config={})
+    rep.epoch = _row({"fast": [2.0], "affine": [0.2], "elastic": [0.8]}, "fast")
+    got = {t["target"]: (t["value"], t["met"]) for t in report.check_targets(rep)}
+    assert got["augment_affine"] == (0.1, True) and got["augment_elastic"] == (0.4, False)
+
+
 def test_format_report_prints_every_section():
     rep = report.Report(config={"threads": {"numba": 2}, "loadavg_start": [0.1, 0.2, 0.3]})
     rep.blas = {"float32": {"shape": "4x4 @ 4x4", "gflops": 100.0}}
@@ -227,7 +249,7 @@ def test_format_report_prints_every_section():
     rep.targets = report.check_targets(rep)
     text = report.format_report(rep)
     for piece in ("standalone BLAS", "100.0 GFLOP/s", "0.50", "dense.forward float32 loops: skipped, why",
-                  "MNIST epoch", "fast / pytorch = 0.50", "floor", "empty NUMBA_CACHE_DIR: 12.00 s",
+                  "MNIST epoch", "fast / pytorch = 0.5, pytorch / fast = 2", "floor", "empty NUMBA_CACHE_DIR: 12.00 s",
                   "97.78", "[met] MNIST epoch: fast / pytorch: 0.5", "[0.1, 0.2, 0.3]"):
         assert piece in text, piece
 

@@ -657,3 +657,21 @@ def test_channels_last_equals_channels_first_transposed(rng):
         assert np.array_equal(r.A[l], ref.A[l].transpose(0, 2, 3, 1))
     assert np.array_equal(r.A[4], ref.A[4].reshape(3, C, H, W_).transpose(0, 2, 3, 1).reshape(3, -1))
     assert np.array_equal(r.Delta[4], ref.Delta[4].reshape(3, C, H, W_).transpose(0, 2, 3, 1).reshape(3, -1))
+
+
+def test_oracle_results_do_not_depend_on_the_thread_count(rng):
+    """The same conv network with a logits head, a sum reduction and channels-last data gives
+    bit-identical results (loss, gradients, every intermediate) with 1 and 2 Numba threads."""
+    import numba
+
+    params, X, Y = conv_problem(rng)
+    spec = CONV_SPEC[:-1]  # ends in the linear layer: CrossEntropyLoss on logits
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(oracle.network(spec, params, "CrossEntropyLoss", X, Y.argmax(axis=1), reduction="sum"))
+    finally:
+        numba.set_num_threads(previous)
+    oracle.assert_gradients_match(results[0].to_dict(), results[1].to_dict(), rtol=0)

@@ -388,3 +388,32 @@ def test_fast_engine_follows_the_schedule():
         trainer.fit()
         finals.append(trainer.net.flat_params())
     assert not np.array_equal(finals[0], finals[1])
+
+
+def history_records(n, loss0=1.0, ratio=0.9):
+    return [{"epoch": e, "train_loss": loss0 * ratio ** e, "val_loss": loss0 * ratio ** e * 1.1,
+             "train_acc": 0.5 + 0.01 * e, "val_acc": 0.45 + 0.01 * e} for e in range(1, n + 1)]
+
+
+def test_curves_show_one_epoch_integer_ticks_a_sane_loss_axis_and_the_best_epoch():
+    """One epoch draws visible markers; a 3-epoch run has integer epoch ticks and a linear loss axis (the
+    losses span less than a decade); the best epoch is marked; a long title does not overlap the panel
+    titles."""
+    from indexnet.train.plots import history_figure
+
+    fig = history_figure(history_records(1), title="t")
+    for ax in fig.axes:
+        assert all(line.get_marker() == "o" for line in ax.get_lines()[:2])
+    fig = history_figure(history_records(3), title="digits: " + ",".join(["800:relu"] * 30) + ",10:softmax",
+                         best_epoch=2)
+    fig.canvas.draw()
+    loss_ax = fig.axes[0]
+    assert loss_ax.get_yscale() == "linear"
+    ticks = [t for t in loss_ax.get_xticks() if loss_ax.get_xlim()[0] <= t <= loss_ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert any(list(line.get_xdata()) == [2, 2] for line in loss_ax.get_lines())
+    renderer = fig.canvas.get_renderer()
+    sup = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not sup.overlaps(ax.title.get_window_extent(renderer))
+    assert history_figure(history_records(60, ratio=0.8)).axes[0].get_yscale() == "log"

@@ -76,9 +76,14 @@ def time_forms(module: str, formula: str, arrays: dict, flops: float, forms=FORM
 
 
 def dense_arrays(S: int, S_prev: int, N: int, dtype, seed: int = 0) -> dict:
-    """Random operands of the dense kernels, by their parameter names."""
+    """Random operands of the dense kernels, by their parameter names (the fused forms' too:
+    ReLU as the activation, a tiny learning rate so repeated SGD updates stay harmless)."""
+    from indexnet.kernels.activations import CODES
+
     rng = np.random.default_rng(seed)
     return {
+        "kind": CODES["relu"], "alpha": dtype(0.0), "eta": dtype(1e-9),
+        "A": np.empty((S, N), dtype),
         "W": rng.standard_normal((S, S_prev)).astype(dtype),
         "A_prev": rng.random((S_prev, N)).astype(dtype),
         "b": rng.standard_normal(S).astype(dtype),
@@ -90,6 +95,18 @@ def dense_arrays(S: int, S_prev: int, N: int, dtype, seed: int = 0) -> dict:
     }
 
 
+#: the dense formulas timed in every form, and the fused ones the trainer runs (fast form only:
+#: forward with bias and activation in the store, weight gradient with the SGD update folded in)
+DENSE_FORMULAS = ("forward", "weight_grad", "input_grad")
+DENSE_FUSED = ("forward_activation", "weight_grad_sgd")
+
+
+def dense_module():
+    from indexnet.kernels import dense
+
+    return dense
+
+
 def dense_rows(dtypes=(np.float32, np.float64), Ns=(100, 1024), S: int = 800, S_prev: int = 784,
                repeats: int = 5, pause: float = 0.0, forms=FORMS) -> list[dict]:
     """Forward, weight gradient and input gradient of a dense layer: every form, GFLOP/s."""
@@ -98,10 +115,15 @@ def dense_rows(dtypes=(np.float32, np.float64), Ns=(100, 1024), S: int = 800, S_
         for N in Ns:
             arrays = dense_arrays(S, S_prev, N, dt)
             flops = gemm_flops(S, N, S_prev)
-            for formula in ("forward", "weight_grad", "input_grad"):
+            for formula in DENSE_FORMULAS:
                 rows.append({"name": f"dense.{formula}", "dtype": np.dtype(dt).name,
                              "shape": f"{S}x{S_prev} N={N}", "flops": flops,
                              **time_forms("dense", formula, arrays, flops, forms, repeats, pause)})
+            for formula in DENSE_FUSED:
+                if "fast" in forms and hasattr(dense_module(), f"{formula}_fast"):
+                    rows.append({"name": f"dense.{formula}", "dtype": np.dtype(dt).name,
+                                 "shape": f"{S}x{S_prev} N={N}", "flops": flops,
+                                 **time_forms("dense", formula, arrays, flops, ("fast",), repeats, pause)})
     return rows
 
 

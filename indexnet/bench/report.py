@@ -19,6 +19,8 @@ TARGETS = {
     "train_cold": ("indexnet train, cold cache (s)", 15.0, "max"),
     "train_warm": ("indexnet train, warm cache (s)", 3.0, "max"),
     "help": ("indexnet --help (s)", 1.0, "max"),
+    "augment_affine": ("MNIST epoch: --augment affine alone / fast epoch", 0.3, "max"),
+    "augment_elastic": ("MNIST epoch: --augment elastic alone / fast epoch", 0.3, "max"),
 }
 
 
@@ -71,6 +73,8 @@ def check_targets(rep: Report) -> list[dict]:
         "train_cold": rep.startup.get("train_cold", {}).get("seconds"),
         "train_warm": rep.startup.get("train_warm", {}).get("median_s"),
         "help": rep.startup.get("help", {}).get("median_s"),
+        "augment_affine": _ratio(rep.epoch, "affine", "fast"),
+        "augment_elastic": _ratio(rep.epoch, "elastic", "fast"),
     }
     out = []
     for key, (text, bound, kind) in TARGETS.items():
@@ -119,7 +123,7 @@ def _row_lines(title: str, r: dict, detail: str, floor: str = "") -> list[str]:
     for name, c in r["contenders"].items():
         cell = f"  {name:9s} {fmt_seconds(c['median_s']):>10s} [{fmt_seconds(c['min_s'])} - {fmt_seconds(c['max_s'])}]"
         if name != ref and "vs_ref" in c:
-            cell += f"  {ref} / {name} = {1 / c['vs_ref']:.2f}"
+            cell += f"  {ref} / {name} = {1 / c['vs_ref']:.3g}, {name} / {ref} = {c['vs_ref']:.3g}"
         lines.append(cell)
     for name, why in r.get("skipped", {}).items():
         lines.append(f"  {name:9s} skipped: {why}")
@@ -135,7 +139,8 @@ def format_report(rep: Report) -> str:
     lines = [f"indexnet bench  threads {cfg.get('threads')}  numba {cfg.get('numba')}  numpy {cfg.get('numpy')}  "
              f"torch {cfg.get('torch')}  jax {cfg.get('jax')}  quick={cfg.get('quick')}",
              f"load average (1, 5, 15 min) {la0} at start, {la1} at end, {cfg.get('cpus')} cpus; "
-             f"pause {cfg.get('pause')} s before each contender; thread env {cfg.get('thread_env')}",
+             f"pause {cfg.get('pause')} s before each contender; thread env {cfg.get('thread_env')}; "
+             f"XLA threads: {cfg.get('xla_threads')}",
              "median [min - max] of the repeats; ratios are of medians"]
     if rep.blas:
         lines.append("\nstandalone BLAS (numpy.matmul alone, best of repeats, 2 flops per multiply-add)")
@@ -174,7 +179,7 @@ def format_report(rep: Report) -> str:
         if "help" in s:
             lines.append(f"  indexnet --help: {fmt_seconds(s['help']['median_s'])}")
     if rep.targets:
-        lines.append("\ntargets (issues 11 and 14)")
+        lines.append("\ntargets (issues 11, 14 and 16)")
         for t in rep.targets:
             rel = "<=" if t["kind"] == "max" else ">="
             lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['text']}: {t['value']} ({rel} {t['bound']})")

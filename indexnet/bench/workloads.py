@@ -7,7 +7,9 @@ contenders (:mod:`indexnet.bench.contenders`) start from the same weights and se
 same batches in the same order.
 
 ``mnist``   one epoch of seed 001's 784-800-10 (ReLU, softmax + cross-entropy), float32,
-            batch 100, SGD lr 0.05: 550 steps on MNIST's 55 000 training images.
+            batch 100, SGD lr 0.05: 550 steps on MNIST's 55 000 training images; beside it,
+            the distortions of ``--augment affine`` and ``--augment elastic`` alone over the
+            same batches (what they add to an augmented epoch).
 ``tiny``    one step of seed 000/003's 1-16-16-1 tanh net (MSE) on x², batch 32, float64.
 ``cnn``     one epoch of preset ``cnn`` (conv8@3x3/p1 ReLU, max-pool 2, conv16@3x3/p1 ReLU,
             max-pool 2, dense 10 softmax) on MNIST images (1, 28, 28), batch 100, float32.
@@ -95,9 +97,27 @@ def _torch_epoch(torch, tstep, Xs, Yb):
     return epoch
 
 
+def _augment_epoch(spec: str, Xb):
+    """The distortions ``--augment spec`` applies to every batch of an epoch, without the steps."""
+    from indexnet.data.augment import parse_augment
+
+    aug = parse_augment(spec, (1, 28, 28))
+    rng = np.random.default_rng(0)
+    aug(Xb[0], rng)  # compile or load
+
+    def epoch():
+        for k in range(len(Xb)):
+            aug(Xb[k], rng)
+
+    return epoch
+
+
 def mnist_epoch(X, Y, data: str, batch: int = 100, repeats: int = 3, pause: float = 0.0, torch=None, jax=None,
-                skipped: dict | None = None, engines=("fast", "numpy")) -> dict:
-    """One epoch of 784-800-10 per contender, interleaved: median and range of ``repeats``."""
+                skipped: dict | None = None, engines=("fast", "numpy"), augment=("affine", "elastic")) -> dict:
+    """One epoch of 784-800-10 per contender, interleaved: median and range of ``repeats``.
+
+    ``augment``: ``--augment`` specs timed alone over the same batches (contenders named by the spec).
+    """
     from indexnet.nn.network import Network
 
     skipped = dict(skipped or {})
@@ -129,6 +149,8 @@ def mnist_epoch(X, Y, data: str, batch: int = 100, repeats: int = 3, pause: floa
 
         c["jax-scan"] = jscan
         c["jax-loop"] = jloop
+    for spec in augment:
+        c[spec] = _augment_epoch(spec, Xb)
     t = interleaved(c, repeats, warmup=0, pause=pause)
     return row("784-800-10 relu/softmax-CE float32", t, ref=engines[0], skipped=skipped, data=data,
                samples=len(Xb) * batch, batch=batch, steps=len(Xb))

@@ -56,6 +56,9 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "checkpoint_every": (int, "also write checkpoint.npz every this many epochs (it is always written at the "
                               "end, on Ctrl-C, and after an epoch ending a minute after the last write)"),
     "log_every": (int, "print a metrics line every this many epochs (default: a tenth of --epochs)"),
+    "augment": (str, "distort every training batch afresh (image data): affine[:rotate=10,shear=10,scale=0.1,"
+                     "shift=2] (degrees, fraction, pixels), elastic[:ALPHA,SIGMA] (Simard: 34,4), or both "
+                     "joined by +; none by default"),
 }
 CHOICES = {
     "data": ("digits", "mnist", "fashion", "square", "sphere", "csv"),
@@ -182,8 +185,9 @@ def describe_settings(trainer) -> str:
     batch = {"minibatch": f"minibatch {c.batch_size}", "sgd": "sgd (one example per step)",
              "fullbatch": "full batch"}[c.mode]
     wd = f", weight decay {c.weight_decay:g}" if c.weight_decay else ""
+    aug = "" if trainer.augmenter is None else f", distortions {trainer.augmenter.spec()}"
     return (f"training: {opt}, lr {c.lr:g} ({c.schedule}){wd}, {batch}, {trainer.steps_per_epoch} steps/epoch, "
-            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}")
+            f"{c.epochs} epochs, engine {c.engine}, {c.dtype}, seed {c.seed}{aug}")
 
 
 def compile_notice(trainer, say) -> None:

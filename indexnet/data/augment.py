@@ -20,7 +20,7 @@ import numpy as np
 
 from indexnet._validate import check_real
 
-__all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "gaussian_weights"]
+__all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "parse_distortions", "gaussian_weights", "affine_points"]
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -92,6 +92,7 @@ class Affine:
         return affine_points(M, tau, H, W)
 
     def spec(self) -> str:
+        """The canonical ``--augment`` string of this distortion."""
         return f"affine:rotate={self.rotate:g},shear={self.shear:g},scale={self.scale:g},shift={self.shift:g}"
 
 
@@ -136,6 +137,7 @@ class Elastic:
         return D
 
     def spec(self) -> str:
+        """The canonical ``--augment`` string of this distortion."""
         return f"elastic:{self.alpha:g},{self.sigma:g}"
 
 
@@ -249,8 +251,26 @@ def parse_augment(spec: str | None, image_shape: Sequence[int] | None) -> Augmen
         An unknown kind or option, a value that is not a number or out of range, or data
         that are not images; the message names ``--augment``.
     """
-    if spec is None or spec.strip().lower() in ("", "none"):
-        return None
+    distortions = parse_distortions(spec)
+    return None if not distortions else Augmenter(distortions, image_shape)
+
+
+def parse_distortions(spec: str | None) -> list[Affine | Elastic]:
+    """The distortions an ``--augment`` string names (see :func:`parse_augment`); [] for none.
+
+    Raises
+    ------
+    ValueError
+        As :func:`parse_augment`, without the data check.
+    """
+    if spec is None:
+        return []
     if not isinstance(spec, str):
         raise ValueError(f"--augment: expected a string, got {spec!r}")
-    return Augmenter([_parse_one(part) for part in spec.split("+")], image_shape)
+    if spec.strip().lower() in ("", "none"):
+        return []
+    distortions = [_parse_one(part) for part in spec.split("+")]
+    kinds = [type(d).__name__.lower() for d in distortions]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"--augment: expected affine, elastic or both (once each), got {spec!r}")
+    return distortions

@@ -55,11 +55,12 @@ def warp_literal(A, Y, X, out):
 
 @exact
 def warp_loops(A, Y, X, out):
-    """A′_cpqn from the (up to) four pixels u ∈ {u₀, u₀+1}, v ∈ {v₀, v₀+1} on the grid. derivations/augment.md#T1
+    """A′_cpqn from the four pixels u ∈ {u₀, u₀+1}, v ∈ {v₀, v₀+1}, u₀ = ⌊y_pqn⌋, v₀ = ⌊x_pqn⌋. derivations/augment.md#T1
 
-    ``prange`` over output rows (c, p); u₀ = ⌊y_pqn⌋, v₀ = ⌊x_pqn⌋. The two weights of
-    each axis are computed once, κ(y − u₀) and κ(y − (u₀ + 1)), the values the literal
-    form computes for those u.
+    ``prange`` over output rows (c, p). The two weights of each axis are computed once,
+    κ(y − u₀) and κ(y − (u₀ + 1)), the values the literal form computes for those u. A
+    neighbour off the grid gets weight zero (its index clamped onto the grid): an exact
+    zero term, as every other term of the literal sum, so the loop has no branch.
     """
     C, H, W, N = A.shape
     Ho, Wo = out.shape[1], out.shape[2]
@@ -72,21 +73,21 @@ def warp_loops(A, Y, X, out):
                 x = X[p, q, n]
                 u0 = np.int64(np.floor(y))
                 v0 = np.int64(np.floor(x))
-                wy0 = tent(y - u0)
-                wy1 = tent(y - (u0 + 1))
-                wx0 = tent(x - v0)
-                wx1 = tent(x - (v0 + 1))
+                u1 = u0 + 1
+                v1 = v0 + 1
+                wy0 = tent(y - u0) if 0 <= u0 < H else 0.0
+                wy1 = tent(y - u1) if 0 <= u1 < H else 0.0
+                wx0 = tent(x - v0) if 0 <= v0 < W else 0.0
+                wx1 = tent(x - v1) if 0 <= v1 < W else 0.0
+                u0 = min(max(u0, 0), H - 1)
+                u1 = min(max(u1, 0), H - 1)
+                v0 = min(max(v0, 0), W - 1)
+                v1 = min(max(v1, 0), W - 1)
                 acc = 0.0
-                if u0 >= 0 and u0 + 1 < H and v0 >= 0 and v0 + 1 < W:
-                    acc += wy0 * wx0 * A[c, u0, v0, n]
-                    acc += wy0 * wx1 * A[c, u0, v0 + 1, n]
-                    acc += wy1 * wx0 * A[c, u0 + 1, v0, n]
-                    acc += wy1 * wx1 * A[c, u0 + 1, v0 + 1, n]
-                else:  # at the border: only the neighbours on the grid (zero fill)
-                    for u in range(max(u0, 0), min(u0 + 2, H)):
-                        wy = wy0 if u == u0 else wy1
-                        for v in range(max(v0, 0), min(v0 + 2, W)):
-                            acc += wy * (wx0 if v == v0 else wx1) * A[c, u, v, n]
+                acc += wy0 * wx0 * A[c, u0, v0, n]
+                acc += wy0 * wx1 * A[c, u0, v1, n]
+                acc += wy1 * wx0 * A[c, u1, v0, n]
+                acc += wy1 * wx1 * A[c, u1, v1, n]
                 out[c, p, q, n] = acc
     return out
 

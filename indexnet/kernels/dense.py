@@ -490,7 +490,7 @@ def hadamard_fast(Delta, dsig, H):
 def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
-    D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM`` declares, both passed)
+    D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
     followed by D2.10 on the row just written. ``prange`` over rows i; performance
     contract: no allocation, one pass over Δ, inner loop over n unit-stride.
     """

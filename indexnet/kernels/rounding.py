@@ -21,7 +21,7 @@ from numba import prange
 
 from indexnet._jit import exact, literal, serial
 from indexnet.kernels import conv2d, dense, pooling
-from indexnet.kernels.activations import IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH  # noqa: F401
+from indexnet.kernels.activations import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTPLUS, TANH, logistic
 
 
 def _ones(a):
@@ -290,6 +290,8 @@ def _slope_max(z, a, kind, alpha):
         return max(1.0, abs(alpha))
     if kind == SIGMOID:
         return a * (1.0 - a)
+    if kind == SOFTPLUS:
+        return logistic(z)
     return 1.0 - a * a
 
 
@@ -319,19 +321,21 @@ def activation_bound_loops(Z, A, E_Z, kind, alpha, c, E_A):
     return E_A
 
 
-def _slope_max_numpy(A, kind, alpha):
+def _slope_max_numpy(Z, A, kind, alpha):
     if kind in (RELU, IDENTITY):
         return np.ones_like(A)
     if kind == LEAKY_RELU:
         return np.full_like(A, max(1.0, abs(alpha)))
     if kind == SIGMOID:
         return A * (1 - A)
+    if kind == SOFTPLUS:
+        return 0.5 * (1 + np.tanh(Z / 2))
     return 1 - A * A
 
 
 def activation_bound_numpy(Z, A, E_Z, kind, alpha, c, E_A):
     """E_A = |σ'(Z)| ⊙ E_Z + c |A|, vectorized. derivations/rounding.md#R9"""
-    np.copyto(E_A, _slope_max_numpy(A, kind, alpha) * E_Z + c * np.abs(A))
+    np.copyto(E_A, _slope_max_numpy(Z, A, kind, alpha) * E_Z + c * np.abs(A))
     return E_A
 
 
@@ -369,40 +373,46 @@ def kink_numpy(Z, E_Z, kind, mask):
 
 
 @serial
-def _activation_grad_bound_one(a, e_a, kind, u):
+def _activation_grad_bound_one(z, a, e_z, e_a, kind, u, eps_f):
     if kind == SIGMOID:
         return abs(1.0 - 2.0 * a) * e_a + 2.0 * u * abs(a * (1.0 - a))
     if kind == TANH:
         return 2.0 * abs(a) * e_a + u * (a * a + abs(1.0 - a * a))
+    if kind == SOFTPLUS:
+        s = logistic(z)
+        return s * (1.0 - s) * e_z + (eps_f + 3.0 * u) * s
     return 0.0
 
 
 @literal
-def activation_grad_bound_literal(A, E_A, kind, u, E_d):
-    """E_σ' of σ' = A(1−A) (sigmoid) or 1 − A² (tanh), element by element; 0 for the rest. derivations/rounding.md#R11"""
+def activation_grad_bound_literal(Z, A, E_Z, E_A, kind, u, eps_f, E_d):
+    """E_σ' of σ' = A(1−A) (sigmoid), 1 − A² (tanh) or logistic(Z) (softplus), element by element; 0 for the rest. derivations/rounding.md#R11"""
     S, N = A.shape
     for i in range(S):
         for n in range(N):
-            E_d[i, n] = _activation_grad_bound_one(A[i, n], E_A[i, n], kind, u)
+            E_d[i, n] = _activation_grad_bound_one(Z[i, n], A[i, n], E_Z[i, n], E_A[i, n], kind, u, eps_f)
     return E_d
 
 
 @exact
-def activation_grad_bound_loops(A, E_A, kind, u, E_d):
-    """E_σ' of σ' from A, ``prange`` over rows. derivations/rounding.md#R11"""
+def activation_grad_bound_loops(Z, A, E_Z, E_A, kind, u, eps_f, E_d):
+    """E_σ' of σ', ``prange`` over rows. derivations/rounding.md#R11"""
     S, N = A.shape
     for i in prange(S):
         for n in range(N):
-            E_d[i, n] = _activation_grad_bound_one(A[i, n], E_A[i, n], kind, u)
+            E_d[i, n] = _activation_grad_bound_one(Z[i, n], A[i, n], E_Z[i, n], E_A[i, n], kind, u, eps_f)
     return E_d
 
 
-def activation_grad_bound_numpy(A, E_A, kind, u, E_d):
-    """E_σ' = |1 − 2A| E_A + 2u|A(1−A)| (sigmoid), 2|A| E_A + u(A² + |1−A²|) (tanh), else 0. derivations/rounding.md#R11"""
+def activation_grad_bound_numpy(Z, A, E_Z, E_A, kind, u, eps_f, E_d):
+    """E_σ' = |1 − 2A| E_A + 2u|A(1−A)| (sigmoid), 2|A| E_A + u(A² + |1−A²|) (tanh), s(1−s)E_Z + (ε_f + 3u)s with s = logistic(Z) (softplus), else 0. derivations/rounding.md#R11"""
     if kind == SIGMOID:
         np.copyto(E_d, np.abs(1 - 2 * A) * E_A + 2 * u * np.abs(A * (1 - A)))
     elif kind == TANH:
         np.copyto(E_d, 2 * np.abs(A) * E_A + u * (A * A + np.abs(1 - A * A)))
+    elif kind == SOFTPLUS:
+        s = 0.5 * (1 + np.tanh(Z / 2))
+        np.copyto(E_d, s * (1 - s) * E_Z + (eps_f + 3 * u) * s)
     else:
         E_d.fill(0)
     return E_d

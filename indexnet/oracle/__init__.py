@@ -11,6 +11,9 @@
   (:mod:`indexnet.oracle.result`), and ``by_module()`` per torch module.
 - :func:`gradcheck` — central differences (200 sampled elements by default) and random
   directions for any callable; NaN and Inf fail.
+- ``bounds="float32"`` on :func:`dense` / :func:`network` — elementwise rounding bounds of
+  every quantity (derivations/rounding.md); :func:`network_bounds` computes them for a
+  :class:`~indexnet.nn.network.Network` pass, :class:`Precision` says which.
 - :func:`assert_gradients_match` — compare nested gradients; the failure names the
   layer, the parameter, the index, both values and the relative error.
 
@@ -31,6 +34,7 @@ _EXPORTS = {
         "torch_indices")},
     "HEADS": "indexnet.oracle.heads",
     "OracleResult": "indexnet.oracle.result",
+    **{name: "indexnet.oracle.bounds" for name in ("Bounds", "Precision", "network_bounds")},
     "gradcheck": "indexnet.oracle.check",
     "assert_gradients_match": "indexnet.oracle.compare",
     "relative_error": "indexnet.oracle.compare",
@@ -39,6 +43,7 @@ _EXPORTS = {
 __all__ = [
     "LAYOUTS", "WEIGHT_LAYOUTS", "IMAGE_LAYOUTS", "ORACLE_ENGINES", "HEADS", "OracleResult", "as_float64", "dense", "network",
     "parse_layers", "torch_indices", "gradcheck", "assert_gradients_match", "relative_error",
+    "Bounds", "Precision", "network_bounds",
 ]
 
 

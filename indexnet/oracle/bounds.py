@@ -44,13 +44,15 @@ class Precision:
     name : str
         ``float32``, ``float16`` or ``bfloat16``.
     method : str
-        ``worst_case`` (γ_n = nu/(1−nu), eq. R2: holds always) or ``probabilistic``
-        (γ̃_n(λ) of Higham & Mary 2019, eq. R30: holds for each sum with probability at
-        least 1 − 2n·exp(−λ²(1−u)²/2) under their model of independent, mean-zero rounding errors).
+        ``worst_case`` (γ_n = nu/(1−nu), eq. R2: holds always, in any summation order) or
+        ``probabilistic`` (eq. R30, after Higham & Mary 2019: rounding errors independent and
+        of mean zero, summation order not arranged by sign; each sum's bound then holds with
+        probability at least 1 − 2·exp(−λ²/2)).
     lam : float
         λ of the probabilistic bound.
-    safety : float
-        Factor applied to every first-order bound (eq. R7).
+    safety : float or None
+        Factor applied to every first-order bound (eq. R7); None: 2 for ``worst_case``, 1 for
+        ``probabilistic`` (whose λ already carries the margin, eq. R30).
     inputs_exact, params_exact : bool
         Whether X (and Y) and the parameters are exactly representable in the target
         precision (then they carry no rounding of their own); default: rounded once.
@@ -59,7 +61,7 @@ class Precision:
     name: str = "float32"
     method: str = "worst_case"
     lam: float = 4.0
-    safety: float = SAFETY
+    safety: float | None = None
     inputs_exact: bool = False
     params_exact: bool = False
 
@@ -68,6 +70,8 @@ class Precision:
         check_choice("method", self.method, METHODS)
         if not (self.lam > 0):
             raise ValueError(f"lam: expected a positive λ, got {self.lam!r}")
+        if self.safety is None:
+            object.__setattr__(self, "safety", SAFETY if self.method == "worst_case" else 1.0)
         if not (self.safety >= 1):
             raise ValueError(f"safety: expected a factor >= 1, got {self.safety!r}")
 
@@ -95,11 +99,12 @@ class Precision:
             return worst
         return min(math.expm1(math.sqrt(n) * u + n * u * u / (1 - u)), worst)
 
-    def probability(self, n: int) -> float:
-        """Lower bound on the probability that one sum of n terms stays within γ̃_n(λ) (eq. R30); 1 for the worst case."""
+    def probability(self) -> float:
+        """Lower bound, under the model of eq. R30, on the probability that one sum stays within
+        its bound (Azuma-Hoeffding: 1 − 2e^(−λ²/2)); 1 for the worst case."""
         if self.method == "worst_case":
             return 1.0
-        return max(0.0, 1 - 2 * n * math.exp(-self.lam**2 * (1 - self.u) ** 2 / 2))
+        return max(0.0, 1 - 2 * math.exp(-self.lam**2 / 2))
 
 
 def as_precision(bounds, method: str = "worst_case", lam: float = 4.0) -> Precision:
@@ -141,7 +146,7 @@ def _activation_constant(kind: int, p: Precision) -> float:
     """c of eq. R9: the relative rounding of σ itself."""
     u = p.u
     return {CODES["identity"]: 0.0, CODES["relu"]: 0.0, CODES["leaky_relu"]: 2 * u,
-            CODES["sigmoid"]: p.eps_f + 3 * u, CODES["tanh"]: p.eps_f}[kind]
+            CODES["sigmoid"]: p.eps_f + 3 * u, CODES["tanh"]: p.eps_f, CODES["softplus"]: 2 * p.eps_f + 2 * u}[kind]
 
 
 def _reach(weights_abs: np.ndarray, mask: np.ndarray, fn) -> np.ndarray:
@@ -323,7 +328,7 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             kind = CODES[act]
             Z2, A2, D2 = _flat(cache.Z), _flat(cache.A), _flat(bp.Delta[l - 1])
             dsig = activation_grad_numpy(Z2, A2, kind, float(layer.alpha), np.empty_like(Z2))
-            Edsig = k("activation_grad_bound")(A2, _flat(E_A[l]), kind, u, np.empty_like(Z2))
+            Edsig = k("activation_grad_bound")(Z2, A2, _flat(Ez), _flat(E_A[l]), kind, u, p.eps_f, np.empty_like(Z2))
             Eh = k("hadamard_bound")(D2, dsig, _flat(Ed), Edsig, u, np.empty_like(Z2)) + 3 * tiny
             kink = k("kink")(Z2, s * _flat(Ez), kind, np.empty(Z2.shape, np.bool_))
             # eq. R10: at a kink either side's σ' may be taken; the jump |Δ| |1 − α| is carried

@@ -4,10 +4,12 @@ Installed with indexnet and loaded by pytest automatically. Provides
 
 - the fixture ``indexnet_oracle``: the :mod:`indexnet.oracle` module
   (``indexnet_oracle.dense(...)``, ``.network(...)``, ``.gradcheck(...)``);
-- ``assert_gradients_match(mine, reference, *, rtol=1e-7, atol=0, names=None)``,
-  importable from here or from :mod:`indexnet.oracle`: the failure message names each
-  differing array by its path (``layer 1 / W``), how many of its elements are off, and
-  the worst one (index, both values, relative error); shape mismatches too.
+- ``assert_gradients_match(mine, reference, *, rtol=1e-7, atol=0, names=None, dtype=None,
+  bounds=None, kink=None)``, importable from here or from :mod:`indexnet.oracle`: the
+  failure message names each differing array by its path (``layer 1 / W``), how many of
+  its elements are off, and the worst one (index, both values, relative error; with
+  ``dtype="float32"``, the element's rounding bound and how many times over it the error
+  is); shape mismatches too.
 
 Kept import-light: importing this module imports neither NumPy nor Numba nor torch;
 the fixture and the helper import them on first use.

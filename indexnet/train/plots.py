@@ -14,14 +14,14 @@ import numpy as np
 
 from indexnet.io import write_bytes_atomic
 
-__all__ = ["plot_history", "plot_confusion", "plot_square_fit", "plot_sphere_fit", "plot_fit"]
+__all__ = ["history_figure", "plot_history", "plot_confusion", "plot_square_fit", "plot_sphere_fit", "plot_fit"]
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -32,7 +32,59 @@ def _save(fig, path) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
-def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
+def history_figure(history: Sequence[dict], title: str = "", best_epoch: int | None = None):
+    """The figure of :func:`plot_history` (for tests and callers that add to it).
+
+    Every point is marked when the run has at most 40 epochs (a one-epoch run is a
+    visible point, not an invisible line), the epoch axis has integer ticks, the loss
+    axis is logarithmic only when the losses span more than a decade, the best epoch is
+    a dotted vertical line, and a long title wraps above the panels' titles.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    if not history:
+        raise ValueError("history: expected at least one epoch to plot, got none")
+    epochs = [r["epoch"] for r in history]
+    key = "acc" if "val_acc" in history[0] else "rmse"
+    fig = _figure(10, 3.8, layout="constrained")
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    marker = "o" if len(epochs) <= 40 else None
+    scale = 100.0 if key == "acc" else 1.0
+    for split, style in (("train", "-"), ("val", "--")):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, marker=marker, ms=4, label=split)
+        ax_metric.plot(epochs, [scale * r[f"{split}_{key}"] for r in history], style, marker=marker, ms=4,
+                       label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss per example", title="loss")
+    losses = [r[f"{s}_loss"] for r in history for s in ("train", "val")]
+    if all(v > 0 for v in losses) and max(losses) / min(losses) > 10:
+        ax_loss.set_yscale("log")
+    ax_metric.set(xlabel="epoch", ylabel="accuracy (%)" if key == "acc" else "RMSE",
+                  title="accuracy" if key == "acc" else "RMSE")
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.4", ls=":", lw=1, label=f"best (epoch {best_epoch})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(_wrap(title, 100))
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after commas or at spaces."""
+    lines, line = [], ""
+    for piece in text.replace(",", ",\0").replace(" ", " \0").split("\0"):
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    return "\n".join(lines + [line.rstrip()])
+
+
+def plot_history(history: Sequence[dict], path, title: str = "", best_epoch: int | None = None) -> Path:
     """Loss (left) and accuracy or RMSE (right) per epoch, train and validation.
 
     Parameters
@@ -42,29 +94,10 @@ def plot_history(history: Sequence[dict], path, title: str = "") -> Path:
     path : path-like
         The PNG to write.
     title : str
+    best_epoch : int, optional
+        Marked with a dotted line.
     """
-    if not history:
-        raise ValueError("history: expected at least one epoch to plot, got none")
-    epochs = [r["epoch"] for r in history]
-    key = "acc" if "val_acc" in history[0] else "rmse"
-    fig = _figure(10, 3.8)
-    ax_loss, ax_metric = fig.subplots(1, 2)
-    for split, style in (("train", "-"), ("val", "--")):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
-        scale = 100.0 if key == "acc" else 1.0
-        ax_metric.plot(epochs, [scale * r[f"{split}_{key}"] for r in history], style, label=split)
-    ax_loss.set(xlabel="epoch", ylabel="loss per example", title="loss")
-    positive = all(r[f"{s}_loss"] > 0 for r in history for s in ("train", "val"))
-    if positive:
-        ax_loss.set_yscale("log")
-    ax_metric.set(xlabel="epoch", ylabel="accuracy (%)" if key == "acc" else "RMSE",
-                  title="accuracy" if key == "acc" else "RMSE")
-    for ax in (ax_loss, ax_metric):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    return _save(history_figure(history, title, best_epoch), path)
 
 
 def plot_confusion(cm: np.ndarray, path, title: str = "", class_names: Sequence[str] | None = None) -> Path:
@@ -112,7 +145,8 @@ def plot_sphere_fit(true_points: np.ndarray, predicted: np.ndarray, path, title:
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.8", linewidth=0.5)
     err = np.linalg.norm(predicted - true_points, axis=0)
     sc = ax.scatter(predicted[0], predicted[1], predicted[2], c=err, cmap="viridis", s=10)
-    fig.colorbar(sc, ax=ax, shrink=0.6, label="distance to the true point")
+    # below the axes: at the right the colour bar's label ran into the z label
+    fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.12, location="bottom", label="distance to the true point")
     ax.set(xlabel="x", ylabel="y", zlabel="z", title=title or "approximation points on a sphere")
     ax.set_box_aspect((1, 1, 1))
     return _save(fig, path)

@@ -36,7 +36,18 @@ cnn        conv8@3x3/p1:relu,maxpool2,conv16@3x3/p1:    cross_entropy   digits,
 dense-cnn  28:relu,10:softmax (a dense net with about   cross_entropy   digits,
            the cnn preset's parameter count)                            mnist,
                                                                         fashion
+mnist-     800:relu,10:softmax, seed001's settings,     cross_entropy   mnist,
+affine     40 epochs, --augment affine (rotate ±10°,                    fashion
+           shear ±10°, scale ±10 %, shift ±2 px)
+mnist-     800:relu,10:softmax, seed001's settings,     cross_entropy   mnist,
+elastic    60 epochs, --augment elastic:34,4 (Simard)                   fashion
+mnist-cnn  conv8@5x5:relu,maxpool2,conv16@5x5:relu,     cross_entropy   mnist,
+           maxpool2,100:relu,10:softmax (seed 000 §3's                  fashion
+           convolutional classifier on 1×28×28), 20
+           epochs, --augment affine
 =========  ===========================================  ==============  =========
+
+The distortions (``augment``) are ``derivations/augment.md``; they need image data.
 """
 from __future__ import annotations
 
@@ -113,6 +124,18 @@ PRESETS: dict[str, Preset] = {
         Preset("dense-cnn", "a dense net with about the cnn preset's parameter count, for comparison",
                "28:relu,10:softmax", "cross_entropy", "digits", dict(_CLASSIFIER, epochs=30),
                also=_IMAGES[1:]),
+        Preset("mnist-affine", "seed 001's 784-800-10 on MNIST with random affine distortions of every batch",
+               "800:relu,10:softmax", "cross_entropy", "mnist",
+               dict(_CLASSIFIER, batch_size=100, epochs=40, weight_decay=1e-4, dtype="float32",
+                    augment="affine:rotate=10,shear=10,scale=0.1,shift=2"), also=("fashion",)),
+        Preset("mnist-elastic", "seed 001's 784-800-10 on MNIST with Simard's elastic distortions (α 34, σ 4)",
+               "800:relu,10:softmax", "cross_entropy", "mnist",
+               dict(_CLASSIFIER, batch_size=100, epochs=60, weight_decay=1e-4, dtype="float32",
+                    augment="elastic:34,4"), also=("fashion",)),
+        Preset("mnist-cnn", "seed 000's convolutional classifier sized for MNIST (1, 28, 28), with affine distortions",
+               "conv8@5x5:relu,maxpool2,conv16@5x5:relu,maxpool2,100:relu,10:softmax", "cross_entropy", "mnist",
+               dict(_CLASSIFIER, batch_size=100, epochs=20, weight_decay=1e-4, dtype="float32",
+                    augment="affine:rotate=10,shear=10,scale=0.1,shift=2"), also=("fashion",)),
     )
 }
 

@@ -41,7 +41,8 @@ Extending a run
 
 Reproducibility
     The initial weights come from ``seed``, the batches from a
-    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from.
+    ``numpy.random.default_rng([seed, 1])`` Generator that nothing else draws from
+    except the distortions of ``augment`` (drawn per batch, after the epoch's order).
     Every checkpoint stores the parameters, the optimiser's state, that Generator's
     state, the epoch and step counts, the history and this configuration, so
     :meth:`Trainer.resume` continues exactly as if the run had never stopped (timings
@@ -160,6 +161,10 @@ class TrainConfig:
     log_every : int or None
         Print a line every this many epochs (and after the first and the last); None:
         every ``ceil(epochs / 10)`` epochs.
+    augment : str or None
+        Random distortions of every training batch, ``affine[:rotate=R,shear=S,scale=Z,shift=T]``,
+        ``elastic[:ALPHA,SIGMA]`` or both joined by ``+`` (:func:`indexnet.data.augment.parse_augment`,
+        ``derivations/augment.md``); drawn from the batch Generator, image data only.
     """
 
     data: str = "digits"
@@ -197,6 +202,7 @@ class TrainConfig:
     train_eval_size: int = 10000
     checkpoint_every: int | None = None
     log_every: int | None = None
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("--data", self.data, DATASETS)
@@ -219,6 +225,10 @@ class TrainConfig:
                 f"ceil(N / batch size) steps per epoch, got --steps-per-epoch {self.steps_per_epoch}"
             )
         check_real("--lr", self.lr, lo=0, lo_open=True)
+        if self.augment is not None:
+            from indexnet.data.augment import parse_distortions
+
+            parse_distortions(self.augment)  # syntax and ranges; that the data are images is checked with them
         if self.data in ("mnist", "fashion") and not self.data_dir:
             raise ValueError(f"--data-dir: expected the folder with the four IDX files for --data {self.data}, got none")
         if self.data == "csv" and not self.csv:
@@ -489,6 +499,9 @@ class Trainer:
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
         self._X = np.array(train.X, order="C", copy=True)
         self._T = np.array(train.T, order="C", copy=True)
+        from indexnet.data.augment import parse_augment
+
+        self.augmenter = parse_augment(config.augment, train.image_shape)
 
     # -------------------------------------------------------------------- construction
     def _default_layers(self) -> str:
@@ -616,6 +629,8 @@ class Trainer:
             X, T = self._X, self._T
         else:
             X, T = np.take(self._X, idx, axis=1), np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # a fresh distortion of every batch, drawn from the batch Generator
+            X = self.augmenter(X, self.rng)
         return X.reshape(shape + (X.shape[-1],)), T
 
     def _diverged(self, what: str, epoch: int, k: int) -> TrainingDiverged:
@@ -670,8 +685,17 @@ class Trainer:
         self._stop = True
 
     def _take_snapshot(self) -> None:
-        """Keep the resumable state of the epoch just completed in memory (copies)."""
-        self._snapshot = self._checkpoint_payload() if self.out is not None else None
+        """Keep the resumable state of the epoch just completed in memory: copies of the parameters and
+        the optimiser's arrays, the generator state, the counters and the history's length (the history
+        only grows, so it is not copied: a 4000-epoch run would copy it 4000 times)."""
+        if self.out is None:
+            return
+        self._snapshot = {
+            "params": [tuple(a.copy() for a in p) for p in self.net.params],
+            "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
+            "epoch": self.epoch, "step": self.step, "n_history": len(self.history),
+            "best": None if self.best is None else dict(self.best),
+        }
 
     def _save_snapshot(self) -> None:
         """On interruption: write the last completed epoch's state, unless it is already on disk."""
@@ -679,10 +703,23 @@ class Trainer:
         if snap is None or self.out is None:
             return
         from indexnet.io import save_npz_atomic
+        from indexnet.nn.network import Network
+        from indexnet.train.checkpoint import checkpoint_payload
 
         if self._best_params is not None:
             self._save_best()
-        save_npz_atomic(self.checkpoint_path, *snap)
+        net = self.net
+        state = dict(snap["optimizer"], lr=float(self.config.lr))
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = snap["rng"]
+        meta = self._meta()
+        config = meta.pop("config")
+        arrays, doc = checkpoint_payload(
+            net=Network(net.layers, net.input_shape, net.loss_fn.name, dtype=net.dtype, params=snap["params"]),
+            optimizer_name=self.config.optimizer, optimizer_state=state, rng=rng, epoch=snap["epoch"],
+            step=snap["step"], history=self.history[: snap["n_history"]], config=config, best=snap["best"],
+            extra=meta)
+        save_npz_atomic(self.checkpoint_path, arrays, doc)
         self._snapshot = None
         self._checkpoint_time = time.perf_counter()
 
@@ -702,6 +739,8 @@ class Trainer:
         idx = plan[0]
         X = self._X if idx is None else np.take(self._X, idx, axis=1)
         T = self._T if idx is None else np.take(self._T, idx, axis=1)
+        if self.augmenter is not None:  # its own Generator: the batch Generator is not touched
+            X = self.augmenter(X, np.random.default_rng(0))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             step(X.reshape(shape + (X.shape[-1],)), T)
             evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
@@ -821,7 +860,7 @@ class Trainer:
         return save_model(best, self.out / BEST_FILE, epoch=self.best["epoch"], best=self.best, **self._meta())
 
     def _checkpoint_payload(self) -> tuple[dict, dict]:
-        """The arrays (copies) and JSON meta of a checkpoint of the current state."""
+        """The arrays and JSON meta of a checkpoint of the current state."""
         from indexnet.train.checkpoint import checkpoint_payload
 
         state = self.optimizer.state_dict()
@@ -833,7 +872,7 @@ class Trainer:
             rng=self.rng, epoch=self.epoch, step=self.step, history=[dict(r) for r in self.history], config=config,
             best=None if self.best is None else dict(self.best), extra=meta,
         )
-        return {k: np.array(v, copy=True) for k, v in arrays.items()}, doc
+        return arrays, doc
 
     def save_checkpoint(self, path=None) -> Path:
         """Write the resumable state (atomically) to ``path`` (default ``out/checkpoint.npz``)."""
@@ -871,7 +910,8 @@ class Trainer:
         written["metrics"] = write_text_atomic(self.out / "metrics.json", json.dumps(summary, indent=2) + "\n")
         if plots:
             written["curves"] = P.plot_history(self.history, self.out / "curves.png",
-                                               title=f"{self.splits.train.name}: {self.layers_spec}")
+                                               title=f"{self.splits.train.name}: {self.layers_spec}",
+                                               best_epoch=(self.best or {}).get("epoch"))
             if "predictions" in test_metrics:
                 from indexnet.train.metrics import confusion_matrix
 
