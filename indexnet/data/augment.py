@@ -92,6 +92,7 @@ class Affine:
         return affine_points(M, tau, H, W)
 
     def spec(self) -> str:
+        """The canonical ``--augment`` string of this distortion."""
         return f"affine:rotate={self.rotate:g},shear={self.shear:g},scale={self.scale:g},shift={self.shift:g}"
 
 
@@ -136,6 +137,7 @@ class Elastic:
         return D
 
     def spec(self) -> str:
+        """The canonical ``--augment`` string of this distortion."""
         return f"elastic:{self.alpha:g},{self.sigma:g}"
 
 
