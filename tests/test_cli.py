@@ -347,3 +347,16 @@ def test_predict_writes_classes_names_and_probabilities_for_csv_npy_and_idx(tmp_
     assert capsys.readouterr().out.splitlines() == lines
     assert main(["predict", str(run), str(tmp_path)]) == 2
     assert "INPUT: " in capsys.readouterr().err
+
+
+def test_ctrl_c_while_loading_exits_130_without_a_traceback(monkeypatch, capsys, tmp_path):
+    """Ctrl-C outside the training loop (here while the data loads) ends with exit 130 and one line, no
+    KeyboardInterrupt traceback."""
+    import indexnet.train.trainer as T
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "load_splits", interrupted)
+    assert main(["train", "--quiet", "--out", str(tmp_path / "o")]) == 130
+    assert "indexnet train: interrupted" in capsys.readouterr().err

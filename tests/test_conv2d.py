@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy.signal import correlate2d
 
@@ -90,6 +90,7 @@ def assert_close(actual, desired, rtol=RTOL):
 # ------------------------------------------------------------------ forms vs forms
 @pytest.mark.parametrize("formula", FORMULAS)
 @given(c=cases())
+@example(c=make_case(3, 4, 9, 10, 17, 3, 3, 1, 1))  # rows of 17 samples: the loops' inner axpy over n vectorizes
 def test_literal_equals_loops_bit_for_bit(formula, c):
     """The literal sum with its Kronecker deltas and the collapsed prange loops give identical float64 bits."""
     np.testing.assert_array_equal(run(formula, form(formula, "literal"), c), run(formula, form(formula, "loops"), c))
@@ -97,6 +98,7 @@ def test_literal_equals_loops_bit_for_bit(formula, c):
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @given(c=cases())
+@example(c=make_case(3, 4, 9, 10, 17, 3, 3, 1, 1))  # rows of 17 samples: the loops' inner axpy over n vectorizes
 def test_loops_match_numpy(formula, c):
     """The loops form and the vectorized im2col / full-correlation form agree to rtol 1e-12."""
     assert_close(run(formula, form(formula, "loops"), c), run(formula, form(formula, "numpy"), c))

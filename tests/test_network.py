@@ -12,12 +12,46 @@ def networks():
     return architectures(max_depth=4, max_size=5)
 
 
+#: smallest |Z| allowed at a ReLU or leaky-ReLU unit: the finite differences (ε = 1e-6)
+#: move a pre-activation by ε·|∂Z/∂θ|, far less than this (gradcheck.md, Kinks)
+KINK_MARGIN = 1e-3
+
+
+def kink_distance(net, X):
+    """The smallest |Z_in| over the ReLU-family layers of ``net`` at input X (∞ if none)."""
+    caches = net.forward(X, "loops")
+    near = [np.abs(c.Z).min() for layer, c in zip(net.layers, caches)
+            if getattr(layer, "activation", None) in ("relu", "leaky_relu")]
+    return min(near, default=np.inf)
+
+
 def make(sizes, acts, loss, kind, N, seed):
+    """A network, an input X whose pre-activations all keep KINK_MARGIN from the ReLU kink
+    (X is redrawn until they do), and targets."""
     rng = np.random.default_rng(seed)
     net = Network.from_sizes(sizes, acts, loss, seed=seed)
-    # keep pre-activations away from the ReLU kink so finite differences are valid
-    X = rng.standard_normal((sizes[0], N))
+    for attempt in range(1000):
+        X = rng.standard_normal((sizes[0], N))
+        if kink_distance(net, X) >= KINK_MARGIN:
+            break
+        if attempt % 10 == 9:
+            # zero biases pin a ReLU unit at Z = 0 for every X once all its inputs are dead
+            # (a chain of single ReLU units); nonzero biases move it off the kink
+            for layer, (_, b) in zip(net.layers, net.params):
+                if layer.activation in ("relu", "leaky_relu"):
+                    b[:] = rng.uniform(-0.5, 0.5, b.shape)
+    else:  # pragma: no cover
+        raise AssertionError("no input keeps the ReLU units away from the kink")
     return net, X, random_targets(kind, sizes[-1], N, rng)
+
+
+def test_make_keeps_relu_units_away_from_the_kink():
+    """The promise of make(): every ReLU pre-activation is at least KINK_MARGIN from 0, also
+    for a chain of single ReLU units, which zero biases pin at the kink whatever X is."""
+    for seed in range(20):
+        for sizes, acts in (([3, 4, 4, 2], ["relu", "leaky_relu", "identity"]), ([1, 1, 1, 1], ["relu"] * 3)):
+            net, X, _ = make(sizes, acts, "mse", "real", 1 + seed % 4, seed)
+            assert kink_distance(net, X) >= KINK_MARGIN
 
 
 def test_seed_002_network_has_30_parameters():
@@ -34,23 +68,32 @@ def test_seed_001_network_shapes():
     assert net.params[0][0].shape == (800, 784) and net.params[1][0].shape == (10, 800)
 
 
+def assert_same(a, b, exact):
+    """Bit for bit, or (after a softmax JVP) to rtol 1e-12 of the largest entry."""
+    if exact:
+        assert np.array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(b).max())))
+
+
 @given(networks())
 def test_literal_equals_loops_bit_for_bit(case):
     """Through a whole network of depth 1-4, the literal and loops engines give identical
-    loss, gradients and intermediates in float64 (softmax layers excepted: the softmax
-    JVP's literal form differs by rounding, see S3, so those compare with rtol 1e-12)."""
+    loss, Z, A, Δ, H, parameter gradients and ∂J/∂X in float64 (with a softmax output the
+    literal JVP differs by rounding, activations.md S3: H, the gradients and the Δ below
+    it then compare to rtol 1e-12)."""
     net, X, Y = make(*case)
     a = net.backward(X, Y, "literal", fused=False)
     b = net.backward(X, Y, "loops", fused=False)
     exact = "softmax" not in case[1]
-    for l in range(len(net.layers)):
-        for name in ("W", "b"):
-            if exact:
-                assert np.array_equal(a.grads[l][name], b.grads[l][name])
-            else:
-                np.testing.assert_allclose(a.grads[l][name], b.grads[l][name], rtol=1e-12, atol=1e-15)
-        assert np.array_equal(a.Z[l], b.Z[l]) and np.array_equal(a.A[l], b.A[l])
     assert a.loss == b.loss
+    for l in range(len(net.layers)):
+        assert np.array_equal(a.Z[l], b.Z[l]) and np.array_equal(a.A[l], b.A[l])
+        assert_same(a.Delta[l], b.Delta[l], exact or l == len(net.layers) - 1)
+        assert_same(a.H[l], b.H[l], exact)
+        for name in ("W", "b"):
+            assert_same(a.grads[l][name], b.grads[l][name], exact)
+    assert_same(a.dX, b.dX, exact)
 
 
 @given(networks())
@@ -90,13 +133,16 @@ def test_fused_output_gradient_equals_the_long_way(loss, act, rng):
 
 
 def test_fast_engine_close_to_exact(rng):
-    """The fastmath build may reassociate sums; it stays within 1e-12 relative in float64."""
+    """The fastmath build may reassociate sums; every gradient, Δ, H and ∂J/∂X stays within
+    1e-12 of the exact build's largest entry in float64."""
     net = Network.from_sizes([30, 20, 10], ["relu", "softmax"], "cross_entropy")
     X = rng.standard_normal((30, 17))
     Y = np.ascontiguousarray(np.eye(10)[:, rng.integers(0, 10, 17)])
     a, b = net.backward(X, Y, "loops"), net.backward(X, Y, "fast")
-    for l in range(2):
-        np.testing.assert_allclose(a.grads[l]["W"], b.grads[l]["W"], rtol=1e-12, atol=1e-15)
+    pairs = [(a.dX, b.dX)] + [(getattr(a, k)[l], getattr(b, k)[l]) for k in ("Delta", "H") for l in range(2)]
+    pairs += [(a.grads[l][n], b.grads[l][n]) for l in range(2) for n in ("W", "b")]
+    for exact, got in pairs:
+        np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-12 * float(np.abs(exact).max()))
 
 
 def test_float32_network_tracks_float64(rng):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from indexnet._jit import fast
@@ -42,6 +42,13 @@ def cases(draw, max_hw=8):
     return Case(A_prev=X, G=rng.standard_normal((C, height_out, width_out, N)), k=k, stride=stride)
 
 
+def big_case(seed=1):
+    """C = 3, 8 × 9 inputs, N = 17 (the loops' innermost loops over samples vectorize), k = 2, s = 2."""
+    rng = np.random.default_rng(seed)
+    A_prev = rng.permutation(3 * 8 * 9 * 17).reshape(3, 8, 9, 17) * 0.5 - 7.0
+    return Case(A_prev=A_prev, G=rng.standard_normal((3, 4, 4, 17)), k=2, stride=2)
+
+
 def run(formula, name, c: Case):
     """One form of ``formula`` on case ``c``; max-pool forward returns (Z, arg)."""
     fn = getattr(pooling, f"{formula}_{name}") if name != "fast" else fast(getattr(pooling, f"{formula}_loops"))
@@ -72,6 +79,7 @@ def assert_results_close(got, want):
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @given(c=cases())
+@example(c=big_case())
 def test_literal_equals_loops_bit_for_bit(formula, c):
     """Literal sums with their deltas and the prange loops give identical bits (and identical argmax)."""
     np.testing.assert_equal(run(formula, "literal", c), run(formula, "loops", c))
@@ -79,6 +87,7 @@ def test_literal_equals_loops_bit_for_bit(formula, c):
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @given(c=cases())
+@example(c=big_case())
 def test_loops_match_numpy(formula, c):
     """Loops and the vectorized window view / tap-by-tap col2im agree (argmax exactly, values to rtol 1e-12)."""
     assert_results_close(run(formula, "loops", c), run(formula, "numpy", c))

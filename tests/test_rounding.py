@@ -331,3 +331,15 @@ def test_network_oracle_bounds_for_a_conv_net_in_nchw():
     g32 = _pass32(net, Xsl, np.ascontiguousarray(np.eye(4)[:, labels])).grads
     mine = {"layer 1": g32[0], "layer 4": g32[3]}
     oracle.assert_gradients_match(mine, r, dtype="float32")
+
+
+def test_sums_too_long_for_the_precision_have_an_infinite_bound_never_nan():
+    """R2: in bfloat16 (u = 2^-8) a sum of 300 terms has nu >= 1 and no bound; the elements it
+    reaches get inf (never NaN, which would pass every comparison silently)."""
+    rng = np.random.default_rng(9)
+    net = Network([Dense(4, "relu"), Dense(2)], (300,), "mse", seed=0)
+    X = rng.standard_normal((300, 3))
+    X[:, 0] = 0.0  # exact zeros: inf · 0 must not become NaN
+    Y = rng.standard_normal((2, 3))
+    B = network_bounds(net, net.backward(X, Y), X, Y, "bfloat16")
+    assert np.isinf(B.Z[0]).all() and not any(np.isnan(g).any() for gr in B.grads for g in gr.values())

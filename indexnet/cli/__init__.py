@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 141
+    except KeyboardInterrupt:
+        # outside a training loop (which reports its own resume command): loading, compiling, writing
+        print(f"\nindexnet {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

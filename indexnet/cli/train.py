@@ -125,8 +125,10 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
                    help="print the resolved configuration and where each value came from (built-in default, "
                         "the data set's preset, --preset, command line), then exit")
     add_common_options(p, CONFIG_OPTIONS)
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue a run from its checkpoint.npz exactly as if it had never stopped")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue a run (its folder or checkpoint.npz) exactly as if it had never stopped; with "
+                        "--epochs N (more than the run has) extend it, the learning-rate schedule keeping its "
+                        "original length; a finished run without a larger --epochs trains nothing and says so")
     add_output_options(p)
     return p
 

@@ -24,7 +24,12 @@ CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid"
 #: ``"A"`` (the activation σ(Z), cheaper where σ' is a function of it). Every engine
 #: passes both Z and A to :func:`sigma_prime`, which reads only the declared one
 #: (tests/test_activations.py checks that the other argument is ignored).
-SIGMA_PRIME_FROM = {"identity": "Z", "relu": "Z", "leaky_relu": "Z", "sigmoid": "A", "tanh": "A", "softplus": "Z"}
+#: which argument σ' reads in the reference build (literal, loops and numpy forms, hence the
+#: oracle): Z everywhere, the sigmoid and tanh in cancellation-free forms (derivations/activations.md#A6)
+SIGMA_PRIME_FROM = {"identity": "Z", "relu": "Z", "leaky_relu": "Z", "sigmoid": "Z", "tanh": "Z", "softplus": "Z"}
+#: which argument σ' reads in the fast forms and the trainer's fast path (:func:`sigma_prime`):
+#: A for the sigmoid and tanh, no second exponential, at the cost of relative accuracy at saturation
+SIGMA_PRIME_FROM_FAST = {**SIGMA_PRIME_FROM, "sigmoid": "A", "tanh": "A"}
 
 
 @serial
@@ -60,7 +65,7 @@ def sigma(z, kind, alpha):
 
 @serial
 def sigma_prime(z, a, kind, alpha):
-    """σ'(z) of one element from z or from a = σ(z), as :data:`SIGMA_PRIME_FROM` declares (derivations/activations.md#A6)."""
+    """σ'(z) of one element from z or from a = σ(z), as :data:`SIGMA_PRIME_FROM_FAST` declares (derivations/activations.md#A6)."""
     one = a - a + 1
     if kind == RELU:
         return one if z > 0 else one - one
@@ -73,6 +78,27 @@ def sigma_prime(z, a, kind, alpha):
     if kind == SOFTPLUS:
         return logistic(z) * one
     return one
+
+
+@serial
+def sigma_prime_z(z, a, kind, alpha):
+    """σ'(z) of one element with sigmoid and tanh taken from z (derivations/activations.md#A6).
+
+    σ'(z) = e/(1 + e)² with e = exp(-|z|) for the sigmoid and 4e/(1 + e)² with
+    e = exp(-2|z|) for tanh (sech² z): a few ulps for every z. The forms from a = σ(z),
+    a(1 - a) and 1 - a², lose relative accuracy as the output saturates (u·e^{|z|} and
+    u·e^{2|z|}/4: 1e-3 for the sigmoid at z = 30, 4 % for tanh at z = 18, and 0 for
+    tanh from z ≈ 19.1 on, where tanh z rounds to 1). The reference build, and so the
+    oracle, uses this (:data:`SIGMA_PRIME_FROM`); :func:`sigma_prime` (from a,
+    :data:`SIGMA_PRIME_FROM_FAST`) stays for the fast forms and the trainer's fast path.
+    """
+    if kind == SIGMOID:
+        e = math.exp(-abs(z))
+        return e / ((1 + e) * (1 + e))
+    if kind == TANH:
+        e = math.exp(-2 * abs(z))
+        return 4 * e / ((1 + e) * (1 + e))
+    return sigma_prime(z, a, kind, alpha)
 
 
 # ------------------------------------------------ the fast build's σ (vectorizable)
@@ -212,11 +238,11 @@ def activation_fast(Z, kind, alpha, A):
 # ---------------------------------------------------------------------- ∂σ/∂Z elementwise
 @literal
 def activation_grad_literal(Z, A, kind, alpha, dsig):
-    """dsig_in = σ'(Z_in), element by element. derivations/activations.md#A6"""
+    """dsig_in = σ'(Z_in), element by element; sigmoid and tanh from Z. derivations/activations.md#A6"""
     S, N = Z.shape
     for i in range(S):
         for n in range(N):
-            dsig[i, n] = sigma_prime(Z[i, n], A[i, n], kind, alpha)
+            dsig[i, n] = sigma_prime_z(Z[i, n], A[i, n], kind, alpha)
     return dsig
 
 
@@ -226,13 +252,13 @@ def activation_grad_loops(Z, A, kind, alpha, dsig):
     S, N = Z.shape
     for i in prange(S):
         for n in range(N):
-            dsig[i, n] = sigma_prime(Z[i, n], A[i, n], kind, alpha)
+            dsig[i, n] = sigma_prime_z(Z[i, n], A[i, n], kind, alpha)
     return dsig
 
 
 @fastform
 def activation_grad_fast(Z, A, kind, alpha, dsig):
-    """dsig_in = σ'(Z_in) from Z or A as :data:`SIGMA_PRIME_FROM` declares, ``prange`` over rows i. derivations/activations.md#A6
+    """dsig_in = σ'(Z_in) from Z or A as :data:`SIGMA_PRIME_FROM_FAST` declares, ``prange`` over rows i. derivations/activations.md#A6
 
     Performance contract: no allocation, inner loop over n unit-stride.
     """
@@ -244,15 +270,17 @@ def activation_grad_fast(Z, A, kind, alpha, dsig):
 
 
 def activation_grad_numpy(Z, A, kind, alpha, dsig):
-    """∂σ/∂Z, vectorized. derivations/activations.md#A6"""
+    """∂σ/∂Z, vectorized; sigmoid and tanh from Z. derivations/activations.md#A6"""
     if kind == RELU:
         np.copyto(dsig, (Z > 0).astype(dsig.dtype))
     elif kind == LEAKY_RELU:
         np.copyto(dsig, np.where(Z > 0, 1, alpha).astype(dsig.dtype))
     elif kind == SIGMOID:
-        np.multiply(A, 1 - A, out=dsig)
+        e = np.exp(-np.abs(Z))
+        np.divide(e, (1 + e) * (1 + e), out=dsig)
     elif kind == TANH:
-        np.subtract(1, A * A, out=dsig)
+        e = np.exp(-2 * np.abs(Z))
+        np.divide(4 * e, (1 + e) * (1 + e), out=dsig)
     elif kind == SOFTPLUS:
         np.copyto(dsig, _logistic_numpy(Z))
     else:
@@ -320,9 +348,9 @@ def softmax_jvp_literal(S, Delta, H):
     """H_in = Σ_k Δ_kn ∂S_kn/∂Z_in = Σ_k Δ_kn S_kn (δ_ki - S_in). derivations/activations.md#S3
 
     The full Jacobian ∂s_k/∂z_i = s_k(δ_ki - s_i) (seed 001 appendix F) applied to Δ
-    one column at a time, delta kept. Agrees with :func:`softmax_jvp_loops` to rounding
-    (about 1e-15 relative in float64), not bit for bit: the collapsed form factors s_i
-    out of the sum, which changes the order of the operations.
+    one column at a time, delta kept. Agrees with :func:`softmax_jvp_loops` to rounding,
+    not bit for bit (the collapsed form factors s_i out of the sum): within
+    2γ_{K+2} S_in(|Δ_in| + Σ_k |Δ_kn| S_kn), an absolute bound that grows with K.
     """
     K, N = S.shape
     one = H.dtype.type(1)

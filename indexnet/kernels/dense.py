@@ -306,19 +306,20 @@ def _weight_sums(H, A_prev, i, m, j, k):
 SHORT_BATCH = 256
 
 
-@fastform
-def _transpose_into(A, AT):
-    """AT_nj = A_jn in 32 × 32 cache blocks, ``prange`` over blocks of j: the packing of the
-    forward sum and of the short-batch weight gradient (derivations/dense.md#D2.5)."""
+@fastserial
+def _transpose_block(A, AT, bj):
+    """AT_nj = A_jn for the 32 rows j of block ``bj``, in 32 × 32 cache blocks: the packing of
+    the forward sum and of the short-batch weight gradient (derivations/dense.md#D2.5).
+    Serial, so that a serial twin of its caller stays free of threads; the parallel forms
+    call it inside their own ``prange`` over blocks of j."""
     R, C = A.shape
-    for bj in prange((R + 31) // 32):
-        j0 = bj * 32
-        j1 = min(R, j0 + 32)
-        for n0 in range(0, C, 32):
-            n1 = min(C, n0 + 32)
-            for j in range(j0, j1):
-                for n in range(n0, n1):
-                    AT[n, j] = A[j, n]
+    j0 = bj * 32
+    j1 = min(R, j0 + 32)
+    for n0 in range(0, C, 32):
+        n1 = min(C, n0 + 32)
+        for j in range(j0, j1):
+            for n in range(n0, n1):
+                AT[n, j] = A[j, n]
 
 
 @fastserial
@@ -346,7 +347,8 @@ def forward_fast(W, A_prev, b, Z, AT):
     allocation (``AT`` from the caller), inner loop over j unit-stride.
     """
     S = W.shape[0]
-    _transpose_into(A_prev, AT)
+    for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+        _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _forward_rows(W, AT, b, i, min(4, S - i), Z)
@@ -362,7 +364,8 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     ``activations.activate_row`` (vectorized, tanh by its polynomial form).
     """
     S = W.shape[0]
-    _transpose_into(A_prev, AT)
+    for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+        _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
@@ -432,7 +435,8 @@ def weight_grad_fast(H, A_prev, dW, AT):
     """
     S = dW.shape[0]
     if H.shape[1] < SHORT_BATCH:
-        _transpose_into(A_prev, AT)
+        for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+            _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _weight_rows(H, A_prev, AT, i, min(4, S - i), dW.dtype.type(0), dW)
@@ -449,7 +453,8 @@ def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
     """
     S = W.shape[0]
     if H.shape[1] < SHORT_BATCH:
-        _transpose_into(A_prev, AT)
+        for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+            _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _weight_rows(H, A_prev, AT, i, min(4, S - i), W.dtype.type(eta), W)
@@ -485,7 +490,7 @@ def hadamard_fast(Delta, dsig, H):
 def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
-    D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM`` declares, both passed)
+    D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
     followed by D2.10 on the row just written. ``prange`` over rows i; performance
     contract: no allocation, one pass over Δ, inner loop over n unit-stride.
     """

@@ -462,7 +462,7 @@ def sigmoid_binary_cross_entropy_fast(Z, Y, A, H, per_sample):
 def squared_error_output_fast(Z, Y, kind, alpha, scale, A, H, per_sample):
     """A = σ(Z) (A0), J = L1 and H = 2·scale·(A − Y) ⊙ σ'(Z) (L4, D2.13) in one pass; returns J. derivations/losses.md#L12
 
-    σ' from Z or A as ``activations.SIGMA_PRIME_FROM`` declares (both passed).
+    σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares (both passed).
     Performance contract: no allocation, one pass over Z and Y.
     """
     K, N = Z.shape

@@ -196,10 +196,22 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
     Returns
     -------
     Bounds
-        With ``kink`` set to the masks of the elements that have no bound.
+        With ``kink`` set to the masks of the elements that have no bound. An element whose
+        sums have nu >= 1 (eq. R2; bfloat16 reaches it at 256 terms) has the bound inf.
     """
     p = as_precision(precision, method, lam)
     check_choice("engine", engine, ("literal", "loops", "numpy"))
+    with np.errstate(invalid="ignore", over="ignore"):  # γ_n = inf times exact zeros: inf (R2)
+        return _network_bounds(net, bp, X, Y, p, engine)
+
+
+def _unbounded_as_inf(x):
+    """NaN (an infinite γ_n times an exact zero, eq. R2) means no bound: inf."""
+    return np.where(np.isnan(x), np.inf, x) if np.ndim(x) else (math.inf if math.isnan(x) else x)
+
+
+def _network_bounds(net, bp, X, Y, p: Precision, engine: str) -> Bounds:
+    """The pass of :func:`network_bounds`."""
 
     def k(name):
         return getattr(R, f"{name}_{engine}")
@@ -330,7 +342,7 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             dsig = activation_grad_numpy(Z2, A2, kind, float(layer.alpha), np.empty_like(Z2))
             Edsig = k("activation_grad_bound")(Z2, A2, _flat(Ez), _flat(E_A[l]), kind, u, p.eps_f, np.empty_like(Z2))
             Eh = k("hadamard_bound")(D2, dsig, _flat(Ed), Edsig, u, np.empty_like(Z2)) + 3 * tiny
-            kink = k("kink")(Z2, s * _flat(Ez), kind, np.empty(Z2.shape, np.bool_))
+            kink = k("kink")(Z2, s * _unbounded_as_inf(_flat(Ez)), kind, np.empty(Z2.shape, np.bool_))
             # eq. R10: at a kink either side's σ' may be taken; the jump |Δ| |1 − α| is carried
             # on as a finite error (so later quantities keep a bound), the element itself is masked
             jump = abs(1.0 - float(layer.alpha)) if act == "leaky_relu" else 1.0
@@ -397,7 +409,7 @@ def network_bounds(net, bp, X: np.ndarray, Y: np.ndarray, precision="float32", *
             M_D[l - 1] = Mh.reshape(A_prev.shape)
 
     def scaled(x):
-        return x * s
+        return _unbounded_as_inf(x) * s
 
     bounds = Bounds(
         loss=s * E_loss, X=scaled(E_A[0]), dX=scaled(E_D[0]),
