@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from indexnet._jit import fastserial, serial_twin
-from indexnet.kernels import dense, losses
+from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list
@@ -72,6 +72,7 @@ _hadamard_bias_s = _twin(dense.hadamard_bias_grad_fast)
 _softmax_ce_s = _twin(losses.softmax_cross_entropy_fast)
 _sigmoid_bce_s = _twin(losses.sigmoid_binary_cross_entropy_fast)
 _squared_s = _twin(losses.squared_error_output_fast)
+_sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the bias step
 
 # entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
 SCALE, PER_LAYER = 0, 1
@@ -140,10 +141,7 @@ def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets)
             if lam != 0:
                 _shrink(W.reshape(-1), W.dtype.type(1 - lr * lam))
             _weight_grad_sgd_s(H, A_prev, lr, W, AT)
-            b = bs[l]
-            eta = b.dtype.type(lr)
-            for i in range(S):
-                b[i] -= eta * db[i]
+            _sgd_step_s(bs[l], db, lr, 0.0, bs[l])
         else:
             _weight_grad_s(H, A_prev, _view(grads, grad_offsets[2 * l], S, Sp), AT)
     return J
@@ -263,7 +261,7 @@ def make_fast_step(net, optimizer, decay_mask=None):
                     _pick(dense.weight_grad_support_sgd_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, lr, W)
                 else:
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
-                b -= b.dtype.type(lr) * dbs[l]
+                _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:
                 _pick(dense.weight_grad_support_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, dWs[l])
             else:
