@@ -146,6 +146,8 @@ def test_maxpool_fast_forms_equal_loops(dtype, geometry, kind, seed):
     db_ref = conv2d.bias_grad_loops(Hc_ref, np.empty(C, dtype))
     Hc, db = np.full_like(X, np.nan), np.empty(C, dtype)
     pooling.maxpool_backward_hadamard_bias_fast(H, arg, k, s, Zc, Ac, code, 0.01, Hc, db)
-    hscale = scale * np.abs(dsig.reshape(X.shape))
-    _close(Hc, Hc_ref, hscale, dtype, ulps=4)  # σ' from A for sigmoid, tanh: a few ulp
-    _close(db, db_ref, conv2d.bias_grad_loops(hscale, np.empty(C, dtype)), dtype, ulps=4)
+    # σ' is taken from A for sigmoid and tanh (tanh's A by its polynomial form, 3 ulp), so it
+    # is exact to a few ulp of 1, not of σ': Σ|terms| carries 8 ε beside |σ'|
+    hscale = scale * (np.abs(dsig.reshape(X.shape)) + 8 * np.finfo(dtype).eps / RTOL[dtype])
+    _close(Hc, Hc_ref, hscale, dtype)
+    _close(db, db_ref, conv2d.bias_grad_loops(hscale, np.empty(C, dtype)), dtype)
