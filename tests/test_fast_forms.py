@@ -23,8 +23,11 @@ from indexnet.train.step import make_train_step
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 DTYPES = [np.float64, np.float32]
 #: (S, S_prev, N): the output rows and samples up to realistic sizes (N on both sides of
-#: dense.SHORT_BATCH, the weight gradient's two blockings), the summed index short
-shapes = st.tuples(st.integers(1, 1024), st.integers(1, 40), st.integers(1, 512))
+#: dense.SHORT_BATCH, the weight gradient's two blockings; S_prev on both sides of
+#: dense.SHORT_SUM, the forward's two blockings), the summed index short
+shapes = st.tuples(st.integers(1, 1024),
+                   st.one_of(st.integers(1, 40), st.integers(dense.SHORT_SUM, dense.SHORT_SUM + 24)),
+                   st.integers(1, 512))
 few = settings(max_examples=6)
 
 
@@ -111,6 +114,25 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     dense.forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, 0.1, Z2, A2, acc)
     _close(Z2, Zw, scale, dtype)
     _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S_prev", [1, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
+def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
+    """D1.4 and D1.5: the forward fast forms' two blockings (axpy sweeps without packing for
+    S_prev < dense.SHORT_SUM, packed dot products above) each equal the exact loops forms,
+    at row counts that are not multiples of the 4-row block (S = 13) and an odd batch."""
+    S, N = 13, 37
+    W, A, b = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype)
+    scale = np.abs(W) @ np.abs(A) + np.abs(b)[:, None]
+    Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
+    AT = np.full((N, S_prev), np.nan, dtype)  # packed before it is read, or not read at all
+    _close(dense.forward_fast(W, A, b, np.empty((S, N), dtype), AT), Zw, scale, dtype)
+    Z, Ao = np.empty((S, N), dtype), np.empty((S, N), dtype)
+    dense.forward_activation_fast(W, A, b, act.CODES["tanh"], 0.0, Z, Ao, AT)
+    _close(Z, Zw, scale, dtype)
+    Aw = act.activation_loops(Zw, act.CODES["tanh"], 0.0, np.empty((S, N), dtype))
+    _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -336,6 +336,21 @@ def _forward_rows(W, AT, b, i, m, Z):
                 Z[i + a, n + v] = c[2 * a + v] + b[i + a]
 
 
+#: sums over j (inputs S_{l-1}) shorter than this take the axpy blocking in the forward fast forms
+SHORT_SUM = 64
+
+
+@fastserial
+def _forward_rows_short(W, A_prev, b, i, m, Z):
+    """Rows i..i+m−1 (m <= 4) of D1.4 for a short sum over j (S_{l-1} < :data:`SHORT_SUM`):
+    Z_i· = b_i, then 4 values of j at a time add W_ij A_j· to the rows Z_i· as unit-stride
+    sweeps over n (:func:`_axpy_rows`). A_prev is read in place; the dot products of
+    :func:`_forward_rows` would be too short to amortize their horizontal sums."""
+    for a in range(m):
+        Z[i + a, :] = b[i + a]
+    _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
+
+
 @fastform
 def forward_fast(W, A_prev, b, Z, AT):
     """Z_in = Σ_j W_ij A_jn + b_i, register-blocked. derivations/dense.md#D1.4
@@ -343,10 +358,19 @@ def forward_fast(W, A_prev, b, Z, AT):
     Blocking: A_prev is packed into ``AT`` (N × S_{l-1}) so that the sum over j is
     unit-stride in W_i· and AT_n·; ``prange`` over blocks of 4 rows i; inside, 4 × 2
     blocks (i..i+3) × (n, n+1) keep 8 partial sums over j in vector registers
-    (:func:`_dots42`), AT read from cache by every block. Performance contract: no
-    allocation (``AT`` from the caller), inner loop over j unit-stride.
+    (:func:`_dots42`), AT read from cache by every block. Small-size variant: when
+    S_{l-1} < :data:`SHORT_SUM` (dot products too short to amortize their horizontal
+    sums) nothing is packed and 4 values of j at a time add W_ij A_j· to 4 rows Z_i·
+    (:func:`_forward_rows_short`), the inner loop over n unit-stride. Performance
+    contract: no allocation (``AT`` from the caller, unused by the short variant), inner
+    loop unit-stride.
     """
     S = W.shape[0]
+    if A_prev.shape[0] < SHORT_SUM:  # short sums over j: axpy sweeps over n, no packing
+        for blk in prange((S + 3) // 4):
+            i = 4 * blk
+            _forward_rows_short(W, A_prev, b, i, min(4, S - i), Z)
+        return Z
     for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
         _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
@@ -364,12 +388,17 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     ``activations.activate_row`` (vectorized, tanh by its polynomial form).
     """
     S = W.shape[0]
-    for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
-        _transpose_block(A_prev, AT, bj)
+    short = A_prev.shape[0] < SHORT_SUM  # short sums over j: axpy sweeps over n, no packing
+    if not short:
+        for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+            _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
-        _forward_rows(W, AT, b, i, m, Z)
+        if short:
+            _forward_rows_short(W, A_prev, b, i, m, Z)
+        else:
+            _forward_rows(W, AT, b, i, m, Z)
         for a in range(m):
             activate_row(Z[i + a], A[i + a], kind, alpha)
     return A
