@@ -61,12 +61,12 @@ def _support(A):
 
 def _support_operands(M, dtype):
     """Mᵗ as the support forms read it (rows padded with zeros to ``dense.support_width``,
-    packed by ``dense.transpose_fast``) and one row of partial sums per block of rows."""
+    packed by ``dense.pack_transpose``) and one row of partial sums per block of rows."""
     R, C = M.shape
     MT = np.full((C, dense.support_width(R)), np.nan, dtype)
     MT[:, R:] = 0
-    dense.transpose_fast(M, MT[:, :R])
-    assert np.array_equal(MT[:, :R], M.T), "transpose_fast is not the transpose"
+    dense.pack_transpose(M, MT[:, :R])
+    assert np.array_equal(MT[:, :R], M.T), "pack_transpose is not the transpose"
     return MT, np.zeros((MT.shape[1] // dense.SUPPORT_ROWS, dense.SUPPORT_ROWS), dtype)
 
 

@@ -533,7 +533,7 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
 # The support forms (D1.6-D2.8) read the operand they sweep for each support entry
 # transposed, so that one entry (j, n) reads a contiguous run of rows i: the forward reads
 # W input-major (WT_ji = W_ij), the weight gradient reads H sample-major (HT_ni = H_in).
-# :func:`transpose_fast` packs them; the trainer keeps the first layer's W input-major
+# :func:`pack_transpose` packs them; the trainer keeps the first layer's W input-major
 # between synchronisations (indexnet/train/fastpath.py).
 
 #: support entries summed per pass of :func:`_support_sum` (its partial sums are loaded
@@ -593,7 +593,7 @@ def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
 
 
 @fastform
-def transpose_fast(M, MT):
+def pack_transpose(M, MT):
     """MT_ba = M_ab in 32 × 32 cache blocks, ``prange`` over blocks of rows a: the packing of
     the support forms' transposed operands (Wᵗ, Hᵗ) and the unpacking of Wᵗ. Not an
     equation; it moves values and computes nothing."""

@@ -235,13 +235,13 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         if state["WT"] is None:
             state["WT"] = np.zeros((Ws[0].shape[1], dense.support_width(S1)), net.dtype)
         if state["owner"] == "net":
-            _pick(dense.transpose_fast, Ws[0].size)(Ws[0], state["WT"][:, :S1])
+            _pick(dense.pack_transpose, Ws[0].size)(Ws[0], state["WT"][:, :S1])
         return state["WT"]
 
     def sync():
         """Write W^(1) held input-major back into the network's array."""
         if state["owner"] == "fast":
-            _pick(dense.transpose_fast, Ws[0].size)(state["WT"][:, :S1], Ws[0])
+            _pick(dense.pack_transpose, Ws[0].size)(state["WT"][:, :S1], Ws[0])
             state["owner"] = "net"
 
     def layers_step(X, Y, lr):
@@ -281,7 +281,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
             if sparse:
-                _pick(dense.transpose_fast, H.size)(H, B.HT[:, :S1])
+                _pick(dense.pack_transpose, H.size)(H, B.HT[:, :S1])
             if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
