@@ -17,9 +17,9 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import activate_row, sigma_prime_inlined
+from indexnet.kernels.activations import IDENTITY, RELU, SIGMOID, TANH, activate_row, sigma_prime_inlined
 
 
 # ----------------------------------------------------------------------------- forward
@@ -515,22 +515,44 @@ def hadamard_fast(Delta, dsig, H):
     return H
 
 
+@fastinline
+def _hadamard_bias_row(d, z, a, kind, alpha, h):
+    """h_n = d_n σ'(z_n) along one row, returning Σ_n h_n: the row of D2.14."""
+    acc = h.dtype.type(0)
+    for n in range(d.shape[0]):
+        x = d[n] * sigma_prime_inlined(z[n], a[n], kind, alpha)
+        h[n] = x
+        acc += x
+    return acc
+
+
+@fastinline
+def _hadamard_bias_row_of_kind(d, z, a, kind, alpha, h):
+    """:func:`_hadamard_bias_row` with the common kinds as constants, so that the branch on
+    ``kind`` inside σ' folds away and the loop over n vectorizes (3-4x at a row of 32)."""
+    if kind == TANH:
+        return _hadamard_bias_row(d, z, a, TANH, alpha, h)
+    if kind == RELU:
+        return _hadamard_bias_row(d, z, a, RELU, alpha, h)
+    if kind == SIGMOID:
+        return _hadamard_bias_row(d, z, a, SIGMOID, alpha, h)
+    if kind == IDENTITY:
+        return _hadamard_bias_row(d, z, a, IDENTITY, alpha, h)
+    return _hadamard_bias_row(d, z, a, kind, alpha, h)
+
+
 @fastform
 def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
     D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
-    followed by D2.10 on the row just written. ``prange`` over rows i; performance
+    followed by D2.10 on the row just written. ``prange`` over rows i, the branch on
+    ``kind`` outside the loop over n (:func:`_hadamard_bias_row_of_kind`); performance
     contract: no allocation, one pass over Δ, inner loop over n unit-stride.
     """
     S, N = Delta.shape
     for i in prange(S):
-        acc = db.dtype.type(0)
-        for n in range(N):
-            h = Delta[i, n] * sigma_prime_inlined(Z[i, n], A[i, n], kind, alpha)
-            H[i, n] = h
-            acc += h
-        db[i] = acc
+        db[i] = _hadamard_bias_row_of_kind(Delta[i], Z[i], A[i], kind, alpha, H[i])
     return H
 
 
