@@ -59,6 +59,17 @@ def _support(A):
     return buf
 
 
+def _support_operands(M, dtype):
+    """Mᵗ as the support forms read it (rows padded with zeros to ``dense.support_width``,
+    packed by ``dense.pack_transpose``) and one row of partial sums per block of rows."""
+    R, C = M.shape
+    MT = np.full((C, dense.support_width(R)), np.nan, dtype)
+    MT[:, R:] = 0
+    dense.pack_transpose(M, MT[:, :R])
+    assert np.array_equal(MT[:, :R], M.T), "pack_transpose is not the transpose"
+    return MT, np.zeros((MT.shape[1] // dense.SUPPORT_ROWS, dense.SUPPORT_ROWS), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @few
 @given(shape=shapes, seed=st.integers(0, 2**31))
@@ -98,9 +109,9 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     _close(Z, Zw, scale, dtype)
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
     col_ptr, col_j, col_val = _support(A)[:3]
-    WP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, S_prev, dense.SUPPORT_BLOCK), dtype)
     Z2, A2 = np.empty((S, N), dtype), np.empty((S, N), dtype)
-    dense.forward_support_fast(W, b, col_ptr, col_j, col_val, kind, 0.1, WP, Z2, A2)
+    WT, acc = _support_operands(W, dtype)
+    dense.forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, 0.1, Z2, A2, acc)
     _close(Z2, Zw, scale, dtype)
     _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
 
@@ -139,10 +150,14 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     scale = np.abs(W) + eta * terms
     _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
-    HP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, N, dense.SUPPORT_BLOCK), dtype)
-    _close(dense.weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, np.empty((S, S_prev), dtype)), g, terms,
+    HT, acc = _support_operands(H, dtype)
+    _close(dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, np.empty((S, S_prev), dtype), acc), g, terms,
            dtype)
-    _close(dense.weight_grad_support_sgd_fast(H, row_ptr, row_n, row_val, HP, eta, W.copy()), want, scale, dtype)
+    WT = _support_operands(W, dtype)[0]
+    rows = np.zeros((dense.SUPPORT_ROW_BLOCKS, dense.SUPPORT_ROWS), dtype)
+    dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, rows)
+    _close(WT[:, :S].T, want, scale, dtype)
+    assert not WT[:, S:].any(), "D2.8 wrote into Wᵗ's zero padding"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

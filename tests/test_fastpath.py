@@ -140,6 +140,49 @@ def test_support_regime_equals_generic(monkeypatch, rng):
     np.testing.assert_allclose(net.flat_params(), b.flat_params(), rtol=1e-10, atol=1e-12)
 
 
+def test_deferred_sync_holds_the_first_layer_input_major(monkeypatch, rng):
+    """With plain SGD and ``defer_sync=True`` the support regime keeps W^(1) input-major
+    between steps: after ``step.sync()`` the network's parameters are bit for bit those of
+    the same steps synchronised after every step; a W^(1) written into the network after
+    a sync (as a resume does) is the one the next step uses; weight decay acts on the
+    held copy."""
+    optim = pytest.importorskip("indexnet.nn.optim")
+    monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
+    monkeypatch.setattr(fastpath, "SUPPORT_DENSITY", 0.5)
+    net = Network.from_sizes([40, 140, 3], ["relu", "softmax"], "cross_entropy", seed=2)
+    batches = []
+    for _ in range(3):
+        X, Y = _data(net, 11, rng)
+        X[rng.random(X.shape) < 0.8] = 0
+        batches.append((X, Y))
+    twin = net.copy()
+    held = make_train_step(net, optim.SGD(lr=0.1, weight_decay=0.01), "fast", defer_sync=True)
+    each = make_train_step(twin, optim.SGD(lr=0.1, weight_decay=0.01), "fast")
+    W_before = net.params[0][0].copy()
+    for X, Y in batches:
+        assert held(X, Y) == each(X, Y)
+    assert np.array_equal(net.params[0][0], W_before), "W^(1) was written back before sync()"
+    held.sync()
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    held.sync()  # a second sync changes nothing
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    new = rng.standard_normal(net.params[0][0].shape)
+    net.params[0][0][...] = new
+    twin.params[0][0][...] = new
+    X, Y = batches[0]
+    assert held(X, Y) == each(X, Y)
+    held.sync()
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    slow = net.copy()
+    slow.params[0][0][...] = twin.params[0][0]
+    ref = make_train_step(slow, optim.SGD(lr=0.1, weight_decay=0.01), "loops")
+    fast = held
+    for X, Y in batches:
+        assert abs(fast(X, Y) - ref(X, Y)) <= 1e-10
+    fast.sync()
+    np.testing.assert_allclose(net.flat_params(), slow.flat_params(), rtol=1e-10, atol=1e-12)
+
+
 def test_small_step_workspace_is_views(rng):
     """The small regime's buffers are views of the network's workspace (one flat array per
     batch size), the gradients stay the same arrays across batch sizes, and the
