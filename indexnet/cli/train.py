@@ -350,10 +350,16 @@ def check_out(out: Path) -> bool:
     import tempfile
 
     created = not out.exists()
+    missing = [out] + [p for p in out.parents if not p.exists()]  # the folders mkdir will create
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
+        for folder in missing:  # leave nothing behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise ValueError(f"--out: cannot write to {out} ({exc.strerror or exc})") from exc
     return created

@@ -361,7 +361,7 @@ def format_config(config: TrainConfig, sources: dict[str, str] | None = None, op
         elif f.name == "log_every" and value is None:
             value = f"{config.log_cadence} (every tenth of the run)"
         elif f.name == "train_eval_every" and value is None:
-            value = "at the logged epochs (see log_every)"
+            value = "at the logged epochs (--log-every)"
         elif f.name == "checkpoint_every" and value is None:
             value = f"at the end, on Ctrl-C, and every {CHECKPOINT_SECONDS:g} s"
         elif f.name == "schedule_epochs" and value is None:
@@ -755,8 +755,8 @@ class Trainer:
     def warm_up(self) -> float:
         """Compile (or load from Numba's cache) the kernels of a step and of the evaluation.
 
-        Runs one step on a copy of the network and optimiser and a one-batch forward pass,
-        so the training state is untouched. Returns the seconds it took.
+        Runs one step on a copy of the network and optimiser and one evaluation batch, so
+        the training state is untouched. Returns the seconds it took.
         """
         from indexnet.train.step import make_train_step
 
@@ -772,7 +772,11 @@ class Trainer:
             X = self.augmenter(X, np.random.default_rng(0))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             step(X.reshape(shape + (X.shape[-1],)), T)
-            evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size, limit=1)
+            # one evaluation batch of the real size: the fast forward picks each kernel's build (parallel
+            # or serial twin) by the batch size, and a one-example batch would compile a build no real
+            # evaluation uses
+            evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size,
+                     limit=self.config.eval_batch_size)
         return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
