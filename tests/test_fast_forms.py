@@ -23,8 +23,11 @@ from indexnet.train.step import make_train_step
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 DTYPES = [np.float64, np.float32]
 #: (S, S_prev, N): the output rows and samples up to realistic sizes (N on both sides of
-#: dense.SHORT_BATCH, the weight gradient's two blockings), the summed index short
-shapes = st.tuples(st.integers(1, 1024), st.integers(1, 40), st.integers(1, 512))
+#: dense.SHORT_BATCH, the weight gradient's two blockings; S_prev on both sides of
+#: dense.SHORT_SUM, the forward's two blockings), the summed index short
+shapes = st.tuples(st.integers(1, 1024),
+                   st.one_of(st.integers(1, 40), st.integers(dense.SHORT_SUM, dense.SHORT_SUM + 24)),
+                   st.integers(1, 512))
 few = settings(max_examples=6)
 
 
@@ -54,6 +57,17 @@ def _support(A):
     nnz = dense.support_of(A, *buf)
     assert nnz == np.count_nonzero(A)
     return buf
+
+
+def _support_operands(M, dtype):
+    """Mᵗ as the support forms read it (rows padded with zeros to ``dense.support_width``,
+    packed by ``dense.pack_transpose``) and one row of partial sums per block of rows."""
+    R, C = M.shape
+    MT = np.full((C, dense.support_width(R)), np.nan, dtype)
+    MT[:, R:] = 0
+    dense.pack_transpose(M, MT[:, :R])
+    assert np.array_equal(MT[:, :R], M.T), "pack_transpose is not the transpose"
+    return MT, np.zeros((MT.shape[1] // dense.SUPPORT_ROWS, dense.SUPPORT_ROWS), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -95,11 +109,30 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     _close(Z, Zw, scale, dtype)
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
     col_ptr, col_j, col_val = _support(A)[:3]
-    WP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, S_prev, dense.SUPPORT_BLOCK), dtype)
     Z2, A2 = np.empty((S, N), dtype), np.empty((S, N), dtype)
-    dense.forward_support_fast(W, b, col_ptr, col_j, col_val, kind, 0.1, WP, Z2, A2)
+    WT, acc = _support_operands(W, dtype)
+    dense.forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, 0.1, Z2, A2, acc)
     _close(Z2, Zw, scale, dtype)
     _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S_prev", [1, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
+def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
+    """D1.4 and D1.5: the forward fast forms' two blockings (axpy sweeps without packing for
+    S_prev < dense.SHORT_SUM, packed dot products above) each equal the exact loops forms,
+    at row counts that are not multiples of the 4-row block (S = 13) and an odd batch."""
+    S, N = 13, 37
+    W, A, b = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype)
+    scale = np.abs(W) @ np.abs(A) + np.abs(b)[:, None]
+    Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
+    AT = np.full((N, S_prev), np.nan, dtype)  # packed before it is read, or not read at all
+    _close(dense.forward_fast(W, A, b, np.empty((S, N), dtype), AT), Zw, scale, dtype)
+    Z, Ao = np.empty((S, N), dtype), np.empty((S, N), dtype)
+    dense.forward_activation_fast(W, A, b, act.CODES["tanh"], 0.0, Z, Ao, AT)
+    _close(Z, Zw, scale, dtype)
+    Aw = act.activation_loops(Zw, act.CODES["tanh"], 0.0, np.empty((S, N), dtype))
+    _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -117,10 +150,14 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     scale = np.abs(W) + eta * terms
     _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
-    HP = np.empty(((S + dense.SUPPORT_BLOCK - 1) // dense.SUPPORT_BLOCK, N, dense.SUPPORT_BLOCK), dtype)
-    _close(dense.weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, np.empty((S, S_prev), dtype)), g, terms,
+    HT, acc = _support_operands(H, dtype)
+    _close(dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, np.empty((S, S_prev), dtype), acc), g, terms,
            dtype)
-    _close(dense.weight_grad_support_sgd_fast(H, row_ptr, row_n, row_val, HP, eta, W.copy()), want, scale, dtype)
+    WT = _support_operands(W, dtype)[0]
+    rows = np.zeros((dense.SUPPORT_ROW_BLOCKS, dense.SUPPORT_ROWS), dtype)
+    dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, rows)
+    _close(WT[:, :S].T, want, scale, dtype)
+    assert not WT[:, S:].any(), "D2.8 wrote into Wᵗ's zero padding"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

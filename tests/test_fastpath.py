@@ -140,6 +140,49 @@ def test_support_regime_equals_generic(monkeypatch, rng):
     np.testing.assert_allclose(net.flat_params(), b.flat_params(), rtol=1e-10, atol=1e-12)
 
 
+def test_deferred_sync_holds_the_first_layer_input_major(monkeypatch, rng):
+    """With plain SGD and ``defer_sync=True`` the support regime keeps W^(1) input-major
+    between steps: after ``step.sync()`` the network's parameters are bit for bit those of
+    the same steps synchronised after every step; a W^(1) written into the network after
+    a sync (as a resume does) is the one the next step uses; weight decay acts on the
+    held copy."""
+    optim = pytest.importorskip("indexnet.nn.optim")
+    monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
+    monkeypatch.setattr(fastpath, "SUPPORT_DENSITY", 0.5)
+    net = Network.from_sizes([40, 140, 3], ["relu", "softmax"], "cross_entropy", seed=2)
+    batches = []
+    for _ in range(3):
+        X, Y = _data(net, 11, rng)
+        X[rng.random(X.shape) < 0.8] = 0
+        batches.append((X, Y))
+    twin = net.copy()
+    held = make_train_step(net, optim.SGD(lr=0.1, weight_decay=0.01), "fast", defer_sync=True)
+    each = make_train_step(twin, optim.SGD(lr=0.1, weight_decay=0.01), "fast")
+    W_before = net.params[0][0].copy()
+    for X, Y in batches:
+        assert held(X, Y) == each(X, Y)
+    assert np.array_equal(net.params[0][0], W_before), "W^(1) was written back before sync()"
+    held.sync()
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    held.sync()  # a second sync changes nothing
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    new = rng.standard_normal(net.params[0][0].shape)
+    net.params[0][0][...] = new
+    twin.params[0][0][...] = new
+    X, Y = batches[0]
+    assert held(X, Y) == each(X, Y)
+    held.sync()
+    assert np.array_equal(net.flat_params(), twin.flat_params())
+    slow = net.copy()
+    slow.params[0][0][...] = twin.params[0][0]
+    ref = make_train_step(slow, optim.SGD(lr=0.1, weight_decay=0.01), "loops")
+    fast = held
+    for X, Y in batches:
+        assert abs(fast(X, Y) - ref(X, Y)) <= 1e-10
+    fast.sync()
+    np.testing.assert_allclose(net.flat_params(), slow.flat_params(), rtol=1e-10, atol=1e-12)
+
+
 def test_small_step_workspace_is_views(rng):
     """The small regime's buffers are views of the network's workspace (one flat array per
     batch size), the gradients stay the same arrays across batch sizes, and the
@@ -156,3 +199,19 @@ def test_small_step_workspace_is_views(rng):
         assert all(a.base is B.flat for a in (*B.Z, *B.A, *B.H, *B.D))
         assert all(g is h and g.base is grads[0].base for g, h in zip(step.grads, grads))
         assert not np.array_equal(before[0], net.params[0][0])
+
+
+def test_workspace_view_is_the_block_and_checks_its_range():
+    """small_step's views (fastpath._view, built from the flat array's pointer rather than by
+    reshape) are the C-ordered (rows, cols) blocks at their offsets, writes go through to
+    the flat array, and a block past its end is an IndexError, not a read out of bounds."""
+    flat = np.arange(40.0)
+    V = fastpath._view(flat, 5, 3, 4)
+    np.testing.assert_array_equal(V, np.arange(5.0, 17.0).reshape(3, 4))
+    assert V.flags.c_contiguous
+    V[2, 3] = -1.0
+    assert flat[16] == -1.0
+    del flat
+    assert V[2, 3] == -1.0 and V[0, 0] == 5.0  # the view keeps its memory alive
+    with pytest.raises(IndexError, match="workspace block"):
+        fastpath._view(np.zeros(10), 8, 1, 3)

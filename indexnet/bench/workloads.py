@@ -52,11 +52,12 @@ def mnist_like(data_dir: str | None, n: int, dtype=np.float32, seed: int = 0, lo
 
 
 def indexnet_step(net, engine: str, lr: float):
-    """The trainer's step for ``net`` on ``engine`` with plain SGD."""
+    """The trainer's step for ``net`` on ``engine`` with plain SGD (made as the trainer makes
+    it: ``defer_sync``, the epoch ends with ``step.sync()``)."""
     from indexnet.nn.optim import SGD
     from indexnet.train.step import make_train_step
 
-    return make_train_step(net, SGD(lr=lr, engine=engine), engine)
+    return make_train_step(net, SGD(lr=lr, engine=engine), engine, defer_sync=True)
 
 
 def _batches(X, Y, batch: int):
@@ -81,6 +82,7 @@ def _epoch_fn(step, Xb, Yb):
     def epoch():
         for k in range(len(Xb)):
             step(Xb[k], Yb[k])
+        step.sync()
     return epoch
 
 

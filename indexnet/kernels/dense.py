@@ -17,9 +17,9 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import activate_row, sigma_prime_inlined
+from indexnet.kernels.activations import activate_row, hadamard_row
 
 
 # ----------------------------------------------------------------------------- forward
@@ -336,6 +336,21 @@ def _forward_rows(W, AT, b, i, m, Z):
                 Z[i + a, n + v] = c[2 * a + v] + b[i + a]
 
 
+#: sums over j (inputs S_{l-1}) shorter than this take the axpy blocking in the forward fast forms
+SHORT_SUM = 64
+
+
+@fastserial
+def _forward_rows_short(W, A_prev, b, i, m, Z):
+    """Rows i..i+m−1 (m <= 4) of D1.4 for a short sum over j (S_{l-1} < :data:`SHORT_SUM`):
+    Z_i· = b_i, then 4 values of j at a time add W_ij A_j· to the rows Z_i· as unit-stride
+    sweeps over n (:func:`_axpy_rows`). A_prev is read in place; the dot products of
+    :func:`_forward_rows` would be too short to amortize their horizontal sums."""
+    for a in range(m):
+        Z[i + a, :] = b[i + a]
+    _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
+
+
 @fastform
 def forward_fast(W, A_prev, b, Z, AT):
     """Z_in = Σ_j W_ij A_jn + b_i, register-blocked. derivations/dense.md#D1.4
@@ -343,10 +358,19 @@ def forward_fast(W, A_prev, b, Z, AT):
     Blocking: A_prev is packed into ``AT`` (N × S_{l-1}) so that the sum over j is
     unit-stride in W_i· and AT_n·; ``prange`` over blocks of 4 rows i; inside, 4 × 2
     blocks (i..i+3) × (n, n+1) keep 8 partial sums over j in vector registers
-    (:func:`_dots42`), AT read from cache by every block. Performance contract: no
-    allocation (``AT`` from the caller), inner loop over j unit-stride.
+    (:func:`_dots42`), AT read from cache by every block. Small-size variant: when
+    S_{l-1} < :data:`SHORT_SUM` (dot products too short to amortize their horizontal
+    sums) nothing is packed and 4 values of j at a time add W_ij A_j· to 4 rows Z_i·
+    (:func:`_forward_rows_short`), the inner loop over n unit-stride. Performance
+    contract: no allocation (``AT`` from the caller, unused by the short variant), inner
+    loop unit-stride.
     """
     S = W.shape[0]
+    if A_prev.shape[0] < SHORT_SUM:  # short sums over j: axpy sweeps over n, no packing
+        for blk in prange((S + 3) // 4):
+            i = 4 * blk
+            _forward_rows_short(W, A_prev, b, i, min(4, S - i), Z)
+        return Z
     for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
         _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
@@ -364,12 +388,17 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     ``activations.activate_row`` (vectorized, tanh by its polynomial form).
     """
     S = W.shape[0]
-    for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
-        _transpose_block(A_prev, AT, bj)
+    short = A_prev.shape[0] < SHORT_SUM  # short sums over j: axpy sweeps over n, no packing
+    if not short:
+        for bj in prange((A_prev.shape[0] + 31) // 32):  # pack A_prevᵗ
+            _transpose_block(A_prev, AT, bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
-        _forward_rows(W, AT, b, i, m, Z)
+        if short:
+            _forward_rows_short(W, A_prev, b, i, m, Z)
+        else:
+            _forward_rows(W, AT, b, i, m, Z)
         for a in range(m):
             activate_row(Z[i + a], A[i + a], kind, alpha)
     return A
@@ -491,23 +520,39 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
     D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
-    followed by D2.10 on the row just written. ``prange`` over rows i; performance
-    contract: no allocation, one pass over Δ, inner loop over n unit-stride.
+    followed by D2.10 on the row just written (``activations.hadamard_row``, the branch on
+    σ's kind outside the loop over n). ``prange`` over rows i; performance contract: no
+    allocation, one pass over Δ, inner loop over n unit-stride and vectorized.
     """
-    S, N = Delta.shape
-    for i in prange(S):
-        acc = db.dtype.type(0)
-        for n in range(N):
-            h = Delta[i, n] * sigma_prime_inlined(Z[i, n], A[i, n], kind, alpha)
-            H[i, n] = h
-            acc += h
-        db[i] = acc
+    for i in prange(Delta.shape[0]):
+        db[i] = hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
     return H
 
 
 # ------------------------------------------------------------- sums over the support of A
-#: rows of i (or of the packed operand) per register block of the support forms
-SUPPORT_BLOCK = 8
+# The support forms (D1.6-D2.8) read the operand they sweep for each support entry
+# transposed, so that one entry (j, n) reads a contiguous run of rows i: the forward reads
+# W input-major (WT_ji = W_ij), the weight gradient reads H sample-major (HT_ni = H_in).
+# :func:`pack_transpose` packs them; the trainer keeps the first layer's W input-major
+# between synchronisations (indexnet/train/fastpath.py).
+
+#: support entries summed per pass of :func:`_support_sum` (its partial sums are loaded
+#: and stored once per this many multiply-adds)
+SUPPORT_UNROLL = 8
+#: rows i per block of the support forms, a compile-time width so that the loop over a
+#: block's rows vectorizes without remainder (the block's part of Wᵗ, S_{l-1} × 128
+#: values, stays in the L2 cache across the samples); the transposed operands have their
+#: rows padded with zeros to a multiple of it (:func:`support_width`)
+SUPPORT_ROWS = 128
+#: blocks of rows j that D2.8's ``prange`` splits Wᵗ into (enough for an even share per
+#: thread when the rows' supports differ in length)
+SUPPORT_ROW_BLOCKS = 32
+
+
+def support_width(S: int) -> int:
+    """S rounded up to a multiple of :data:`SUPPORT_ROWS`: the row length of the support
+    forms' transposed operands Wᵗ and Hᵗ (the columns past S hold zeros)."""
+    return -(-S // SUPPORT_ROWS) * SUPPORT_ROWS
 
 
 @fastserial
@@ -547,106 +592,118 @@ def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
     return nnz
 
 
-@fastserial
-def _pack_rows(M, blk, P):
-    """P[k, r] = M[8 blk + r, k] for r < 8 (rows past M's end give 0): the 8 rows of one
-    register block of the support forms, packed so that one k reads 8 contiguous values."""
-    R, K = M.shape
-    i = SUPPORT_BLOCK * blk
-    for k in range(K):
-        for r in range(SUPPORT_BLOCK):
-            P[k, r] = M[i + r, k] if i + r < R else 0
+@fastform
+def pack_transpose(M, MT):
+    """MT_ba = M_ab in 32 × 32 cache blocks, ``prange`` over blocks of rows a: the packing of
+    the support forms' transposed operands (Wᵗ, Hᵗ) and the unpacking of Wᵗ. Not an
+    equation; it moves values and computes nothing."""
+    R = M.shape[0]
+    for ba in prange((R + 31) // 32):
+        _transpose_block(M, MT, ba)
+    return MT
 
 
-@fastserial
-def _support_sums(P, ptr, idx, val, t):
-    """Σ_{s in ptr[t]:ptr[t+1]} val[s] P[idx[s], r] for r < 8: the sum over the support, 8
-    rows at once in one vector of partial sums."""
-    z = P.dtype.type(0)
-    c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
-    for s in range(ptr[t], ptr[t + 1]):
+@fastinline
+def _support_sum(PT, ptr, idx, val, t, c0, acc):
+    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], c0 + r] for r < :data:`SUPPORT_ROWS`:
+    one sum over the support, for a block of rows at once (the loop over r vectorizes;
+    each row of PT read is contiguous). :data:`SUPPORT_UNROLL` entries per pass, so the
+    partial sums are loaded and stored once per 8 multiply-adds; passes in support order."""
+    for r in range(SUPPORT_ROWS):
+        acc[r] = 0
+    s0 = ptr[t]
+    s1 = ptr[t + 1]
+    q = (s1 - s0) // SUPPORT_UNROLL
+    c1 = c0 + SUPPORT_ROWS
+    for u in range(q):
+        s = s0 + SUPPORT_UNROLL * u
+        v0, v1, v2, v3 = val[s], val[s + 1], val[s + 2], val[s + 3]
+        v4, v5, v6, v7 = val[s + 4], val[s + 5], val[s + 6], val[s + 7]
+        p0, p1, p2, p3 = PT[idx[s], c0:c1], PT[idx[s + 1], c0:c1], PT[idx[s + 2], c0:c1], PT[idx[s + 3], c0:c1]
+        p4, p5, p6, p7 = PT[idx[s + 4], c0:c1], PT[idx[s + 5], c0:c1], PT[idx[s + 6], c0:c1], PT[idx[s + 7], c0:c1]
+        for r in range(SUPPORT_ROWS):
+            acc[r] += ((v0 * p0[r] + v1 * p1[r]) + (v2 * p2[r] + v3 * p3[r])) + \
+                ((v4 * p4[r] + v5 * p5[r]) + (v6 * p6[r] + v7 * p7[r]))
+    for s in range(s0 + SUPPORT_UNROLL * q, s1):
         v = val[s]
-        p = P[idx[s]]
-        c0 += v * p[0]
-        c1 += v * p[1]
-        c2 += v * p[2]
-        c3 += v * p[3]
-        c4 += v * p[4]
-        c5 += v * p[5]
-        c6 += v * p[6]
-        c7 += v * p[7]
-    return c0, c1, c2, c3, c4, c5, c6, c7
+        p = PT[idx[s], c0:c1]
+        for r in range(SUPPORT_ROWS):
+            acc[r] += v * p[r]
 
 
 @fastform
-def forward_support_fast(W, b, col_ptr, col_j, col_val, kind, alpha, WP, Z, A):
+def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc):
     """Z_in = Σ_{j : A_jn ≠ 0} W_ij A_jn + b_i and A_in = σ(Z_in): D1.5 summed over the support of A^(l-1). derivations/dense.md#D1.6
 
-    The support by sample comes from :func:`support_of`. Blocking: ``prange`` over blocks
-    of 8 rows i; each block packs W_{i..i+7, j} into ``WP[blk]`` (shape (nblocks, S_{l-1},
-    8), so one j reads 8 contiguous weights), then for each sample n sums
-    Σ_j A_jn W_{i..i+7, j} over the support in one 8-wide vector of partial sums
-    (:func:`_support_sums`), adds b_i and, the block done, applies σ row by row.
-    Performance contract: no allocation; work proportional to the nonzeros of A, not
-    to its size (MNIST pixels: about 19 %).
+    W is given input-major, ``WT`` (S_{l-1} × :func:`support_width` (S_l)) with WT_ji =
+    W_ij; the support by sample comes from :func:`support_of`. Blocking: ``prange`` over
+    blocks of :data:`SUPPORT_ROWS` rows i; for each sample n the block's sums over the
+    support of column n are formed together, each entry (j, n) adding A_jn times the
+    contiguous run WT_{j, i..i+127} (:func:`_support_sum`); b_i is added at the store and,
+    the block done, σ is applied row by row. Performance contract: no allocation (``acc``,
+    one row of :data:`SUPPORT_ROWS` partial sums per block, from the caller); work
+    proportional to the nonzeros of A, not to its size (MNIST's pixels: about 19 %).
     """
-    S = W.shape[0]
-    N = Z.shape[1]
-    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
-        i = SUPPORT_BLOCK * blk
-        m = min(SUPPORT_BLOCK, S - i)
-        P = WP[blk]
-        _pack_rows(W, blk, P)
+    S, N = Z.shape
+    for blk in prange(WT.shape[1] // SUPPORT_ROWS):
+        i = blk * SUPPORT_ROWS
+        m = min(SUPPORT_ROWS, S - i)
+        a = acc[blk]
         for n in range(N):
-            c = _support_sums(P, col_ptr, col_j, col_val, n)
+            _support_sum(WT, col_ptr, col_j, col_val, n, i, a)
             for r in range(m):
-                Z[i + r, n] = c[r] + b[i + r]
+                Z[i + r, n] = a[r] + b[i + r]
         for r in range(m):
             activate_row(Z[i + r], A[i + r], kind, alpha)
     return A
 
 
-@fastserial
-def _weight_support_block(H, row_ptr, row_n, row_val, HP, blk, eta, out):
-    """out_{i+r, j} = Σ_{n : A_jn ≠ 0} H_{i+r, n} A_jn (eta = 0) or out_{i+r, j} −= η times
-    that sum (eta ≠ 0), for the 8 rows of block ``blk`` and every j: D2.7 and D2.8."""
-    S, S_prev = out.shape
-    i = SUPPORT_BLOCK * blk
-    m = min(SUPPORT_BLOCK, S - i)
-    _pack_rows(H, blk, HP)
-    for j in range(S_prev):
-        c = _support_sums(HP, row_ptr, row_n, row_val, j)
-        if eta == 0:
-            for r in range(m):
-                out[i + r, j] = c[r]
-        else:
-            for r in range(m):
-                out[i + r, j] -= eta * c[r]
-
-
 @fastform
-def weight_grad_support_fast(H, row_ptr, row_n, row_val, HP, dW):
+def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dW, acc):
     """∂J/∂W_ij = Σ_{n : A_jn ≠ 0} H_in A_jn: D2.5 summed over the support of A^(l-1). derivations/dense.md#D2.7
 
-    The support by row j comes from :func:`support_of`. Blocking: ``prange`` over blocks
-    of 8 rows i; each block packs H_{i..i+7, n} into ``HP[blk]`` (shape (nblocks, N, 8)),
-    then for each j sums over the samples with A_jn ≠ 0 in one 8-wide vector of partial
-    sums. Performance contract: no allocation; work proportional to the nonzeros of A.
+    H is given sample-major, ``HT`` (N × :func:`support_width` (S_l)) with HT_ni = H_in;
+    the support by row j comes from :func:`support_of`. Blocking: ``prange`` over blocks
+    of :data:`SUPPORT_ROWS` rows i; for each j the block's sums over the samples with
+    A_jn ≠ 0 are formed together (:func:`_support_sum` on the contiguous runs
+    HT_{n, i..i+127}) and stored down column j. Performance contract: no allocation
+    (``acc`` from the caller); work proportional to the nonzeros of A.
     """
-    S = dW.shape[0]
-    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
-        _weight_support_block(H, row_ptr, row_n, row_val, HP[blk], blk, dW.dtype.type(0), dW)
+    S, S_prev = dW.shape
+    for blk in prange(HT.shape[1] // SUPPORT_ROWS):
+        i = blk * SUPPORT_ROWS
+        m = min(SUPPORT_ROWS, S - i)
+        a = acc[blk]
+        for j in range(S_prev):
+            _support_sum(HT, row_ptr, row_n, row_val, j, i, a)
+            for r in range(m):
+                dW[i + r, j] = a[r]
     return dW
 
 
 @fastform
-def weight_grad_support_sgd_fast(H, row_ptr, row_n, row_val, HP, eta, W):
+def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc):
     """W_ij ← W_ij − η Σ_{n : A_jn ≠ 0} H_in A_jn: D2.6 summed over the support of A^(l-1). derivations/dense.md#D2.8
 
-    Blocking and contract as :func:`weight_grad_support_fast`; the sum is subtracted from
-    W where D2.7 would store it.
+    W is updated input-major, ``WT`` (S_{l-1} × :func:`support_width` (S_l)), and H read
+    sample-major, ``HT`` (N × the same width). Blocking: ``prange`` over ``acc.shape[0]``
+    blocks of rows j of WT; for each j with a nonempty support, block by block of
+    :data:`SUPPORT_ROWS` rows i, the sums over the samples with A_jn ≠ 0 are formed
+    (:func:`_support_sum` on the rows HT_n·) and η times them is subtracted from the
+    contiguous run WT_{j, i..i+127}. A row j with A_jn = 0 for every n has all sums 0
+    and is left as it is. Performance contract: no allocation; work proportional to the
+    nonzeros of A.
     """
-    S = W.shape[0]
-    for blk in prange((S + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK):
-        _weight_support_block(H, row_ptr, row_n, row_val, HP[blk], blk, W.dtype.type(eta), W)
-    return W
+    S_prev, Sw = WT.shape
+    nb = acc.shape[0]
+    rows = (S_prev + nb - 1) // nb
+    for blk in prange(nb):
+        a = acc[blk]
+        for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
+            if row_ptr[j + 1] > row_ptr[j]:
+                w = WT[j]
+                for i in range(0, Sw, SUPPORT_ROWS):
+                    _support_sum(HT, row_ptr, row_n, row_val, j, i, a)
+                    for r in range(SUPPORT_ROWS):
+                        w[i + r] -= eta * a[r]
+    return WT

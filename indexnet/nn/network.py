@@ -56,13 +56,13 @@ class Workspace:
     terms. All are views of one flat array ``flat`` (so that a compiled step passes one
     array for all of them), located by ``layout`` (int64, one row per layer: S_{l-1},
     S_l, activation code and the offsets of Z, A, H, Δ). With ``support=True`` it also
-    holds the support lists of the input (``dense.support_of``) and the packed blocks of
-    the support forms (D1.6, D2.7).
+    holds the support lists of the input (``dense.support_of``), H^(1) sample-major and
+    the partial-sum rows of the support forms (D1.6-D2.8).
     """
 
     def __init__(self, net: "Network", N: int, support: bool = False):
         from indexnet.kernels.activations import CODES, IDENTITY
-        from indexnet.kernels.dense import SUPPORT_BLOCK
+        from indexnet.kernels.dense import SUPPORT_ROW_BLOCKS, SUPPORT_ROWS, support_width
 
         dt = net.dtype
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
@@ -88,12 +88,13 @@ class Workspace:
         self.support = support
         if support:
             S0, S1 = sizes[0], sizes[1]
-            nb = (S1 + SUPPORT_BLOCK - 1) // SUPPORT_BLOCK
+            Sw = support_width(S1)
             self.col_ptr, self.row_ptr = np.zeros(N + 1, np.int64), np.zeros(S0 + 1, np.int64)
             self.col_j, self.row_n = np.zeros(S0 * N, np.int64), np.zeros(S0 * N, np.int64)
             self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
-            self.WP = np.zeros((nb, S0, SUPPORT_BLOCK), dt)
-            self.HP = np.zeros((nb, N, SUPPORT_BLOCK), dt)
+            self.HT = np.zeros((N, Sw), dt)  # H^(1) sample-major, rows padded with zeros
+            self.acc = np.zeros((Sw // SUPPORT_ROWS, SUPPORT_ROWS), dt)  # partial sums per block of rows i
+            self.acc_rows = np.zeros((SUPPORT_ROW_BLOCKS, SUPPORT_ROWS), dt)  # per block of rows j (D2.8)
 
 
 class Network:

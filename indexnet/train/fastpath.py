@@ -7,12 +7,20 @@ forms of :mod:`indexnet.kernels.dense` and :mod:`indexnet.kernels.losses` (each 
 kernel of a numbered equation; none is written here) on a
 :class:`indexnet.nn.network.Workspace` allocated once per batch size:
 
-* forward, D1.5 (or D1.6 for the first layer when its input is mostly zeros and
-  :data:`SUPPORT_DENSITY` allows it): Z^(l) and A^(l) = σ(Z^(l)) in one pass per layer;
+* forward, D1.5 (or D1.6 for the first layer when at most :data:`SUPPORT_DENSITY` of
+  its inputs are nonzero): Z^(l) and A^(l) = σ(Z^(l)) in one pass per layer;
 * output, L10 / L11 / L12: A^(L), J and H^(L) in one pass;
 * backward, D2.25 then D2.14 (H^(l-1) and ∂J/∂b^(l-1) in one pass), and D2.5, or for
   :class:`indexnet.nn.optim.SGD` the update folded into the weight gradient (D2.6, D2.8),
   after Δ^(l-1) has used the old weights.
+
+The support forms read the first layer's W input-major (Wᵗ, rows padded to
+``dense.support_width``). With plain SGD the step keeps W^(1) in that order between
+synchronisations: it packs W^(1) into Wᵗ at the first step, updates Wᵗ in place by D2.8,
+and writes it back into the network's array when ``step.sync()`` is called (after every
+step unless the step was made with ``defer_sync=True``, as the trainer and ``indexnet
+bench`` make it; they call ``sync()`` before reading the parameters). With another
+optimiser the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
 :data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
@@ -32,6 +40,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from indexnet._jit import fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
@@ -44,11 +56,11 @@ PARALLEL_WORK = 1 << 18
 #: multiply-adds (or elements) at or above which one operation uses threads
 PARALLEL_OP = 1 << 21
 #: largest fraction of nonzero inputs for which the first layer sums over the support
-#: (D1.6, D2.7, D2.8). 0: not used by default. Measured on this machine's CPU, numba's
-#: builds of the support forms are slower than the dense fast forms (LLVM vectorizes
-#: their loop over the support as gathers instead of their 8-row register block), so
-#: MNIST's 81 % zeros do not pay yet; the forms are derived, tested and selectable.
-SUPPORT_DENSITY = 0.0
+#: (D1.6, D2.7, D2.8), decided on the first batch. MNIST's pixels are 19 % nonzero; at
+#: that density the support forms take about half the dense forms' time (the sums are
+#: bound by reading the rows of Wᵗ and Hᵗ from the L2 cache, not by the multiply-adds),
+#: and they break even near 40 %. The digits set (51 %) stays dense.
+SUPPORT_DENSITY = 0.3
 
 # output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
@@ -83,10 +95,34 @@ _sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the bias s
 SCALE, PER_LAYER = 0, 1
 
 
+@intrinsic
+def _block(typingctx, flat, offset, rows, cols):
+    """The (rows, cols) C-ordered view of ``flat`` at ``offset``, made from its pointer,
+    strides and reference (no bounds check: :func:`_view` does it). numba's ``reshape``
+    calls a C helper and costs about 40 ns per view, which at some 20 views per step
+    was a tenth of the tiny network's step."""
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    view = types.Array(flat.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        src = make_array(sig.args[0])(context, builder, args[0])
+        off, r, c = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        out = make_array(view)(context, builder)
+        populate_array(out, data=builder.gep(src.data, [off]), shape=[r, c],
+                       strides=[builder.mul(c, src.itemsize), src.itemsize], itemsize=src.itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, view, out._getvalue())
+
+    return view(flat, offset, rows, cols), codegen
+
+
 @fastserial
 def _view(flat, offset, rows, cols):
     """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
-    return flat[offset:offset + rows * cols].reshape((rows, cols))
+    if offset < 0 or rows < 0 or cols < 0 or offset + rows * cols > flat.shape[0]:
+        raise IndexError("workspace block out of range")
+    return _block(flat, offset, rows, cols)
 
 
 @fastserial
@@ -176,7 +212,7 @@ def supports(net) -> bool:
     return _output_code(net) is not None
 
 
-def make_fast_step(net, optimizer, decay_mask=None):
+def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     """``step(X, Y) -> J`` for a dense-only network, or None when :func:`supports` is False.
 
     The step updates the network's parameter arrays in place (they must stay the same
@@ -185,7 +221,9 @@ def make_fast_step(net, optimizer, decay_mask=None):
     (D2.6/D2.8) and ``optimizer.t`` advances; any other optimiser gets the gradients and
     its own ``step``. ``step.gradients(X, Y) -> (J, grads)`` computes J and the gradients
     (in the trainer's flat parameter order) without updating; ``step.regime(N)`` says
-    ``"small"`` or ``"layers"``.
+    ``"small"`` or ``"layers"``; ``step.sync()`` writes parameters the step holds in
+    another order back into the network's arrays (see the module docstring; a no-op
+    unless ``defer_sync`` is True and the first layer sums over its input's support).
     """
     if not supports(net):
         return None
@@ -204,7 +242,8 @@ def make_fast_step(net, optimizer, decay_mask=None):
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
-    state = {"reals": {}, "support": None}
+    state = {"reals": {}, "support": None, "WT": None, "owner": "net"}
+    S1 = Ws[0].shape[0]
 
     def reals(N):
         if N not in state["reals"]:
@@ -223,18 +262,34 @@ def make_fast_step(net, optimizer, decay_mask=None):
             state["support"] = bool(SUPPORT_DENSITY > 0 and np.count_nonzero(X) <= SUPPORT_DENSITY * X.size)
         return state["support"]
 
+    def first_t():
+        """W^(1) input-major (D1.6's operand), packed from the network's array when the
+        network holds the current values."""
+        if state["WT"] is None:
+            state["WT"] = np.zeros((Ws[0].shape[1], dense.support_width(S1)), net.dtype)
+        if state["owner"] == "net":
+            _pick(dense.pack_transpose, Ws[0].size)(Ws[0], state["WT"][:, :S1])
+        return state["WT"]
+
+    def sync():
+        """Write W^(1) held input-major back into the network's array."""
+        if state["owner"] == "fast":
+            _pick(dense.pack_transpose, Ws[0].size)(state["WT"][:, :S1], Ws[0])
+            state["owner"] = "net"
+
     def layers_step(X, Y, lr):
         N = X.shape[1]
         sup = use_support(X)
         B = net.workspace(N, support=sup)
         r = reals(N)
+        WT = first_t() if sup else None
         for l, (W, b) in enumerate(zip(Ws, bs)):  # forward: D1.5 (D1.6 on the support of X)
             kind = IDENTITY if l == L - 1 else kinds[l]
             A_out = B.Z[l] if l == L - 1 else B.A[l]
             if l == 0 and sup:
                 dense.support_of(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n, B.row_val)
-                _pick(dense.forward_support_fast, W.size * N)(W, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
-                                                              B.WP, B.Z[l], A_out)
+                _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
+                                                              B.Z[l], A_out, B.acc)
             else:
                 _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
                                                                B.Z[l], A_out, B.AT[l])
@@ -258,27 +313,42 @@ def make_fast_step(net, optimizer, decay_mask=None):
                 _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
+            if sparse:
+                _pick(dense.pack_transpose, H.size)(H, B.HT[:, :S1])
             if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
                 lam = r[PER_LAYER + 2 * l + 1]
-                if lam != 0:
-                    W *= W.dtype.type(1 - lr * lam)
-                if sparse:
-                    _pick(dense.weight_grad_support_sgd_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, lr, W)
+                if sparse:  # on W^(1) held input-major
+                    if lam != 0:
+                        WT *= WT.dtype.type(1 - lr * lam)
+                    _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
+                                                                     B.acc_rows)
+                    state["owner"] = "fast"
+                    if not defer_sync:
+                        sync()
                 else:
+                    if lam != 0:
+                        W *= W.dtype.type(1 - lr * lam)
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:
-                _pick(dense.weight_grad_support_fast, wwork)(H, B.row_ptr, B.row_n, B.row_val, B.HP, dWs[l])
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, dWs[l], B.acc)
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
 
+    small_args = {}  # N -> small_step's arguments after (X, Y, lr), built once per batch size
+
     def run(X, Y, lr):
         N = X.shape[1]
-        if work * N >= PARALLEL_WORK:
-            return layers_step(X, Y, lr)
-        B = net.workspace(N)
-        return float(small_step(X, Y, lr, Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets))
+        args = small_args.get(N)
+        if args is None:
+            if work * N >= PARALLEL_WORK:
+                return layers_step(X, Y, lr)
+            if len(small_args) >= 4:  # as Network.workspace, a few batch sizes are kept
+                small_args.pop(next(iter(small_args)))
+            B = net.workspace(N)
+            args = small_args[N] = (Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets)
+        return float(small_step(X, Y, lr, *args))
 
     def step(X, Y):
         if fused_sgd:
@@ -294,6 +364,7 @@ def make_fast_step(net, optimizer, decay_mask=None):
         return run(X, Y, 0.0), grads
 
     step.gradients = gradients
+    step.sync = sync
     step.grads = grads
     step.regime = lambda N: "layers" if work * N >= PARALLEL_WORK else "small"
     return step

@@ -24,16 +24,20 @@ from indexnet.nn.optim import decay_mask, flat_param_list
 from indexnet.train.fastpath import make_fast_step
 
 
-def make_train_step(net, optimizer, engine: str = "fast") -> Callable[[np.ndarray, np.ndarray], float]:
+def make_train_step(net, optimizer, engine: str = "fast",
+                    defer_sync: bool = False) -> Callable[[np.ndarray, np.ndarray], float]:
     """A function ``step(X, Y) -> J`` that takes one gradient step on a batch.
 
     ``X`` and ``Y`` must already be checked (dtype, shape, finiteness) by the caller; the
-    step does not re-check them. The parameters are updated in place.
+    step does not re-check them. The parameters are updated in place. With
+    ``defer_sync=True`` the fast engine may hold a parameter in another order between
+    steps (the first layer's W, input-major, when it sums over its input's support): call
+    ``step.sync()`` before reading the network's parameters. Every step has ``sync``.
     """
     params = flat_param_list(net)
     mask = decay_mask(net)
     if engine == "fast":
-        fast_step = make_fast_step(net, optimizer, mask)
+        fast_step = make_fast_step(net, optimizer, mask, defer_sync=defer_sync)
         if fast_step is not None:
             return fast_step
 
@@ -43,4 +47,5 @@ def make_train_step(net, optimizer, engine: str = "fast") -> Callable[[np.ndarra
         optimizer.step(params, grads, mask)
         return result.loss
 
+    step.sync = lambda: None
     return step

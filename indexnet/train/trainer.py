@@ -524,7 +524,7 @@ class Trainer:
         self.schedule = self._make_schedule()
         from indexnet.train.step import make_train_step
 
-        self._step = make_train_step(self.net, self.optimizer, self.engine)
+        self._step = make_train_step(self.net, self.optimizer, self.engine, defer_sync=True)
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
         self._X = np.array(train.X, order="C", copy=True)
         self._T = np.array(train.T, order="C", copy=True)
@@ -789,22 +789,25 @@ class Trainer:
         loss_sum, count = 0.0, 0
         with tqdm(total=len(plan), desc=f"epoch {epoch}/{c.epochs}", unit="step", leave=False,
                   disable=not self.progress, dynamic_ncols=True, mininterval=0.2) as bar:
-            for k, idx in enumerate(plan, start=1):
-                X, T = self._batch(idx)
-                lr = self.schedule.lr_at(self.optimizer.t)
-                self.optimizer.lr = lr
-                J = self._step(X, T)
-                self.step += 1
-                if not math.isfinite(J):
-                    raise self._diverged(f"the loss is {J}", epoch, k)
-                n = X.shape[-1]
-                loss_sum += per_example(self.net.loss_fn, J, n) * n
-                count += n
-                if self._stop:
-                    raise KeyboardInterrupt
-                bar.update(1)
-                if k % 20 == 0 or k == len(plan):
-                    bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+            try:
+                for k, idx in enumerate(plan, start=1):
+                    X, T = self._batch(idx)
+                    lr = self.schedule.lr_at(self.optimizer.t)
+                    self.optimizer.lr = lr
+                    J = self._step(X, T)
+                    self.step += 1
+                    if not math.isfinite(J):
+                        raise self._diverged(f"the loss is {J}", epoch, k)
+                    n = X.shape[-1]
+                    loss_sum += per_example(self.net.loss_fn, J, n) * n
+                    count += n
+                    if self._stop:
+                        raise KeyboardInterrupt
+                    bar.update(1)
+                    if k % 20 == 0 or k == len(plan):
+                        bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+            finally:  # the parameters the step holds in its own order go back into the network
+                self._step.sync()
         seconds = time.perf_counter() - t0
         self._end_epoch(epoch, lr, loss_sum / count, seconds)
 
