@@ -21,8 +21,9 @@ same order; the skipped terms are exact zeros added to a sum that is never -0).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal
+from indexnet._jit import exact, fastform, fastserial, literal
 from indexnet.kernels._delta import kron
+from indexnet.kernels.activations import activate_row
 
 
 def out_size(size, k, stride, pad):
@@ -307,4 +308,255 @@ def input_grad_numpy(K, H, stride, pad, Delta_prev):
         for v in range(kw):
             dP += np.tensordot(K[:, :, kh - 1 - u, kw - 1 - v], G[:, u : u + height_pad, v : v + width_pad], axes=(0, 0))
     np.copyto(Delta_prev, dP[:, pad : pad + height, pad : pad + width])
+    return Delta_prev
+
+
+# =========================================================================== fast forms
+# The trainer's forms: the sums of C5, C7, C8 and C10 register-blocked over output
+# channels and taps, compiled with the fast build's flags (the sums are reassociated;
+# tests/test_fast_conv.py bounds |fast − loops| by rtol · Σ|terms|). Each first packs its
+# input onto a zero frame in a buffer from the caller (the padded input P of eq. C4, or
+# the framed, dilated G of eq. C10), so that no tap needs a bounds test; then, with
+# stride 1, the axes (j, n) of one row of Z and of P are a single unit-stride run:
+# Z_{o,i,j,n} at j·N + n reads P_{c,i+u,j+v,n} at j·N + n + v·N. Arrays are addressed
+# through flat views (offsets written out), which keeps every inner loop one
+# vectorizable sweep.
+@fastserial
+def _pack_rows(X, fy, fx, stride, t, P):
+    """Row t = (c, y') of P: P_{c, y', x', n} = X_{c, y, x, n} where y' = fy + s·y and
+    x' = fx + s·x, zero elsewhere. With s = 1 and fy = fx = p this is eq. C4's padding;
+    with (fy, fx) = (kh − 1, kw − 1) and s the stride it is eq. C10's G (H dilated by s
+    and framed)."""
+    C, height, width, N = X.shape
+    Hp, Wp = P.shape[1], P.shape[2]
+    c, yp = t // Hp, t % Hp
+    z = P.dtype.type(0)
+    Pf = P.reshape(-1)
+    p = Pf[(c * Hp + yp) * Wp * N:(c * Hp + yp + 1) * Wp * N]
+    y = (yp - fy) // stride
+    if yp < fy or (yp - fy) % stride != 0 or y >= height:
+        for m in range(Wp * N):
+            p[m] = z
+        return
+    x = X.reshape(-1)[(c * height + y) * width * N:(c * height + y + 1) * width * N]
+    if stride == 1:
+        for m in range(fx * N):
+            p[m] = z
+        for m in range((fx + width) * N, Wp * N):
+            p[m] = z
+        q = p[fx * N:(fx + width) * N]
+        for m in range(width * N):
+            q[m] = x[m]
+    else:
+        for m in range(Wp * N):
+            p[m] = z
+        for xx in range(width):
+            q = p[(fx + stride * xx) * N:(fx + stride * xx + 1) * N]
+            for n in range(N):
+                q[n] = x[xx * N + n]
+
+
+@fastserial
+def _correlate_rows(W, P, stride, off, i, o0, mo, Z):
+    """Z_{o,i,j,n} += Σ_c Σ_u Σ_v W_ocuv P_{c, s·i+u+off, s·j+v+off, n} for o = o0..o0+mo−1
+    (mo <= 4), every j and n: the sum of eq. C5 (W = K, P the padded input, off = 0) and of
+    eq. C10 (W the flipped kernel, P = G, s = 1, off = p) for one output row.
+
+    Register block: 4 output channels × 3 taps v, 12 weights in registers; each sweep
+    loads 3 shifted runs of P and updates 4 runs of Z (12 multiply-adds per element).
+    A run is the whole row (W_o·N values) when s = 1, else N values per j. Taps past kw
+    repeat the last with weight 0; channels past mo take the one-row loop.
+    """
+    C_in, kh, kw = W.shape[1], W.shape[2], W.shape[3]
+    Hp, Wp = P.shape[1], P.shape[2]
+    Ho, Wo, N = Z.shape[1], Z.shape[2], Z.shape[3]
+    nseg, seg = (1, Wo * N) if stride == 1 else (Wo, N)
+    Zf = Z.reshape(-1)
+    Pf = P.reshape(-1)
+    z = Z.dtype.type(0)
+    for c in range(C_in):
+        for u in range(kh):
+            y = stride * i + u + off
+            for v in range(0, kw, 3):
+                v1, v2 = v + min(1, kw - 1 - v), v + min(2, kw - 1 - v)
+                for a in range(1 if mo == 4 else mo):
+                    o = o0 + a
+                    w0, w1, w2 = W[o, c, u, v], W[o, c, u, v1], W[o, c, u, v2]
+                    if v1 == v:
+                        w1 = z
+                    if v2 == v1:
+                        w2 = z
+                    if mo == 4:
+                        x0, x1, x2 = W[o + 1, c, u, v], W[o + 1, c, u, v1], W[o + 1, c, u, v2]
+                        y0, y1, y2 = W[o + 2, c, u, v], W[o + 2, c, u, v1], W[o + 2, c, u, v2]
+                        t0, t1, t2 = W[o + 3, c, u, v], W[o + 3, c, u, v1], W[o + 3, c, u, v2]
+                        if v1 == v:
+                            x1, y1, t1 = z, z, z
+                        if v2 == v1:
+                            x2, y2, t2 = z, z, z
+                    for g in range(nseg):
+                        q0 = ((c * Hp + y) * Wp + stride * g + v + off) * N
+                        q1 = q0 + (v1 - v) * N
+                        q2 = q0 + (v2 - v) * N
+                        r0 = ((o * Ho + i) * Wo + g) * N
+                        if mo == 4:
+                            q = Ho * Wo * N
+                            z0, z1 = Zf[r0:r0 + seg], Zf[r0 + q:r0 + q + seg]
+                            z2, z3 = Zf[r0 + 2 * q:r0 + 2 * q + seg], Zf[r0 + 3 * q:r0 + 3 * q + seg]
+                            a0, a1, a2 = Pf[q0:q0 + seg], Pf[q1:q1 + seg], Pf[q2:q2 + seg]
+                            for m in range(seg):
+                                p0, p1, p2 = a0[m], a1[m], a2[m]
+                                z0[m] += (w0 * p0 + w1 * p1) + w2 * p2
+                                z1[m] += (x0 * p0 + x1 * p1) + x2 * p2
+                                z2[m] += (y0 * p0 + y1 * p1) + y2 * p2
+                                z3[m] += (t0 * p0 + t1 * p1) + t2 * p2
+                        else:
+                            z0 = Zf[r0:r0 + seg]
+                            a0, a1, a2 = Pf[q0:q0 + seg], Pf[q1:q1 + seg], Pf[q2:q2 + seg]
+                            for m in range(seg):
+                                z0[m] += (w0 * a0[m] + w1 * a1[m]) + w2 * a2[m]
+
+
+@fastform
+def forward_activation_fast(K, A_prev, b, stride, pad, kind, alpha, Z, A, P):
+    """Z_oijn = Σ_c Σ_u Σ_v K_ocuv P_{c, s·i+u, s·j+v, n} + b_o and A_oijn = σ(Z_oijn) in one pass. derivations/conv2d.md#C12
+
+    Blocking: A_prev is packed onto its zero frame in ``P`` (C_in, height + 2p,
+    width + 2p, N) (eq. C4; ``prange`` over its rows); then ``prange`` over (block of 4
+    output channels o, output row i): each row is started at b_o, summed over (c, u, v)
+    by :func:`_correlate_rows` (4 channels × 3 taps in registers, the inner loop over
+    (j, n) unit-stride for s = 1), and σ is applied (``activations.activate_row``) while
+    the row is still in cache. Performance contract: no allocation (``P`` from the
+    caller), no bounds test in the inner loop, each Z_oijn summed inside one iteration.
+    """
+    C_out = K.shape[0]
+    Ho, Wo, N = Z.shape[1], Z.shape[2], Z.shape[3]
+    for t in prange(P.shape[0] * P.shape[1]):  # eq. C4
+        _pack_rows(A_prev, pad, pad, 1, t, P)
+    Zf, Af = Z.reshape(-1), A.reshape(-1)
+    row = Wo * N
+    for t in prange(((C_out + 3) // 4) * Ho):
+        o0, i = 4 * (t // Ho), t % Ho
+        mo = min(4, C_out - o0)
+        for a in range(mo):
+            r = ((o0 + a) * Ho + i) * row
+            z, bo = Zf[r:r + row], b[o0 + a]
+            for m in range(row):
+                z[m] = bo
+        _correlate_rows(K, P, stride, 0, i, o0, mo, Z)
+        for a in range(mo):
+            r = ((o0 + a) * Ho + i) * row
+            activate_row(Zf[r:r + row], Af[r:r + row], kind, alpha)
+    return A
+
+
+@fastserial
+def _kernel_sums(H, P, stride, o0, mo, c, u, v, v1, v2):
+    """Σ_i Σ_j Σ_n H_{o,i,j,n} P_{c, s·i+u, s·j+v', n} for o = o0..o0+3 and v' = v, v1, v2:
+    the 4 × 3 register block of eq. C7 (12 partial sums, each a vector accumulator under
+    fastmath; channels past mo repeat the last, their sums unused). With s = 1 the sum over
+    (j, n) is one unit-stride run of W_o·N values per row i."""
+    Ho, Wo, N = H.shape[1], H.shape[2], H.shape[3]
+    Hp, Wp = P.shape[1], P.shape[2]
+    nseg, seg = (1, Wo * N) if stride == 1 else (Wo, N)
+    Hf, Pf = H.reshape(-1), P.reshape(-1)
+    o1, o2, o3 = o0 + min(1, mo - 1), o0 + min(2, mo - 1), o0 + min(3, mo - 1)
+    z = H.dtype.type(0)
+    c00 = z; c01 = z; c02 = z; c10 = z; c11 = z; c12 = z  # noqa: E702
+    c20 = z; c21 = z; c22 = z; c30 = z; c31 = z; c32 = z  # noqa: E702
+    for i in range(Ho):
+        y = stride * i + u
+        for g in range(nseg):
+            q0 = ((c * Hp + y) * Wp + stride * g + v) * N
+            q1, q2 = q0 + (v1 - v) * N, q0 + (v2 - v) * N
+            a0, a1, a2 = Pf[q0:q0 + seg], Pf[q1:q1 + seg], Pf[q2:q2 + seg]
+            r0, r1 = ((o0 * Ho + i) * Wo + g) * N, ((o1 * Ho + i) * Wo + g) * N
+            r2, r3 = ((o2 * Ho + i) * Wo + g) * N, ((o3 * Ho + i) * Wo + g) * N
+            h0, h1, h2, h3 = Hf[r0:r0 + seg], Hf[r1:r1 + seg], Hf[r2:r2 + seg], Hf[r3:r3 + seg]
+            for m in range(seg):
+                p0, p1, p2 = a0[m], a1[m], a2[m]
+                x0, x1, x2, x3 = h0[m], h1[m], h2[m], h3[m]
+                c00, c01, c02 = c00 + x0 * p0, c01 + x0 * p1, c02 + x0 * p2
+                c10, c11, c12 = c10 + x1 * p0, c11 + x1 * p1, c12 + x1 * p2
+                c20, c21, c22 = c20 + x2 * p0, c21 + x2 * p1, c22 + x2 * p2
+                c30, c31, c32 = c30 + x3 * p0, c31 + x3 * p1, c32 + x3 * p2
+    return c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32
+
+
+@fastform
+def kernel_grad_fast(H, A_prev, stride, pad, dK, P):
+    """∂J/∂K_ocuv = Σ_i Σ_j Σ_n H_oijn P_{c, s·i+u, s·j+v, n}, register-blocked. derivations/conv2d.md#C7
+
+    Blocking: A_prev is packed onto its zero frame in ``P`` (eq. C4, ``prange`` over its
+    rows); then ``prange`` over (block of 4 output channels o, input channel c); inside,
+    for each tap row u and 3 taps v at a time, the 12 sums of the block run over i and
+    (j, n) (:func:`_kernel_sums`), the inner loop unit-stride for s = 1. Performance
+    contract: no allocation (``P`` from the caller), each ∂J/∂K_ocuv summed inside one
+    iteration.
+    """
+    C_out, C_in, kh, kw = dK.shape
+    for t in prange(P.shape[0] * P.shape[1]):  # eq. C4
+        _pack_rows(A_prev, pad, pad, 1, t, P)
+    for t in prange(((C_out + 3) // 4) * C_in):
+        o0, c = 4 * (t // C_in), t % C_in
+        mo = min(4, C_out - o0)
+        for u in range(kh):
+            for v in range(0, kw, 3):
+                v1, v2 = v + min(1, kw - 1 - v), v + min(2, kw - 1 - v)
+                sums = _kernel_sums(H, P, stride, o0, mo, c, u, v, v1, v2)
+                for a in range(mo):
+                    dK[o0 + a, c, u, v] = sums[3 * a]
+                    dK[o0 + a, c, u, v1] = sums[3 * a + 1] if v1 > v else dK[o0 + a, c, u, v1]
+                    dK[o0 + a, c, u, v2] = sums[3 * a + 2] if v2 > v1 else dK[o0 + a, c, u, v2]
+    return dK
+
+
+@fastform
+def bias_grad_fast(H, db):
+    """∂J/∂b_o = Σ_i Σ_j Σ_n H_oijn, ``prange`` over o, the sum one unit-stride run. derivations/conv2d.md#C8
+
+    Performance contract: no allocation, inner loop over (i, j, n) unit-stride.
+    """
+    C_out = H.shape[0]
+    size = H.shape[1] * H.shape[2] * H.shape[3]
+    Hf = H.reshape(-1)
+    for o in prange(C_out):
+        h = Hf[o * size:(o + 1) * size]
+        acc = db.dtype.type(0)
+        for m in range(size):
+            acc += h[m]
+        db[o] = acc
+    return db
+
+
+@fastform
+def input_grad_fast(K, H, stride, pad, Delta_prev, G):
+    """∂J/∂X_cyxn = Σ_o Σ_i Σ_j H_oijn K_{o,c,y+p-s·i,x+p-s·j}, register-blocked. derivations/conv2d.md#C9
+
+    Computed as eq. C10, Σ_o Σ_u' Σ_v' G_{o, y+p+u', x+p+v', n} K_{o, c, kh−1−u', kw−1−v'}: H is dilated by s and framed by kh − 1 rows and kw − 1 columns of zeros in
+    ``G`` (C_out, height + 2p + kh − 1, width + 2p + kw − 1, N) (``prange`` over its rows),
+    then correlated with the flipped kernel (a view of K with o and c swapped) over the
+    cropped rows: ``prange`` over (block of 4 input channels c, input row y), each row
+    summed over (o, u', v') by :func:`_correlate_rows` (4 channels × 3 taps in registers,
+    the inner loop over (x, n) one unit-stride run). Performance contract: no allocation
+    (``G`` from the caller), no bounds test in the inner loop, each Δ_cyxn summed inside
+    one iteration. (With s > 1 most of G is zeros: the form is exact there, not fast.)
+    """
+    C_out, C_in, kh, kw = K.shape
+    height, width, N = Delta_prev.shape[1], Delta_prev.shape[2], Delta_prev.shape[3]
+    for t in prange(G.shape[0] * G.shape[1]):  # G of eq. C10
+        _pack_rows(H, kh - 1, kw - 1, stride, t, G)
+    KF = np.transpose(K, (1, 0, 2, 3))[:, :, ::-1, ::-1]
+    Df = Delta_prev.reshape(-1)
+    row = width * N
+    z = Delta_prev.dtype.type(0)
+    for t in prange(((C_in + 3) // 4) * height):
+        c0, y = 4 * (t // height), t % height
+        mc = min(4, C_in - c0)
+        for a in range(mc):
+            r = ((c0 + a) * height + y) * row
+            d = Df[r:r + row]
+            for m in range(row):
+                d[m] = z
+        _correlate_rows(KF, G, 1, pad, y, c0, mc, Delta_prev)
     return Delta_prev

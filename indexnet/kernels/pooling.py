@@ -17,8 +17,9 @@ receives its terms in the order i, j of the literal sum.
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal
+from indexnet._jit import exact, fastform, fastserial, literal
 from indexnet.kernels._delta import kron
+from indexnet.kernels.activations import sigma_prime_inlined
 
 
 def _windows(A_prev, k, stride):
@@ -234,3 +235,117 @@ def avgpool_backward_numpy(H, k, stride, Delta_prev):
     """∂J/∂A_prev = H / k² copied to every tap, summed back tap by tap. derivations/pooling.md#P5"""
     T = np.broadcast_to((H / (k * k))[..., None], H.shape + (k * k,))
     return _scatter_taps(T, k, stride, Delta_prev)
+
+
+# =========================================================================== fast forms
+# The trainer's max-pool forms: the same max and the same routing as the loops forms
+# (max is exact, so the forward agrees bit for bit), addressed through flat views so
+# that every inner loop over the N samples of one (c, y, x) is a vectorizable sweep.
+@fastform
+def maxpool_forward_fast(A_prev, k, stride, Z, arg):
+    """Z_cijn = max_{u,v} X_{c, s·i+u, s·j+v, n}, the first maximising tap kept in ``arg``. derivations/pooling.md#P2
+
+    ``prange`` over output rows (c, i); per window the taps are compared in row-major
+    order with a strict ``>`` (the first maximum wins), the inner loop over n a
+    unit-stride select. Performance contract: no allocation, each Z_cijn inside one
+    iteration.
+    """
+    C, height, width, N = A_prev.shape
+    Ho, Wo = Z.shape[1], Z.shape[2]
+    Xf, Zf, Gf = A_prev.reshape(-1), Z.reshape(-1), arg.reshape(-1)
+    for t in prange(C * Ho):
+        c, i = t // Ho, t % Ho
+        for j in range(Wo):
+            r = ((c * Ho + i) * Wo + j) * N
+            z, g = Zf[r:r + N], Gf[r:r + N]
+            q = ((c * height + stride * i) * width + stride * j) * N
+            x = Xf[q:q + N]
+            for n in range(N):
+                z[n] = x[n]
+                g[n] = 0
+            for u in range(k):
+                for v in range(k):
+                    if u + v > 0:
+                        q = ((c * height + stride * i + u) * width + stride * j + v) * N
+                        x = Xf[q:q + N]
+                        tap = u * k + v
+                        for n in range(N):
+                            better = x[n] > z[n]
+                            z[n] = x[n] if better else z[n]
+                            g[n] = tap if better else g[n]
+    return Z
+
+
+@fastserial
+def _route_channel(H, arg, k, stride, c, Delta_prev):
+    """Δ_{c, s·i+u*, s·j+v*, n} += H_cijn for every window of channel c (eq. P3), the rest of
+    Delta_prev[c] zero. Windows that tile the input (s = k) are written, not added; the
+    rows and columns past the last window are zeroed."""
+    height, width, N = Delta_prev.shape[1], Delta_prev.shape[2], Delta_prev.shape[3]
+    Ho, Wo = H.shape[1], H.shape[2]
+    Df, Hf, Gf = Delta_prev.reshape(-1), H.reshape(-1), arg.reshape(-1)
+    z = Delta_prev.dtype.type(0)
+    base = c * height * width * N
+    if stride != k:
+        d = Df[base:base + height * width * N]
+        for m in range(height * width * N):
+            d[m] = z
+    else:  # only what no window covers
+        for y in range(height):
+            lo = 0 if y >= k * Ho else k * Wo * N
+            d = Df[base + y * width * N:base + (y + 1) * width * N]
+            for m in range(lo, width * N):
+                d[m] = z
+    for i in range(Ho):
+        for j in range(Wo):
+            r = ((c * Ho + i) * Wo + j) * N
+            h, g = Hf[r:r + N], Gf[r:r + N]
+            for u in range(k):
+                for v in range(k):
+                    tap = u * k + v
+                    q = base + ((stride * i + u) * width + stride * j + v) * N
+                    d = Df[q:q + N]
+                    if stride == k:
+                        for n in range(N):
+                            d[n] = h[n] if g[n] == tap else z
+                    else:
+                        for n in range(N):
+                            d[n] += h[n] if g[n] == tap else z
+
+
+@fastform
+def maxpool_backward_fast(H, arg, k, stride, Delta_prev):
+    """∂J/∂X_cyxn = Σ_i Σ_j H_cijn δ(y, s·i+u*) δ(x, s·j+v*), routed by ``arg``. derivations/pooling.md#P3
+
+    ``prange`` over channels c (one iteration owns Delta_prev[c], so the scatter has no
+    race); for each window and tap, the inner loop over n writes (s = k) or adds (s < k)
+    H_cijn where the tap won, a unit-stride select. Performance contract: no allocation.
+    """
+    for c in prange(Delta_prev.shape[0]):
+        _route_channel(H, arg, k, stride, c, Delta_prev)
+    return Delta_prev
+
+
+@fastform
+def maxpool_backward_hadamard_bias_fast(H, arg, k, stride, Z, A, kind, alpha, H_prev, db):
+    """H'_cyxn = σ'(Z_cyxn) Σ_i Σ_j H_cijn δ(y, s·i+u*) δ(x, s·j+v*) and ∂J/∂b_c = Σ_{y,x,n} H'_cyxn. derivations/pooling.md#P8
+
+    P3 routes the pooled layer's H back to the convolution below it (Z, A its
+    pre-activation and activation, ``kind``/``alpha`` its σ), then D2.13 multiplies by
+    σ' (from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares) and C8 sums the
+    convolution's bias gradient, all on one channel slice while it is in cache.
+    ``prange`` over channels c; performance contract: no allocation, inner loops over n
+    (and over the slice) unit-stride.
+    """
+    size = H_prev.shape[1] * H_prev.shape[2] * H_prev.shape[3]
+    Zf, Af, Pf = Z.reshape(-1), A.reshape(-1), H_prev.reshape(-1)
+    for c in prange(H_prev.shape[0]):
+        _route_channel(H, arg, k, stride, c, H_prev)
+        p, zc, ac = Pf[c * size:(c + 1) * size], Zf[c * size:(c + 1) * size], Af[c * size:(c + 1) * size]
+        acc = db.dtype.type(0)
+        for m in range(size):
+            h = p[m] * sigma_prime_inlined(zc[m], ac[m], kind, alpha)
+            p[m] = h
+            acc += h
+        db[c] = acc
+    return H_prev

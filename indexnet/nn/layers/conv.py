@@ -123,8 +123,12 @@ class Conv2D(Layer):
         height_out, width_out = check_conv_geometry(A_prev.shape[:-1], self.kernel_size, self.stride, self.pad, K.shape[1])
         N = A_prev.shape[-1]
         Z = np.empty((K.shape[0], height_out, width_out, N), dtype=A_prev.dtype)
-        form("conv2d", "forward", engine)(K, A_prev, b, self.stride, self.pad, Z)
         A = np.empty_like(Z)
+        if engine == "fast":  # C12: σ folded into the store; the fast form pads A_prev into a buffer of ours
+            form("conv2d", "forward_activation", engine)(K, A_prev, b, self.stride, self.pad, CODES[self.activation],
+                                                         self.alpha, Z, A, _padded(A_prev, self.pad))
+            return LayerCache(A_prev=A_prev, Z=Z, A=A)
+        form("conv2d", "forward", engine)(K, A_prev, b, self.stride, self.pad, Z)
         apply_activation(self.activation, self.alpha, _flat(Z), _flat(A), engine)
         return LayerCache(A_prev=A_prev, Z=Z, A=A)
 
@@ -134,12 +138,16 @@ class Conv2D(Layer):
             check_batch("Delta", Delta, cache.Z.shape[:-1])
             H2, _ = activation_backward(self.activation, self.alpha, _flat(cache.Z), _flat(cache.A), _flat(Delta), engine)
             H = H2.reshape(cache.Z.shape)
-        dK = form("conv2d", "kernel_grad", engine)(H, cache.A_prev, self.stride, self.pad, np.empty_like(K))
+        fast = engine == "fast"  # the fast forms pack their input into a buffer of ours (C4, C10)
+        dK = np.empty_like(K)
+        form("conv2d", "kernel_grad", engine)(H, cache.A_prev, self.stride, self.pad, dK,
+                                              *((_padded(cache.A_prev, self.pad),) if fast else ()))
         db = form("conv2d", "bias_grad", engine)(H, np.empty(K.shape[0], dtype=K.dtype))
         Delta_prev = None
         if need_input_grad:
             Delta_prev = np.empty_like(cache.A_prev)
-            form("conv2d", "input_grad", engine)(K, H, self.stride, self.pad, Delta_prev)
+            form("conv2d", "input_grad", engine)(K, H, self.stride, self.pad, Delta_prev,
+                                                 *((_framed(K, cache.A_prev, self.pad),) if fast else ()))
         return LayerGrads(grads=(dK, db), H=H, Delta_prev=Delta_prev)
 
     def spec(self) -> str:
@@ -155,3 +163,24 @@ class Conv2D(Layer):
 def _flat(A: np.ndarray) -> np.ndarray:
     """(C, height, width, N) -> (C·height·width, N), a view of C-contiguous memory (eq. P6)."""
     return A.reshape(-1, A.shape[-1])
+
+
+def padded_shape(A_prev_shape, pad: int) -> tuple:
+    """Shape of P, the input on its zero frame (eq. C4): (C_in, height + 2p, width + 2p, N)."""
+    C, height, width, N = A_prev_shape
+    return (C, height + 2 * pad, width + 2 * pad, N)
+
+
+def framed_shape(K_shape, A_prev_shape, pad: int) -> tuple:
+    """Shape of G, H dilated and framed (eq. C10): (C_out, height + 2p + kh − 1, width + 2p + kw − 1, N)."""
+    C_out, _, kh, kw = K_shape
+    _, height, width, N = A_prev_shape
+    return (C_out, height + 2 * pad + kh - 1, width + 2 * pad + kw - 1, N)
+
+
+def _padded(A_prev, pad):
+    return np.empty(padded_shape(A_prev.shape, pad), A_prev.dtype)
+
+
+def _framed(K, A_prev, pad):
+    return np.empty(framed_shape(K.shape, A_prev.shape, pad), A_prev.dtype)
