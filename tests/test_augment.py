@@ -1,7 +1,8 @@
 """Distortions: the warp and the smoothing in their three forms, against scipy.ndimage, and the augmenter.
 
 Formulas of derivations/augment.md: warp (T1), affine source points (T2), Gaussian
-weights (T3), smooth_columns (T4), smooth_rows (T5), elastic source points (T6).
+weights (T3), smooth_columns (T4), smooth_rows (T5), elastic source points (T6), the
+counter-based draws (T7) and the fused distortion the trainer runs (T8).
 Layout samples last: images (C, H, W, N), source points (H, W, N).
 """
 import numpy as np
@@ -10,7 +11,8 @@ import scipy.ndimage as ndi
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexnet.data.augment import Affine, Augmenter, Elastic, affine_points, gaussian_weights, parse_augment
+from indexnet.data.augment import (Affine, Augmenter, Elastic, affine_points, band_matrix, batch_key, draws,
+                                   gaussian_weights, parse_augment)
 from indexnet.kernels import augment as K
 
 FORMS = ("literal", "loops", "numpy")
@@ -88,7 +90,7 @@ def test_affine_warp_matches_scipy_affine_transform(rng):
     for random rotations, shears, scales and shifts, per sample and channel."""
     C, H, W, N = 2, 9, 8, 5
     A = rng.standard_normal((C, H, W, N))
-    M, tau = Affine(rotate=40, shear=20, scale=0.3, shift=3).matrices(rng, N)
+    M, tau = Affine(rotate=40, shear=20, scale=0.3, shift=3).matrices(batch_key(rng), N)
     got = warp("loops", A, *affine_points(M, tau, H, W))
     centre = np.array([(H - 1) / 2, (W - 1) / 2])
     for n in range(N):
@@ -99,12 +101,13 @@ def test_affine_warp_matches_scipy_affine_transform(rng):
 
 
 def test_affine_matrix_is_the_inverse_of_the_forward_map(rng):
-    """T2: M = F⁻¹ with F = R(θ) S(φ) diag(s_y, s_x), built here from the parameters independently."""
+    """T2: M = F⁻¹ with F = R(θ) S(φ) diag(s_y, s_x), built here from the parameters (the T7 draws
+    j = 0, 1, 2, halves as in derivations/augment.md §4) independently."""
     aff = Affine(rotate=30, shear=15, scale=0.2, shift=0)
-    M, _ = aff.matrices(np.random.default_rng(5), 4)
-    r = np.random.default_rng(5)
-    theta, phi = np.deg2rad(r.uniform(-30, 30, 4)), np.deg2rad(r.uniform(-15, 15, 4))
-    s = r.uniform(0.8, 1.2, (4, 2))
+    M, _ = aff.matrices(np.uint64(5), 4)
+    U = K.draws_numpy(np.uint64(5), 0, np.empty((2, 3, 4)))
+    theta, phi = np.deg2rad(30 * U[0, 0]), np.deg2rad(15 * U[1, 0])
+    s = 1 + 0.2 * U[:, 1].T
     for n in range(4):
         R = np.array([[np.cos(theta[n]), -np.sin(theta[n])], [np.sin(theta[n]), np.cos(theta[n])]])
         S = np.array([[1.0, 0.0], [np.tan(phi[n]), 1.0]])
@@ -116,7 +119,7 @@ def test_elastic_warp_matches_scipy_map_coordinates(rng):
     """T1 at arbitrary (elastic) source points against scipy.ndimage.map_coordinates, order 1."""
     C, H, W, N = 1, 10, 7, 3
     A = rng.standard_normal((C, H, W, N))
-    D = Elastic(alpha=8, sigma=1.5).displacement(rng, H, W, N)
+    D = Elastic(alpha=8, sigma=1.5).displacement(batch_key(rng), H, W, N)
     Y, X = grid(H, W, N)
     Y, X = Y + D[0], X + D[1]
     got = warp("loops", A, Y, X)
@@ -184,14 +187,115 @@ def test_augmenter_is_seeded_and_shape_preserving(rng):
 
 
 def test_elastic_source_points_are_identity_plus_alpha_times_smoothed_noise():
-    """T6: the augmenter's elastic source points are (p, q) + α·(T4, T5 of the U(−1, 1) draws)."""
+    """T6: the augmenter's elastic source points are (p, q) + α·(T4, T5 of the field), the field being
+    the T7 draws j = 16 + u·W + v (two halves: row and column displacement)."""
     aug = parse_augment("elastic:5,1.5", (1, 6, 7))
-    Y, X = aug.source_points(np.random.default_rng(9), 2)
-    D = np.random.default_rng(9).uniform(-1, 1, (2, 6, 7, 2))
+    key = np.uint64(0x0123456789ABCDEF)
+    Y, X = aug.source_points(key, 2)
+    D = np.empty((2, 6, 7, 2))
+    for u in range(6):
+        for v in range(7):
+            D[:, u, v, :] = K.draws_numpy(key, K.FIELD_J0 + u * 7 + v, np.empty((2, 1, 2)))[:, 0, :]
     S = 5 * smooth("literal", D, gaussian_weights(1.5))
     gy, gx = grid(6, 7, 2)
     np.testing.assert_allclose(Y, gy + S[0], rtol=0, atol=1e-13)
     np.testing.assert_allclose(X, gx + S[1], rtol=0, atol=1e-13)
+
+
+# ------------------------------------------------------------------- the draws (T7)
+#: the first outputs of SplitMix64 seeded with 0 (Steele et al.'s reference generator,
+#: as in Vigna's splitmix64.c): z_1, z_2, z_3 = μ(γ), μ(2γ), μ(3γ)
+SPLITMIX64_SEED0 = (0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F)
+
+
+def test_draws_are_splitmix64_outputs():
+    """T7 with k = 0, sample 0, j = 1, 2, 3 gives the published first SplitMix64 outputs, split into
+    their top 24 bits and the next 24 as (m + ½)·2⁻²³ − 1; sample n is output 2³² n + j."""
+    for form in FORMS:
+        U = getattr(K, f"draws_{form}")(np.uint64(0), 1, np.empty((2, 3, 1)))
+        for j, z in enumerate(SPLITMIX64_SEED0):
+            assert U[0, j, 0] == ((z >> 40) + 0.5) * 2.0**-23 - 1
+            assert U[1, j, 0] == (((z >> 16) & 0xFFFFFF) + 0.5) * 2.0**-23 - 1
+    # sample 1 draws outputs 2³² + j: the key k = −2³²γ mod 2⁶⁴ turns them into outputs j of key 0
+    k = np.uint64((-(2**32) * 0x9E3779B97F4A7C15) % 2**64)
+    np.testing.assert_array_equal(K.draws_loops(k, 1, np.empty((2, 3, 2)))[:, :, 1],
+                                  K.draws_loops(np.uint64(0), 1, np.empty((2, 3, 1)))[:, :, 0])
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 1000), st.integers(1, 5), st.integers(1, 20))
+def test_draws_forms_agree_bit_for_bit(key, j0, J, N):
+    """T7: literal, loops and numpy forms give the same numbers bit for bit (integer arithmetic and an
+    exact conversion), each on the grid (2m + 1)/2²⁴ − 1 inside (−1, 1)."""
+    k = np.uint64(key)
+    lit = K.draws_literal(k, j0, np.empty((2, J, N)))
+    np.testing.assert_array_equal(K.draws_loops(k, j0, np.empty((2, J, N))), lit)
+    np.testing.assert_array_equal(K.draws_numpy(k, j0, np.empty((2, J, N))), lit)
+    m = (lit + 1) * 2.0**23 - 0.5
+    assert np.array_equal(m, np.round(m)) and m.min() >= 0 and m.max() < 2**24
+    assert np.array_equal(lit.astype(np.float32).astype(np.float64), lit)  # float32 holds them exactly
+
+
+def test_draws_are_uniform_and_uncorrelated():
+    """T7 over 2·10⁵ draws of one key: mean 0 and variance 1/3 of U(−1, 1) (5 standard errors), the two
+    halves and neighbouring samples uncorrelated (|r| < 0.01), all ten deciles filled evenly (χ²)."""
+    U = draws(np.uint64(12345), 16, 1000, 100)
+    x = U.ravel()
+    assert abs(x.mean()) < 5 * np.sqrt(1 / 3 / x.size)
+    assert abs(x.var() - 1 / 3) < 5 * np.sqrt(4 / 45 / x.size)
+    assert abs(np.corrcoef(U[0].ravel(), U[1].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(U[0, :, :-1].ravel(), U[0, :, 1:].ravel())[0, 1]) < 0.01
+    counts = np.histogram(x, bins=10, range=(-1, 1))[0]
+    expect = x.size / 10
+    assert ((counts - expect) ** 2 / expect).sum() < 30  # χ² with 9 degrees of freedom: p ≈ 4·10⁻⁴
+
+
+def test_batch_key_comes_from_the_generator():
+    """One key per batch from the batch Generator: the same state gives the same key, and the
+    Generator moves on (the next batch gets another)."""
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    assert batch_key(a) == batch_key(b) and batch_key(a) != batch_key(np.random.default_rng(7))
+
+
+# ------------------------------------------------------------- the fused form (T8)
+@pytest.mark.parametrize("shape,N", [((1, 28, 28), 100), ((1, 28, 28), 37), ((2, 9, 13), 5), ((1, 12, 10), 17)])
+@pytest.mark.parametrize("spec", ["affine", "elastic", "affine:rotate=20,shear=5,scale=0.2,shift=3+elastic:8,2",
+                                  "elastic:0,4"])
+def test_fused_distortion_matches_the_exact_composition(shape, N, spec, rng):
+    """T8 (float32, blocks of 16 samples) against T2, T4–T7 and T1 in their exact float64 forms with the
+    same key: the same draws, so only float32 rounding apart (< 1e-5 on images in [0, 1]), for square
+    and odd image shapes, two channels and batches that do not fill the last block."""
+    X = rng.random((int(np.prod(shape)), N)).astype(np.float32)
+    aug = parse_augment(spec, shape)
+    key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+    fast, exact = aug.distort(X, key), aug.reference(X, key)
+    assert fast.dtype == np.float32 and fast.shape == X.shape
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-5)
+    assert not np.allclose(fast, X, atol=1e-3) or spec == "elastic:0,4"
+
+
+def test_fused_distortion_does_not_depend_on_the_thread_count(rng):
+    """T8 on 1 and on 2 threads gives the same bits (each block of 16 samples is computed alone)."""
+    numba = pytest.importorskip("numba")
+    X = rng.random((784, 50)).astype(np.float32)
+    aug = parse_augment("affine+elastic", (1, 28, 28))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = aug.distort(X, np.uint64(99))
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = aug.distort(X, np.uint64(99))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_band_matrix_is_the_smoothing_sum():
+    """G_pu = g_{p−u} (zero past the radius): G D Gᵀ is T4 then T5 (float32 weights)."""
+    g = gaussian_weights(1.5)
+    D = np.random.default_rng(2).uniform(-1, 1, (2, 9, 11, 3))
+    Gc, Gr = band_matrix(g, 9).astype(np.float64), band_matrix(g, 11).astype(np.float64)
+    want = smooth("loops", D, g.astype(np.float32).astype(np.float64))
+    np.testing.assert_allclose(np.einsum("pu,duvn,qv->dpqn", Gc, D, Gr), want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -255,6 +359,7 @@ def test_augmented_training_resumes_bit_for_bit(tmp_path):
             raise KeyboardInterrupt
         return step(X, Y)
 
+    crash_in_epoch_3.sync = getattr(step, "sync", lambda: None)  # the step's own sync, if it has one
     broken._step = crash_in_epoch_3
     with pytest.raises(KeyboardInterrupt):
         broken.fit()

@@ -136,6 +136,23 @@ def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S,S_prev,N", [(16, 1, 32), (1, 16, 32), (16, 16, 32), (32, 32, 300), (33, 32, 37),
+                                        (5, 300, 7)])
+def test_weight_grad_blockings_on_both_sides_of_small_weights(dtype, S, S_prev, N, rng):
+    """D2.5 and D2.6: the weight-gradient fast forms' small-size variant (one dot product over
+    n per entry, S·S_prev <= dense.SMALL_WEIGHTS) and their blocked forms just above it (both
+    batch blockings) equal the exact loops form within rtol · (|W| + η Σ|terms|)."""
+    assert (S * S_prev <= dense.SMALL_WEIGHTS) == ((S, S_prev) in [(16, 1), (1, 16), (16, 16), (32, 32)])
+    W, A, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, (S, N), dtype)
+    g = dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype))
+    terms = np.abs(H) @ np.abs(A).T
+    AT = np.full((N, S_prev), np.nan, dtype)  # packed before it is read, or not read at all
+    _close(dense.weight_grad_fast(H, A, np.full((S, S_prev), np.nan, dtype), AT), g, terms, dtype)
+    eta = 0.3
+    _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), AT), W - dtype(eta) * g, np.abs(W) + eta * terms, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @few
 @given(shape=shapes, seed=st.integers(0, 2**31), eta=st.floats(1e-3, 1.0))
 def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
@@ -150,11 +167,13 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     scale = np.abs(W) + eta * terms
     _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
-    HT, acc = _support_operands(H, dtype)
-    _close(dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, np.empty((S, S_prev), dtype), acc), g, terms,
-           dtype)
-    WT = _support_operands(W, dtype)[0]
+    HT = _support_operands(H, dtype)[0]
     rows = np.zeros((dense.SUPPORT_ROW_BLOCKS, dense.SUPPORT_ROWS), dtype)
+    dWT = np.full((S_prev, HT.shape[1]), np.nan, dtype)
+    dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, rows)
+    _close(dWT[:, :S].T, g, terms, dtype)
+    assert not dWT[:, S:].any(), "D2.7's padding columns are not the zero sums"
+    WT = _support_operands(W, dtype)[0]
     dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, rows)
     _close(WT[:, :S].T, want, scale, dtype)
     assert not WT[:, S:].any(), "D2.8 wrote into Wᵗ's zero padding"

@@ -199,3 +199,19 @@ def test_small_step_workspace_is_views(rng):
         assert all(a.base is B.flat for a in (*B.Z, *B.A, *B.H, *B.D))
         assert all(g is h and g.base is grads[0].base for g, h in zip(step.grads, grads))
         assert not np.array_equal(before[0], net.params[0][0])
+
+
+def test_workspace_view_is_the_block_and_checks_its_range():
+    """small_step's views (fastpath._view, built from the flat array's pointer rather than by
+    reshape) are the C-ordered (rows, cols) blocks at their offsets, writes go through to
+    the flat array, and a block past its end is an IndexError, not a read out of bounds."""
+    flat = np.arange(40.0)
+    V = fastpath._view(flat, 5, 3, 4)
+    np.testing.assert_array_equal(V, np.arange(5.0, 17.0).reshape(3, 4))
+    assert V.flags.c_contiguous
+    V[2, 3] = -1.0
+    assert flat[16] == -1.0
+    del flat
+    assert V[2, 3] == -1.0 and V[0, 0] == 5.0  # the view keeps its memory alive
+    with pytest.raises(IndexError, match="workspace block"):
+        fastpath._view(np.zeros(10), 8, 1, 3)

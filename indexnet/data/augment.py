@@ -2,13 +2,16 @@
 
 :class:`Affine` draws the source points of eq. T2 for every sample, :class:`Elastic`
 Simard's smoothed random displacement of eq. T6; :class:`Augmenter` adds them up and
-warps a batch with eq. T1, drawing everything from the Generator it is given::
+warps a batch with eq. T1. Every draw comes from the counter-based generator of eq. T7:
+one 64-bit key per batch, taken from the Generator it is given, fixes all of the
+batch's draws (draw j of sample n is a hash of (key, n, j))::
 
     aug = parse_augment("affine:rotate=10,shift=2+elastic:34,4", image_shape=(1, 28, 28))
     X_distorted = aug(X, rng)           # X (784, N) or (1, 28, 28, N); a new array
 
-The warp and the smoothing run the kernels' exact build (``_loops``), so the result
-depends only on the Generator's state, not on the thread count.
+``aug(X, rng)`` runs the fused float32 kernel ``distort_fast`` (eq. T8, what the trainer
+uses); ``aug.reference(X, key)`` the same distortion from the exact float64 kernels
+(T1, T4, T5, T7 ``_loops``). Both depend only on the key, not on the thread count.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import numpy as np
 
 from indexnet._validate import check_real
 
-__all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "parse_distortions", "gaussian_weights", "affine_points"]
+__all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "parse_distortions", "gaussian_weights", "affine_points",
+           "band_matrix", "batch_key", "draws"]
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -43,6 +47,24 @@ def _grid(H: int, W: int, N: int) -> tuple[np.ndarray, np.ndarray]:
     p = np.broadcast_to(np.arange(H, dtype=np.float64)[:, None, None], (H, W, N))
     q = np.broadcast_to(np.arange(W, dtype=np.float64)[None, :, None], (H, W, N))
     return np.array(p), np.array(q)
+
+
+#: draw indices j of eq. T7: the affine parameters (θ, φ), (s_y, s_x), (τ_y, τ_x) are the two
+#: halves of draws 0, 1, 2; the elastic field's (row, column) displacement at pixel (u, v)
+#: the two halves of draw FIELD_J0 + u·W + v
+AFFINE_DRAWS = (0, 1, 2)
+
+
+def batch_key(rng: np.random.Generator) -> np.uint64:
+    """The batch's key k of eq. T7: one uniform 64-bit integer from ``rng``."""
+    return np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+
+
+def draws(key, j0: int, J: int, N: int) -> np.ndarray:
+    """U_hjn of eq. T7 for the draws j0 … j0 + J − 1 of samples 0 … N − 1: shape (2, J, N), float64."""
+    from indexnet.kernels.augment import draws_loops
+
+    return draws_loops(np.uint64(key), j0, np.empty((2, J, N)))
 
 
 @dataclass(frozen=True)
@@ -72,12 +94,17 @@ class Affine:
         check_real("--augment affine scale", self.scale, lo=0, hi=1, hi_open=True)
         check_real("--augment affine shift", self.shift, lo=0)
 
-    def matrices(self, rng: np.random.Generator, N: int) -> tuple[np.ndarray, np.ndarray]:
-        """Draw M^(n) (shape (N, 2, 2)) and τ^(n) (shape (N, 2)) of eq. T2."""
-        theta = np.deg2rad(rng.uniform(-self.rotate, self.rotate, N))
-        phi = np.deg2rad(rng.uniform(-self.shear, self.shear, N))
-        s = rng.uniform(1.0 - self.scale, 1.0 + self.scale, (N, 2))
-        tau = rng.uniform(-self.shift, self.shift, (N, 2))
+    def ranges(self) -> np.ndarray:
+        """(θ_max, φ_max in radians, s_max, τ_max), the ``affine`` argument of ``distort_fast``."""
+        return np.array([np.deg2rad(self.rotate), np.deg2rad(self.shear), self.scale, self.shift])
+
+    def matrices(self, key, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """M^(n) (shape (N, 2, 2)) and τ^(n) (shape (N, 2)) of eq. T2 from the draws 0, 1, 2 of eq. T7."""
+        theta_max, phi_max, s_max, tau_max = self.ranges()
+        U = draws(key, AFFINE_DRAWS[0], len(AFFINE_DRAWS), N)
+        theta, phi = theta_max * U[0, 0], phi_max * U[1, 0]
+        s = 1.0 + s_max * np.stack([U[0, 1], U[1, 1]], -1)
+        tau = tau_max * np.stack([U[0, 2], U[1, 2]], -1)
         cos, sin, tan = np.cos(theta), np.sin(theta), np.tan(phi)
         R_inv = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # R(−θ)
         S_inv = np.zeros((N, 2, 2))
@@ -86,9 +113,9 @@ class Affine:
         M = (1.0 / s)[:, :, None] * (S_inv @ R_inv)  # diag(1/s_y, 1/s_x) S(−φ) R(−θ)
         return M, tau
 
-    def source_points(self, rng: np.random.Generator, H: int, W: int, N: int) -> tuple[np.ndarray, np.ndarray]:
+    def source_points(self, key, H: int, W: int, N: int) -> tuple[np.ndarray, np.ndarray]:
         """(y_pqn, x_pqn) of eq. T2, each of shape (H, W, N), float64."""
-        M, tau = self.matrices(rng, N)
+        M, tau = self.matrices(key, N)
         return affine_points(M, tau, H, W)
 
     def spec(self) -> str:
@@ -125,12 +152,18 @@ class Elastic:
         check_real("--augment elastic alpha", self.alpha, lo=0)
         check_real("--augment elastic sigma", self.sigma, lo=0, lo_open=True)
 
-    def displacement(self, rng: np.random.Generator, H: int, W: int, N: int) -> np.ndarray:
-        """α D̄: the smoothed field of eq. T5 times α, shape (2, H, W, N), float64."""
+    def field(self, key, H: int, W: int, N: int) -> np.ndarray:
+        """D of eq. T6: the U(−1, 1) draws of eq. T7, D_duvn = U_d,(FIELD_J0 + uW + v),n; (2, H, W, N)."""
+        from indexnet.kernels.augment import FIELD_J0
+
+        return draws(key, FIELD_J0, H * W, N).reshape(2, H, W, N)
+
+    def displacement(self, key, H: int, W: int, N: int) -> np.ndarray:
+        """α D̄: the field smoothed by eqs. T4 and T5 (exact float64 kernels) times α; (2, H, W, N)."""
         from indexnet.kernels.augment import smooth_columns_loops, smooth_rows_loops
 
         g = gaussian_weights(self.sigma)
-        D = rng.uniform(-1.0, 1.0, (2, H, W, N))
+        D = self.field(key, H, W, N)
         E = smooth_columns_loops(D, g, np.empty_like(D))
         smooth_rows_loops(E, g, D)
         D *= self.alpha
@@ -139,6 +172,13 @@ class Elastic:
     def spec(self) -> str:
         """The canonical ``--augment`` string of this distortion."""
         return f"elastic:{self.alpha:g},{self.sigma:g}"
+
+
+def band_matrix(g: np.ndarray, n: int) -> np.ndarray:
+    """G_pu = g_{p−u} (zero beyond the radius) for p, u < n: the matrix form of eqs. T4 and T5, float32."""
+    r = (g.shape[0] - 1) // 2
+    k = np.arange(n)[:, None] - np.arange(n)[None, :]
+    return np.where(np.abs(k) <= r, g[np.clip(k + r, 0, 2 * r)], 0.0).astype(np.float32)
 
 
 class Augmenter:
@@ -166,6 +206,13 @@ class Augmenter:
         self.image_shape = tuple(int(s) for s in image_shape)
         self.affine = next((d for d in distortions if isinstance(d, Affine)), None)
         self.elastic = next((d for d in distortions if isinstance(d, Elastic)), None)
+        _, H, W = self.image_shape
+        g = gaussian_weights(self.elastic.sigma if self.elastic is not None else 1.0)
+        self._radius = (g.shape[0] - 1) // 2
+        self._Gc, self._Gr = band_matrix(g, H), band_matrix(g, W)
+        self._ranges = self.affine.ranges() if self.affine is not None else np.zeros(4)
+        self._alpha = float(self.elastic.alpha) if self.elastic is not None else 0.0
+        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def spec(self) -> str:
         """The canonical ``--augment`` string."""
@@ -174,33 +221,57 @@ class Augmenter:
     def __repr__(self) -> str:
         return f"Augmenter({self.spec()!r}, image_shape={self.image_shape})"
 
-    def source_points(self, rng: np.random.Generator, N: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source points of the whole batch: affine (or the identity), plus the elastic displacement."""
+    def source_points(self, key, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source points of the whole batch (float64, exact kernels): affine (or the identity), plus the
+        elastic displacement; each (H, W, N)."""
         _, H, W = self.image_shape
         if self.affine is not None:
-            Y, X = self.affine.source_points(rng, H, W, N)
+            Y, X = self.affine.source_points(key, H, W, N)
         else:
             Y, X = _grid(H, W, N)
         if self.elastic is not None:
-            D = self.elastic.displacement(rng, H, W, N)
+            D = self.elastic.displacement(key, H, W, N)
             Y += D[0]
             X += D[1]
         return Y, X
 
-    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A distorted copy of the batch ``X`` (same shape and dtype), drawing from ``rng``."""
-        from indexnet.kernels.augment import warp_loops
-
+    def _images(self, X: np.ndarray) -> np.ndarray:
         shape = X.shape
-        N = shape[-1]
-        if int(np.prod(shape[:-1])) != int(np.prod(self.image_shape)):
+        if len(shape) < 2 or int(np.prod(shape[:-1])) != int(np.prod(self.image_shape)):
             raise ValueError(f"X: expected a batch of images {self.image_shape} (flat or not) with samples last, "
                              f"got shape {shape}")
-        A = np.ascontiguousarray(X).reshape(self.image_shape + (N,))
-        Y, Xs = self.source_points(rng, N)
+        return np.ascontiguousarray(X).reshape(self.image_shape + (shape[-1],))
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A distorted copy of the batch ``X`` (same shape and dtype): one key from ``rng`` (eq. T7), then
+        :meth:`distort`."""
+        return self.distort(X, batch_key(rng))
+
+    def distort(self, X: np.ndarray, key) -> np.ndarray:
+        """The batch distorted with the draws of ``key``: the fused float32 kernel (eq. T8)."""
+        from indexnet.kernels.augment import LANES, distort_fast
+
+        A = self._images(X)
+        C, H, W, N = A.shape
+        if N not in self._scratch:  # a training run sees two batch sizes at most (the last may be short)
+            B = -(-N // LANES)
+            if len(self._scratch) >= 4:
+                self._scratch.clear()
+            self._scratch[N] = (np.empty((B, 2, W, LANES * H), np.float32), np.empty((B, 7, LANES), np.float32),
+                                np.empty((B, C, W, LANES * H), np.float32))
+        S, M, T = self._scratch[N]
         out = np.empty_like(A)
-        warp_loops(A, Y, Xs, out)
-        return out.reshape(shape)
+        distort_fast(A, key, self._ranges, self._alpha, self._Gc, self._Gr, self._radius, S, M, T, out)
+        return out.reshape(X.shape)
+
+    def reference(self, X: np.ndarray, key) -> np.ndarray:
+        """The same distortion from the exact float64 kernels (T2, T4–T7, then T1); same shape and dtype."""
+        from indexnet.kernels.augment import warp_loops
+
+        A = self._images(X)
+        Y, Xs = self.source_points(key, A.shape[-1])
+        out = warp_loops(A.astype(np.float64), Y, Xs, np.empty(A.shape))
+        return out.astype(X.dtype).reshape(X.shape)
 
 
 _AFFINE_KEYS = ("rotate", "shear", "scale", "shift")

@@ -6,6 +6,7 @@ Beside ``derivations/augment.md``. Shapes (samples last)::
     Y, X     (H, W, N)        source point (y_pqn, x_pqn) of every output pixel, float64
     D, out   (C, H, W, N)     a field (C = 2 displacement components) and its smoothing
     g        (2r + 1,)        Gaussian weights, g[k + r] = g_k (eq. T3)
+    U        (2, J, N)        uniform draws of the counter-based generator (eq. T7)
 
 Index names follow the derivation: (p, q) output pixel, (u, v) input pixel, n sample,
 c channel (or displacement component). Off the grid the image and the field are zero.
@@ -16,7 +17,7 @@ float64; the result is stored in ``out``'s dtype.
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal, serial
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
 
 
 @serial
@@ -211,4 +212,276 @@ def smooth_rows_numpy(E, g, out):
         if abs(k) < W:
             acc[:, :, max(k, 0) : W + min(k, 0)] += g[k + r] * E[:, :, max(-k, 0) : W - max(k, 0)]
     out[...] = acc
+    return out
+
+
+# ------------------------------------------------------------ counter-based draws (T7)
+@serial
+def splitmix(z):
+    """The SplitMix64 finaliser μ(z) of derivations/augment.md#T7 (uint64 in, uint64 out)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@serial
+def draw_bits(key, n, j):
+    """z = μ(k + (2³² n + j) γ) mod 2⁶⁴, the bits of draw j of sample n (derivations/augment.md#T7)."""
+    i = (np.uint64(n) << np.uint64(32)) + np.uint64(j)
+    return splitmix(np.uint64(key) + i * np.uint64(0x9E3779B97F4A7C15))
+
+
+@serial
+def uniform_hi(z):
+    """U = (⌊z / 2⁴⁰⌋ + ½) 2⁻²³ − 1: the top 24 bits of z as a uniform on (−1, 1) (derivations/augment.md#T7)."""
+    return (np.float64(z >> np.uint64(40)) + 0.5) * 2.0**-23 - 1.0
+
+
+@serial
+def uniform_lo(z):
+    """U = ((⌊z / 2¹⁶⌋ mod 2²⁴) + ½) 2⁻²³ − 1: the next 24 bits of z (derivations/augment.md#T7)."""
+    return (np.float64((z >> np.uint64(16)) & np.uint64(0xFFFFFF)) + 0.5) * 2.0**-23 - 1.0
+
+
+@literal
+def draws_literal(key, j0, out):
+    """U_hjn = U_h(z(k, n, j0 + j)), h = 0 the top 24 bits, h = 1 the next 24. derivations/augment.md#T7"""
+    _, J, N = out.shape
+    for h in range(2):
+        for j in range(J):
+            for n in range(N):
+                z = draw_bits(key, n, j0 + j)
+                out[h, j, n] = uniform_hi(z) if h == 0 else uniform_lo(z)
+    return out
+
+
+@exact
+def draws_loops(key, j0, out):
+    """U_hjn for both halves h of one z(k, n, j0 + j), ``prange`` over draws j. derivations/augment.md#T7
+
+    Integer arithmetic and an exact conversion (24 bits fit any float): the same values
+    as :func:`draws_literal` bit for bit, in any order and on any number of threads.
+    """
+    _, J, N = out.shape
+    for j in prange(J):
+        for n in range(N):
+            z = draw_bits(key, n, j0 + j)
+            out[0, j, n] = uniform_hi(z)
+            out[1, j, n] = uniform_lo(z)
+    return out
+
+
+def draws_numpy(key, j0, out):
+    """U_hjn with uint64 arrays (NumPy's unsigned arithmetic wraps mod 2⁶⁴). derivations/augment.md#T7"""
+    _, J, N = out.shape
+    u64 = np.uint64
+    i = (np.arange(N, dtype=u64)[None, :] << u64(32)) + (u64(j0) + np.arange(J, dtype=u64))[:, None]
+    z = u64(key) + i * u64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> u64(30))) * u64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> u64(27))) * u64(0x94D049BB133111EB)
+    z = z ^ (z >> u64(31))
+    out[0] = ((z >> u64(40)).astype(np.float64) + 0.5) * 2.0**-23 - 1.0
+    out[1] = (((z >> u64(16)) & u64(0xFFFFFF)).astype(np.float64) + 0.5) * 2.0**-23 - 1.0
+    return out
+
+
+# ------------------------------------------------------------ the fused distortion (T8)
+#: the samples of one block of the fused form: one vector register of float32
+LANES = 16
+#: the first draw index j of the elastic field (j = 0, 1, 2 are the affine parameters)
+FIELD_J0 = 16
+
+
+@fastinline
+def _bits_fast(key, n, j):
+    """:func:`draw_bits` inlined into the fast form (derivations/augment.md#T7)."""
+    z = np.uint64(key) + ((np.uint64(n) << np.uint64(32)) + np.uint64(j)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@fastinline
+def _hi32(z):
+    """:func:`uniform_hi` in float32 (exact: 24 bits) (derivations/augment.md#T7)."""
+    return np.float32(np.int64(z >> np.uint64(40))) * np.float32(2.0**-23) + np.float32(2.0**-24 - 1.0)
+
+
+@fastinline
+def _lo32(z):
+    """:func:`uniform_lo` in float32 (exact) (derivations/augment.md#T7)."""
+    return (np.float32(np.int64((z >> np.uint64(16)) & np.uint64(0xFFFFFF))) * np.float32(2.0**-23)
+            + np.float32(2.0**-24 - 1.0))
+
+
+@fastserial
+def _band_sums(G, X, Y, r, alpha):
+    """Y_pj = α Σ_u G_pu X_uj over the band |p − u| ≤ r (derivations/augment.md#T4; T5 on the
+    transposed field): two rows p, p + 1 and four terms u per pass over j, so each load of
+    X feeds eight multiply-adds; the loop over j is unit-stride. G is zero off its band,
+    so the second row may take the first row's wider range of u; with P odd the last row
+    is its own second row, with weights zero."""
+    P, J = Y.shape
+    U = X.shape[0]
+    for p in range(0, P, 2):
+        p1 = min(p + 1, P - 1)
+        beta = alpha if p1 > p else alpha - alpha
+        y0 = Y[p]
+        y1 = Y[p1]
+        for j in range(J):
+            y0[j] = 0.0
+            y1[j] = 0.0
+        u = max(p - r, 0)
+        u1 = min(p1 + r + 1, U)
+        while u + 4 <= u1:
+            a0, a1, a2, a3 = alpha * G[p, u], alpha * G[p, u + 1], alpha * G[p, u + 2], alpha * G[p, u + 3]
+            c0, c1, c2, c3 = beta * G[p1, u], beta * G[p1, u + 1], beta * G[p1, u + 2], beta * G[p1, u + 3]
+            x0, x1, x2, x3 = X[u], X[u + 1], X[u + 2], X[u + 3]
+            for j in range(J):
+                v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+                y0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                y1[j] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+            u += 4
+        while u < u1:
+            a = alpha * G[p, u]
+            c = beta * G[p1, u]
+            x = X[u]
+            for j in range(J):
+                y0[j] += a * x[j]
+                y1[j] += c * x[j]
+            u += 1
+
+
+def distort_fast(A, key, affine, alpha, Gc, Gr, r, S, M, T, out):
+    """A′ = T1 at the source points T2 + T6, all draws from T7 (key k), in float32. derivations/augment.md#T8
+
+    ``affine`` = (θ_max, φ_max in radians, s_max, τ_max), zeros for no affine part; ``alpha``
+    0 for no elastic part; ``Gc`` (H, H), ``Gr`` (W, W) the banded Gaussian matrices
+    G_pu = g_{p−u} of radius ``r``, float32; float32 scratch from the caller, B = ⌈N / 16⌉
+    blocks: ``S`` (B, 2, W, 16 H) for the source points, ``M`` (B, 7, 16) for the affine
+    maps (row 6: a prefetch's by-product) and ``T`` (B, C, W, 16 H) for the warped block. Samples go in blocks of 16 (``LANES``, one vector register of float32),
+    stored innermost. ``prange`` over blocks, twice: (1) the block's affine maps (T2), its
+    field (T7) smoothed down the columns (T4) into (2, H, 16 W), transposed, and smoothed
+    along the rows (T5) straight into S[b], laid out (y or x, q, p, sample), and the
+    affine source points added; (2) the warp (T1) of every (q, p, sample) of the block in
+    one unit-stride loop (gathers from A), then the copy into ``out``. The last block's
+    missing samples read sample N − 1 and are not stored. A block's values do not depend
+    on the thread count. Two compiled kernels, :func:`_sources_fast` and
+    :func:`_warp_block_fast`: the warp's arrays are then all arguments of its parallel
+    loop, which Numba marks as not aliased, so that loop vectorizes with gathers.
+    Performance contract: four scratch arrays per block of the elastic part (a few tens
+    of kilobytes), no other allocation.
+    """
+    _sources_fast(np.uint64(key), np.asarray(affine, np.float64), float(alpha), Gc, Gr, int(r), S, M)
+    C, H, W, N = A.shape
+    _warp_block_fast(A.reshape(-1), C, H, W, N, S, M, T, out)
+    return out
+
+
+@fastform
+def _sources_fast(key, affine, alpha, Gc, Gr, r, S, M):
+    """Stage (1) of :func:`distort_fast`: the source points of every block (derivations/augment.md#T8)."""
+    H, W = Gc.shape[0], Gr.shape[0]
+    L = LANES
+    nb = S.shape[0]
+    HL = H * L
+    theta_max, phi_max = affine[0], affine[1]
+    s_max, tau_max = affine[2], affine[3]
+    for blk in prange(nb):
+        n0 = blk * L
+        for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
+            z0 = _bits_fast(key, n0 + k, 0)
+            z1 = _bits_fast(key, n0 + k, 1)
+            z2 = _bits_fast(key, n0 + k, 2)
+            theta = theta_max * np.float64(_hi32(z0))
+            phi = phi_max * np.float64(_lo32(z0))
+            sy = 1.0 + s_max * np.float64(_hi32(z1))
+            sx = 1.0 + s_max * np.float64(_lo32(z1))
+            c, s, t = np.cos(theta), np.sin(theta), np.tan(phi)
+            M[blk, 0, k] = c / sy
+            M[blk, 1, k] = s / sy
+            M[blk, 2, k] = (-t * c - s) / sx
+            M[blk, 3, k] = (c - t * s) / sx
+            M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
+            M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
+        if alpha != 0.0:
+            F = np.empty((2, H, W * L), np.float32)
+            E = np.empty((2, H, W * L), np.float32)
+            ET = np.empty((2, W, HL), np.float32)
+            for u in range(H):
+                for v in range(W):
+                    for k in range(L):
+                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
+                        F[0, u, v * L + k] = _hi32(z)
+                        F[1, u, v * L + k] = _lo32(z)
+            for d in range(2):
+                _band_sums(Gc, F[d], E[d], r, np.float32(1.0))
+                for p in range(H):
+                    for v in range(W):
+                        for k in range(L):
+                            ET[d, v, p * L + k] = E[d, p, v * L + k]
+                _band_sums(Gr, ET[d], S[blk, d], r, np.float32(alpha))
+        else:
+            for d in range(2):
+                for q in range(W):
+                    for j in range(HL):
+                        S[blk, d, q, j] = 0.0
+    return S
+
+
+@fastform
+def _warp_block_fast(Af, C, H, W, N, S, M, T, out):
+    """Stage (2) of :func:`distort_fast`: the warp of every block, then the copy into ``out``
+    (derivations/augment.md#T8). ``Af``: the images A flattened (an argument, not a view
+    made inside, so that Numba finds no alias among the loop's arrays)."""
+    L = LANES
+    nb = S.shape[0]
+    HL = H * L
+    cy = np.float32(0.5 * (H - 1))
+    cx = np.float32(0.5 * (W - 1))
+    H32, W32, N32, WN, i0 = np.int32(H), np.int32(W), np.int32(N), np.int32(W * N), np.int32(0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for blk in prange(nb):
+        n0 = blk * L
+        m = min(L, N - n0)
+        touch = Af[n0] - Af[n0]
+        for t in range(C * H * W):  # touch the block's cache lines in address order (a prefetch: the
+            touch += Af[t * N + n0] + Af[t * N + n0 + m - 1]  # gathers below stall on memory if the
+        M[blk, 6, 0] = touch  # batch is not in cache); the sum is kept so the loop stays
+        for q in range(W):  # the affine source points (T2) added to the elastic displacement
+            for p in range(H):
+                for k in range(LANES):
+                    ry = np.float32(p) - cy - M[blk, 4, k]
+                    rx = np.float32(q) - cx - M[blk, 5, k]
+                    S[blk, 0, q, p * LANES + k] += cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx
+                    S[blk, 1, q, p * LANES + k] += cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx
+        for c in range(C):
+            cn = np.int32(c * H * W * N)
+            for q in range(W):
+                for j in range(HL):  # T1 over the four pixels around (y, x), zero off the grid
+                    y = S[blk, 0, q, j]
+                    x = S[blk, 1, q, j]
+                    fy = np.floor(y)
+                    fx = np.floor(x)
+                    ty = y - fy
+                    tx = x - fx
+                    u0 = np.int32(fy)
+                    v0 = np.int32(fx)
+                    wy0 = one - ty if 0 <= u0 < H32 else zero
+                    wy1 = ty if -1 <= u0 < H32 - 1 else zero
+                    wx0 = one - tx if 0 <= v0 < W32 else zero
+                    wx1 = tx if -1 <= v0 < W32 - 1 else zero
+                    # flat offsets of the (clamped) neighbours, in int32 and taken as unsigned
+                    # (no negative-index wrap-around code in the loop)
+                    a0 = min(max(u0, i0), H32 - 1) * WN
+                    a1 = min(max(u0 + 1, i0), H32 - 1) * WN
+                    b0 = min(max(v0, i0), W32 - 1) * N32
+                    b1 = min(max(v0 + 1, i0), W32 - 1) * N32
+                    n = cn + np.int32(min(n0 + (j & (LANES - 1)), N - 1))
+                    T[blk, c, q, j] = (wy0 * (wx0 * Af[np.uint32(a0 + b0 + n)] + wx1 * Af[np.uint32(a0 + b1 + n)])
+                                       + wy1 * (wx0 * Af[np.uint32(a1 + b0 + n)] + wx1 * Af[np.uint32(a1 + b1 + n)]))
+            for p in range(H):
+                for q in range(W):
+                    for k in range(m):
+                        out[c, p, q, n0 + k] = T[blk, c, q, p * L + k]
     return out

@@ -23,9 +23,14 @@ bench`` make it; they call ``sync()`` before reading the parameters). With anoth
 optimiser the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
-:data:`PARALLEL_WORK` is run one fast form per call from Python, each operation in
-parallel when its own work reaches :data:`PARALLEL_OP`, else its serial twin (waking
-threads costs more than a small operation). A smaller network (seed 000's 1-16-16-1) is
+:data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
+D2.5-D2.8, D2.25) of every layer run in parallel when the largest layer's weights × batch
+reaches :data:`PARALLEL_OP`, else as serial twins: one build of each kernel per network
+(and batch size), since every build is a compile of its own on a first run (digits'
+10 × 800 output layer would otherwise compile serial twins beside the parallel forms of
+its 800 × 64 layer). The elementwise passes (output, D2.14) run in parallel when their own
+work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than a small
+operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
 same fast forms: at a few microseconds per step, entering a compiled function (about
 0.15 µs per array argument) and waking threads would dominate, so that call takes the
@@ -35,6 +40,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from indexnet._jit import fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
@@ -86,10 +95,34 @@ _sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the bias s
 SCALE, PER_LAYER = 0, 1
 
 
+@intrinsic
+def _block(typingctx, flat, offset, rows, cols):
+    """The (rows, cols) C-ordered view of ``flat`` at ``offset``, made from its pointer,
+    strides and reference (no bounds check: :func:`_view` does it). numba's ``reshape``
+    calls a C helper and costs about 40 ns per view, which at some 20 views per step
+    was a tenth of the tiny network's step."""
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    view = types.Array(flat.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        src = make_array(sig.args[0])(context, builder, args[0])
+        off, r, c = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:]))
+        out = make_array(view)(context, builder)
+        populate_array(out, data=builder.gep(src.data, [off]), shape=[r, c],
+                       strides=[builder.mul(c, src.itemsize), src.itemsize], itemsize=src.itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, view, out._getvalue())
+
+    return view(flat, offset, rows, cols), codegen
+
+
 @fastserial
 def _view(flat, offset, rows, cols):
     """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
-    return flat[offset:offset + rows * cols].reshape((rows, cols))
+    if offset < 0 or rows < 0 or cols < 0 or offset + rows * cols > flat.shape[0]:
+        raise IndexError("workspace block out of range")
+    return _block(flat, offset, rows, cols)
 
 
 @fastserial
@@ -258,8 +291,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
                                                               B.Z[l], A_out, B.acc)
             else:
-                _pick(dense.forward_activation_fast, W.size * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
-                                                                 B.Z[l], A_out, B.AT[l])
+                _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
+                                                               B.Z[l], A_out, B.AT[l])
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
         out_work = Z.size * 8
         if code == SOFTMAX_CE:
@@ -274,7 +307,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             W, b = Ws[l], bs[l]
             H = B.H[l]
             A_prev = X if l == 0 else B.A[l - 1]
-            wwork = W.size * N
+            wwork = work * N  # the largest layer's: one build per kernel (module docstring)
             if l > 0:  # D2.25 with the old W, then D2.14
                 _pick(dense.input_grad_fast, wwork)(W, H, B.D[l - 1])
                 _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
@@ -297,18 +330,26 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                         W *= W.dtype.type(1 - lr * lam)
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
-            elif sparse:
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, dWs[l], B.acc)
+            elif sparse:  # D2.7 input-major, then turned around into the gradient array
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc_rows)
+                _pick(dense.pack_transpose, wwork)(B.dWT[:, :S1], dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
 
+    small_args = {}  # N -> small_step's arguments after (X, Y, lr), built once per batch size
+
     def run(X, Y, lr):
         N = X.shape[1]
-        if work * N >= PARALLEL_WORK:
-            return layers_step(X, Y, lr)
-        B = net.workspace(N)
-        return float(small_step(X, Y, lr, Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets))
+        args = small_args.get(N)
+        if args is None:
+            if work * N >= PARALLEL_WORK:
+                return layers_step(X, Y, lr)
+            if len(small_args) >= 4:  # as Network.workspace, a few batch sizes are kept
+                small_args.pop(next(iter(small_args)))
+            B = net.workspace(N)
+            args = small_args[N] = (Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets)
+        return float(small_step(X, Y, lr, *args))
 
     def step(X, Y):
         if fused_sgd:
@@ -328,3 +369,66 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     step.grads = grads
     step.regime = lambda N: "layers" if work * N >= PARALLEL_WORK else "small"
     return step
+
+
+# ------------------------------------------------------------------------ evaluation
+def make_fast_forward(net):
+    """``forward(X, Y) -> (J, A)`` for a network :func:`supports` accepts, or None.
+
+    The forward half of the step: D1.5 per layer (the output layer storing Z), then the
+    fused output pass (L10 / L11 / L12) for the output A^(L) and the loss J of the batch
+    (its H^(L) is written to a scratch buffer and not used). The kernels, and for each
+    operation the build (parallel or serial twin, by the same rule: the largest layer's
+    weights × batch for the products), are the training step's, so evaluating compiles
+    nothing that training has not compiled.
+    X and Y are copied into private buffers, allocated for the largest batch seen: a
+    read-only or strided input would otherwise be a new Numba signature (a new compile).
+    The returned A is a view of a buffer that the next call overwrites.
+    """
+    if not supports(net):
+        return None
+    code = _output_code(net)
+    L = len(net.layers)
+    kinds = [CODES.get(layer.activation, IDENTITY) for layer in net.layers]
+    alphas = [float(layer.alpha) for layer in net.layers]
+    sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
+    work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    bufs = {"N": 0}
+
+    def view(name, rows, N):
+        return bufs[name][:rows * N].reshape(rows, N)
+
+    def forward(X, Y):
+        N = X.shape[-1]
+        if N > bufs["N"]:
+            for l, s in enumerate(sizes):
+                bufs[f"X{l}"] = np.empty(s * N, net.dtype)  # X0 = the input, Xl = A^(l)
+                bufs[f"Z{l}"] = np.empty(s * N, net.dtype)
+            for name in ("Y", "H"):
+                bufs[name] = np.empty(sizes[-1] * N, net.dtype)
+            bufs["T"] = np.empty(max(sizes[:-1]) * N, net.dtype)
+            bufs["per_sample"] = np.empty(N, net.dtype)
+            bufs["N"] = N
+        A_prev = view("X0", sizes[0], N)
+        np.copyto(A_prev, X.reshape(sizes[0], N))
+        Yb = view("Y", sizes[-1], N)
+        np.copyto(Yb, Y)
+        for l, (W, b) in enumerate(net.params):  # D1.5; the output layer stores Z only
+            Z = view(f"Z{l + 1}", sizes[l + 1], N)
+            A = Z if l == L - 1 else view(f"X{l + 1}", sizes[l + 1], N)
+            _pick(dense.forward_activation_fast, work * N)(W, A_prev, b, IDENTITY if l == L - 1 else kinds[l],
+                                                           alphas[l], Z, A, bufs["T"][:sizes[l] * N].reshape(N, sizes[l]))
+            A_prev = A
+        A, H, per_sample = view(f"X{L}", sizes[-1], N), view("H", sizes[-1], N), bufs["per_sample"][:N]
+        out_work = Z.size * 8
+        if code == SOFTMAX_CE:
+            J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
+        elif code == SIGMOID_BCE:
+            J = _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
+        else:
+            scale = net.loss_fn.scale(N)
+            J = _pick(losses.squared_error_output_fast, out_work)(Z, Yb, kinds[-1], alphas[-1], scale, A, H,
+                                                                  per_sample)
+        return float(J), A
+
+    return forward
