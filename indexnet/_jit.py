@@ -86,8 +86,14 @@ def fastinline(fn: Callable) -> numba.core.registry.CPUDispatcher:
     return numba.njit(inline="always", fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
 
 
+_TWINS: dict = {}
+
+
 def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
     """The same source as a fast form compiled without threads (``prange`` runs as
     ``range``), under its own cache name: for small operations, where waking threads costs
-    more than the arithmetic, and for calls from inside another compiled function."""
-    return fastserial(renamed(dispatcher.py_func, "__serial"))
+    more than the arithmetic, and for calls from inside another compiled function. One
+    twin per dispatcher and process (every caller shares it, so it compiles once)."""
+    if dispatcher not in _TWINS:
+        _TWINS[dispatcher] = fastserial(renamed(dispatcher.py_func, "__serial"))
+    return _TWINS[dispatcher]
