@@ -159,6 +159,10 @@ def test_tiny_step_smoke():
     r = workloads.tiny_step(steps=2, repeats=1, torch=torch)
     assert {"fast", "numpy"} <= set(r["contenders"]) and r["contenders"]["fast"]["vs_ref"] == 1.0
     assert r["contenders"]["numpy"]["median_s"] > 0
+    # per-step thread CPU time of every timed contender, and its line in the report
+    assert set(r["thread_cpu_s"]) == set(r["contenders"]) and all(v > 0 for v in r["thread_cpu_s"].values())
+    text = report.format_report(report.Report(config={}, tiny=r))
+    assert "thread CPU per step (median): fast " in text
 
 
 def test_cnn_epoch_smoke():

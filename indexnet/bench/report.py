@@ -160,8 +160,12 @@ def format_report(rep: Report) -> str:
         lines += _row_lines("MNIST epoch", r, f"data: {r['data']}; {r['steps']} steps of {r['batch']}", floor)
     if rep.tiny:
         r = rep.tiny
+        cpu = r.get("thread_cpu_s", {})
+        cpu_line = ("  thread CPU per step (median): " + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in cpu.items())
+                    + (f"; pytorch / fast = {cpu['pytorch'] / cpu['fast']:.3g}"
+                       if cpu.get("fast") and "pytorch" in cpu else "")) if cpu else ""
         lines += _row_lines("tiny-net step", r, f"batch {r['batch']}, {r['dtype']}, "
-                                                f"{r['steps_per_repeat']} steps per repeat")
+                                                f"{r['steps_per_repeat']} steps per repeat", cpu_line)
     if rep.cnn:
         r = rep.cnn
         lines += _row_lines("small CNN epoch", r, f"data: {r['data']}; {r['steps']} steps of {r['batch']}")

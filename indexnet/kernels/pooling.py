@@ -17,9 +17,9 @@ receives its terms in the order i, j of the literal sum.
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import sigma_prime_inlined
+from indexnet.kernels.activations import IDENTITY, LEAKY_RELU, RELU, sigma_prime_inlined
 
 
 def _windows(A_prev, k, stride):
@@ -342,10 +342,23 @@ def maxpool_backward_hadamard_bias_fast(H, arg, k, stride, Z, A, kind, alpha, H_
     for c in prange(H_prev.shape[0]):
         _route_channel(H, arg, k, stride, c, H_prev)
         p, zc, ac = Pf[c * size:(c + 1) * size], Zf[c * size:(c + 1) * size], Af[c * size:(c + 1) * size]
-        acc = db.dtype.type(0)
-        for m in range(size):
-            h = p[m] * sigma_prime_inlined(zc[m], ac[m], kind, alpha)
-            p[m] = h
-            acc += h
-        db[c] = acc
+        if kind == RELU:  # the branch on kind outside the loop, so that the loop vectorizes
+            db[c] = _hadamard_sum(p, zc, ac, RELU, alpha)
+        elif kind == LEAKY_RELU:
+            db[c] = _hadamard_sum(p, zc, ac, LEAKY_RELU, alpha)
+        elif kind == IDENTITY:
+            db[c] = _hadamard_sum(p, zc, ac, IDENTITY, alpha)
+        else:
+            db[c] = _hadamard_sum(p, zc, ac, kind, alpha)
     return H_prev
+
+
+@fastinline
+def _hadamard_sum(p, z, a, kind, alpha):
+    """p_m ← p_m σ'(z_m) (eq. D2.13, σ' from z or a as the fast forms take it); returns Σ_m p_m (eq. C8)."""
+    acc = p.dtype.type(0)
+    for m in range(p.shape[0]):
+        h = p[m] * sigma_prime_inlined(z[m], a[m], kind, alpha)
+        p[m] = h
+        acc += h
+    return acc

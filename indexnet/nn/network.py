@@ -95,6 +95,7 @@ class Workspace:
             self.HT = np.zeros((N, Sw), dt)  # H^(1) sample-major, rows padded with zeros
             self.acc = np.zeros((Sw // SUPPORT_ROWS, SUPPORT_ROWS), dt)  # partial sums per block of rows i
             self.acc_rows = np.zeros((SUPPORT_ROW_BLOCKS, SUPPORT_ROWS), dt)  # per block of rows j (D2.8)
+            self.dWT = np.zeros((S0, Sw), dt)  # ∂J/∂W^(1) input-major (D2.7)
 
 
 class Network:

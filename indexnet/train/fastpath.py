@@ -331,8 +331,9 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                         W *= W.dtype.type(1 - lr * lam)
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
-            elif sparse:
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, dWs[l], B.acc)
+            elif sparse:  # D2.7 input-major, then turned around into the gradient array
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc_rows)
+                _pick(dense.pack_transpose, wwork)(B.dWT[:, :S1], dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
