@@ -22,6 +22,11 @@ from typing import Callable
 
 import numba
 
+#: multiply-adds (or elements × 8 for an elementwise pass) at or above which one operation of the
+#: fast engine runs its parallel build; below, its serial twin (waking threads costs more than the
+#: arithmetic). ``indexnet.train.fastpath`` and the optimisers' fast updates use it.
+PARALLEL_OP = 1 << 21
+
 #: fastmath flags of the fast build. ``reassoc`` lets reductions vectorize, ``contract``
 #: allows FMA. ``nnan``/``ninf`` are left out on purpose: they would delete the NaN/Inf
 #: checks the trainer relies on to stop a diverging run.

@@ -45,7 +45,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import fastserial, serial_twin
+from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
@@ -53,8 +53,8 @@ from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
 PARALLEL_WORK = 1 << 18
-#: multiply-adds (or elements) at or above which one operation uses threads
-PARALLEL_OP = 1 << 21
+#: multiply-adds (or elements) at or above which one operation uses threads (:data:`indexnet._jit.PARALLEL_OP`)
+PARALLEL_OP = _PARALLEL_OP
 #: largest fraction of nonzero inputs for which the first layer sums over the support
 #: (D1.6, D2.7, D2.8), decided on the first batch. MNIST's pixels are 19 % nonzero; at
 #: that density the support forms take about half the dense forms' time (the sums are
