@@ -67,7 +67,7 @@ class ConvWorkspace:
             if l < L - 1:
                 self.D[l] = np.zeros(out, dt)
             if kind == "maxpool2d":
-                self.arg[l] = np.zeros(out, np.int64)
+                self.arg[l] = np.zeros(out, np.int8 if layer.size ** 2 <= 127 else np.int64)  # taps u·k + v
             elif kind == "conv2d":
                 self.H[l] = np.zeros(out, dt)
                 self.P[l] = np.zeros(padded_shape(shapes[l], layer.pad), dt)
