@@ -138,7 +138,7 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("S_prev", [1, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
+@pytest.mark.parametrize("S_prev", [1, 3, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
 def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
     """D1.4 and D1.5: the forward fast forms' two blockings (axpy sweeps without packing for
     S_prev < dense.SHORT_SUM, packed dot products above) each equal the exact loops forms,
@@ -154,6 +154,17 @@ def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
     _close(Z, Zw, scale, dtype)
     Aw = act.activation_loops(Zw, act.CODES["tanh"], 0.0, np.empty((S, N), dtype))
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S", [1, 2, 3, 4, 5])
+def test_input_grad_short_sums(dtype, S, rng):
+    """D2.25 summed over fewer than 4 rows i (the axpy helper's one-row-one-k variant) and
+    over 4 or 5 (its register block, padded), against the exact loops form."""
+    S_prev, N = 14, 33
+    W, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S, N), dtype)
+    D = dense.input_grad_fast(W, H, np.full((S_prev, N), np.nan, dtype))
+    _close(D, dense.input_grad_loops(W, H, np.empty((S_prev, N), dtype)), np.abs(W).T @ np.abs(H), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

