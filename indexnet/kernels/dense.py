@@ -615,30 +615,30 @@ def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
     pointers) come from the caller; returns the number of nonzeros.
     """
     S_prev, N = A.shape
-    for j in range(S_prev + 1):
-        row_ptr[j] = 0
+    for n in range(N + 1):
+        col_ptr[n] = 0
     nnz = 0
-    for n in range(N):
-        col_ptr[n] = nnz
-        for j in range(S_prev):
+    for j in range(S_prev):  # by row, reading A in memory order; col_ptr[n+1] counts sample n
+        row_ptr[j] = nnz
+        for n in range(N):  # branch-free: every value is written, the count advances past nonzeros only
             v = A[j, n]
-            if v != 0:
-                col_j[nnz] = j
-                col_val[nnz] = v
-                nnz += 1
-                row_ptr[j + 1] += 1
-    col_ptr[N] = nnz
-    for j in range(S_prev):
-        row_ptr[j + 1] += row_ptr[j]
-    for n in range(N):  # row_ptr[j] runs as the fill position of row j, shifted back below
-        for t in range(col_ptr[n], col_ptr[n + 1]):
-            j = col_j[t]
-            row_n[row_ptr[j]] = n
-            row_val[row_ptr[j]] = col_val[t]
-            row_ptr[j] += 1
-    for j in range(S_prev, 0, -1):  # undo the fill shift
-        row_ptr[j] = row_ptr[j - 1]
-    row_ptr[0] = 0
+            nz = 1 if v != 0 else 0
+            row_n[nnz] = n
+            row_val[nnz] = v
+            nnz += nz
+            col_ptr[n + 1] += nz
+    row_ptr[S_prev] = nnz
+    for n in range(N):
+        col_ptr[n + 1] += col_ptr[n]
+    for j in range(S_prev):  # col_ptr[n] runs as the fill position of sample n, shifted back below
+        for t in range(row_ptr[j], row_ptr[j + 1]):
+            n = row_n[t]
+            col_j[col_ptr[n]] = j
+            col_val[col_ptr[n]] = row_val[t]
+            col_ptr[n] += 1
+    for n in range(N, 0, -1):  # undo the fill shift
+        col_ptr[n] = col_ptr[n - 1]
+    col_ptr[0] = 0
     return nnz
 
 
@@ -654,30 +654,31 @@ def pack_transpose(M, MT):
 
 
 @fastinline
-def _support_sum(PT, ptr, idx, val, t, c0, acc):
-    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], c0 + r] for r < :data:`SUPPORT_ROWS`:
-    one sum over the support, for a block of rows at once (the loop over r vectorizes;
-    each row of PT read is contiguous). :data:`SUPPORT_UNROLL` entries per pass, so the
-    partial sums are loaded and stored once per 8 multiply-adds; passes in support order."""
-    for r in range(SUPPORT_ROWS):
+def _support_sum(PT, ptr, idx, val, t, c0, m, acc):
+    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], c0 + r] for r < m: one sum over
+    the support, for m consecutive rows at once (the loop over r vectorizes; each row of PT
+    read is contiguous). :data:`SUPPORT_UNROLL` entries per pass, so the partial sums are
+    loaded and stored once per 8 multiply-adds; passes in support order. Each acc_r gets
+    the same additions in the same order whatever m and c0 are."""
+    for r in range(m):
         acc[r] = 0
     s0 = ptr[t]
     s1 = ptr[t + 1]
     q = (s1 - s0) // SUPPORT_UNROLL
-    c1 = c0 + SUPPORT_ROWS
+    c1 = c0 + m
     for u in range(q):
         s = s0 + SUPPORT_UNROLL * u
         v0, v1, v2, v3 = val[s], val[s + 1], val[s + 2], val[s + 3]
         v4, v5, v6, v7 = val[s + 4], val[s + 5], val[s + 6], val[s + 7]
         p0, p1, p2, p3 = PT[idx[s], c0:c1], PT[idx[s + 1], c0:c1], PT[idx[s + 2], c0:c1], PT[idx[s + 3], c0:c1]
         p4, p5, p6, p7 = PT[idx[s + 4], c0:c1], PT[idx[s + 5], c0:c1], PT[idx[s + 6], c0:c1], PT[idx[s + 7], c0:c1]
-        for r in range(SUPPORT_ROWS):
+        for r in range(m):
             acc[r] += ((v0 * p0[r] + v1 * p1[r]) + (v2 * p2[r] + v3 * p3[r])) + \
                 ((v4 * p4[r] + v5 * p5[r]) + (v6 * p6[r] + v7 * p7[r]))
     for s in range(s0 + SUPPORT_UNROLL * q, s1):
         v = val[s]
         p = PT[idx[s], c0:c1]
-        for r in range(SUPPORT_ROWS):
+        for r in range(m):
             acc[r] += v * p[r]
 
 
@@ -700,7 +701,7 @@ def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc)
         m = min(SUPPORT_ROWS, S - i)
         a = acc[blk]
         for n in range(N):
-            _support_sum(WT, col_ptr, col_j, col_val, n, i, a)
+            _support_sum(WT, col_ptr, col_j, col_val, n, i, SUPPORT_ROWS, a)
             for r in range(m):
                 Z[i + r, n] = a[r] + b[i + r]
         for r in range(m):
@@ -715,18 +716,18 @@ def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
     Written input-major, ``dWT`` (S_{l-1} × :func:`support_width` (S_l)) with dWT_ji =
     ∂J/∂W_ij (``pack_transpose`` turns it around); H is read sample-major, ``HT`` (N ×
     the same width). Blocking as :func:`weight_grad_support_sgd_fast`: ``prange`` over
-    ``acc.shape[0]`` blocks of rows j; for each j, block by block of :data:`SUPPORT_ROWS`
-    rows i, the sums over the samples with A_jn ≠ 0 (:func:`_support_sum` on the rows
-    HT_n·) are stored into the contiguous run dWT_{j, i..i+127}. Performance contract: no
-    allocation; work proportional to the nonzeros of A.
+    ``acc.shape[0]`` blocks of rows j (``acc``, blocks × S_l, sets their number and S_l; the
+    padding columns of dWT are not written); for each j the
+    sums over the samples with A_jn ≠ 0, all rows i at once (:func:`_support_sum` on the
+    rows HT_n·), are stored into the row dWT_j·. Performance contract: no allocation;
+    work proportional to the nonzeros of A.
     """
-    S_prev, Sw = dWT.shape
-    nb = acc.shape[0]
+    S_prev = dWT.shape[0]
+    nb, S = acc.shape
     rows = (S_prev + nb - 1) // nb
     for blk in prange(nb):
         for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
-            for i in range(0, Sw, SUPPORT_ROWS):
-                _support_sum(HT, row_ptr, row_n, row_val, j, i, dWT[j, i:i + SUPPORT_ROWS])
+            _support_sum(HT, row_ptr, row_n, row_val, j, 0, S, dWT[j])
     return dWT
 
 
@@ -736,23 +737,23 @@ def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc):
 
     W is updated input-major, ``WT`` (S_{l-1} × :func:`support_width` (S_l)), and H read
     sample-major, ``HT`` (N × the same width). Blocking: ``prange`` over ``acc.shape[0]``
-    blocks of rows j of WT; for each j with a nonempty support, block by block of
-    :data:`SUPPORT_ROWS` rows i, the sums over the samples with A_jn ≠ 0 are formed
-    (:func:`_support_sum` on the rows HT_n·) and η times them is subtracted from the
-    contiguous run WT_{j, i..i+127}. A row j with A_jn = 0 for every n has all sums 0
-    and is left as it is. Performance contract: no allocation; work proportional to the
+    blocks of rows j of WT (``acc``: one row of S_l partial sums per block; the padding
+    columns of WT are not touched); for each j with a nonempty support the sums over the samples with
+    A_jn ≠ 0 are formed for all rows i at once (:func:`_support_sum` on the rows HT_n·,
+    3.2 kB each for 800 rows, read from L2; the partial sums stay in L1) and η times them
+    is subtracted from the row WT_j·. A row j with A_jn = 0 for every n has all sums 0 and
+    is left as it is. Performance contract: no allocation; work proportional to the
     nonzeros of A.
     """
-    S_prev, Sw = WT.shape
-    nb = acc.shape[0]
+    S_prev = WT.shape[0]
+    nb, S = acc.shape
     rows = (S_prev + nb - 1) // nb
     for blk in prange(nb):
         a = acc[blk]
         for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
             if row_ptr[j + 1] > row_ptr[j]:
+                _support_sum(HT, row_ptr, row_n, row_val, j, 0, S, a)
                 w = WT[j]
-                for i in range(0, Sw, SUPPORT_ROWS):
-                    _support_sum(HT, row_ptr, row_n, row_val, j, i, a)
-                    for r in range(SUPPORT_ROWS):
-                        w[i + r] -= eta * a[r]
+                for i in range(S):
+                    w[i] -= eta * a[i]
     return WT

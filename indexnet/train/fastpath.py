@@ -24,9 +24,9 @@ optimiser the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
 :data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
-D2.5-D2.8, D2.25) of every layer run in parallel when the largest layer's weights × batch
-reaches :data:`PARALLEL_OP`, else as serial twins: one build of each kernel per network
-(and batch size), since every build is a compile of its own on a first run (digits'
+D2.5-D2.8; D2.25) of every layer run in parallel when the largest weights × batch among
+the layers the kernel runs on (all; layers 2..L) reaches :data:`PARALLEL_OP`, else as
+serial twins: one build of each kernel per network (and batch size), since every build is a compile of its own on a first run (digits'
 10 × 800 output layer would otherwise compile serial twins beside the parallel forms of
 its 800 × 64 layer). The elementwise passes (output, D2.14) run in parallel when their own
 work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than a small
@@ -45,7 +45,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import fastserial, serial_twin
+from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
@@ -53,8 +53,8 @@ from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
 PARALLEL_WORK = 1 << 18
-#: multiply-adds (or elements) at or above which one operation uses threads
-PARALLEL_OP = 1 << 21
+#: multiply-adds (or elements) at or above which one operation uses threads (:data:`indexnet._jit.PARALLEL_OP`)
+PARALLEL_OP = _PARALLEL_OP
 #: largest fraction of nonzero inputs for which the first layer sums over the support
 #: (D1.6, D2.7, D2.8), decided on the first batch. MNIST's pixels are 19 % nonzero; at
 #: that density the support forms take about half the dense forms' time (the sums are
@@ -239,6 +239,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     dWs, dbs = grads[0::2], grads[1::2]
     sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
     work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    input_work = max([a * b for a, b in zip(sizes[1:-1], sizes[2:])], default=0)  # D2.25 runs on layers 2..L
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
@@ -309,7 +310,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             A_prev = X if l == 0 else B.A[l - 1]
             wwork = work * N  # the largest layer's: one build per kernel (module docstring)
             if l > 0:  # D2.25 with the old W, then D2.14
-                _pick(dense.input_grad_fast, wwork)(W, H, B.D[l - 1])
+                _pick(dense.input_grad_fast, input_work * N)(W, H, B.D[l - 1])
                 _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
