@@ -81,9 +81,12 @@ def test_conv_fast_forms_equal_loops(dtype, geometry, kind, seed):
     A_ref = act.activation_loops(Z_ref.reshape(-1, Z.shape[-1]), code, 0.01, np.empty((Z.size // Z.shape[-1],
                                                                                          Z.shape[-1]), dtype))
     _close(A.reshape(A_ref.shape), A_ref, scale.reshape(A_ref.shape), dtype, ulps=4)  # σ is 1-Lipschitz
-    dK = conv2d.kernel_grad_fast(H, X, s, p, np.empty_like(K), np.empty(padded_shape(X.shape, p), dtype))
-    _close(dK, conv2d.kernel_grad_loops(H, X, s, p, np.empty_like(K)),
-           conv2d.kernel_grad_loops(aH, aX, s, p, np.empty_like(K)), dtype)
+    P = np.empty(padded_shape(X.shape, p), dtype)
+    dK = conv2d.kernel_grad_fast(H, X, s, p, np.empty_like(K), P)
+    dK_ref = conv2d.kernel_grad_loops(H, X, s, p, np.empty_like(K))
+    _close(dK, dK_ref, conv2d.kernel_grad_loops(aH, aX, s, p, np.empty_like(K)), dtype)
+    # packed=True reads the P the call above packed (as the composer reuses the forward's): same values
+    np.testing.assert_array_equal(conv2d.kernel_grad_fast(H, X * np.nan, s, p, np.empty_like(K), P, True), dK)
     db = conv2d.bias_grad_fast(H, np.empty_like(b))
     _close(db, conv2d.bias_grad_loops(H, np.empty_like(b)), conv2d.bias_grad_loops(aH, np.empty_like(b)), dtype)
     D = conv2d.input_grad_fast(K, H, s, p, np.empty_like(X), np.empty(framed_shape(K.shape, X.shape, p), dtype))

@@ -172,14 +172,20 @@ def format_report(rep: Report) -> str:
     if rep.startup:
         s = rep.startup
         lines.append(f"\nstart-up (child processes: python -m indexnet ...)")
+        def cpu_load(r):  # CPU seconds and load average, when the run kept them
+            cpu = f", {fmt_seconds(r['cpu_s'])} CPU (user + sys)" if r.get("cpu_s") is not None else ""
+            load = (f", load average {r['load'][0]:.2f} -> {r['load'][1]:.2f}" if r.get("load") else "")
+            return cpu + load
+
         if "train_cold" in s:
             c = s["train_cold"]
-            lines.append(f"  `{s['command'].strip()}`, empty NUMBA_CACHE_DIR: {fmt_seconds(c['seconds'])} wall "
-                         f"(test accuracy {c['test_accuracy']} %)")
+            lines.append(f"  `{s['command'].strip()}`, empty NUMBA_CACHE_DIR: {fmt_seconds(c['seconds'])} wall"
+                         f"{cpu_load(c)} (test accuracy {c['test_accuracy']} %)")
         if "train_warm" in s:
             w = s["train_warm"]
             lines.append(f"  `{s['command'].strip()}`, warm cache: {fmt_seconds(w['median_s'])} "
-                         f"[{fmt_seconds(w['min_s'])} - {fmt_seconds(w['max_s'])}] (test accuracy {w['test_accuracy']} %)")
+                         f"[{fmt_seconds(w['min_s'])} - {fmt_seconds(w['max_s'])}] wall{cpu_load(w)} "
+                         f"(test accuracy {w['test_accuracy']} %)")
         if "help" in s:
             lines.append(f"  indexnet --help: {fmt_seconds(s['help']['median_s'])}")
     if rep.targets:

@@ -198,7 +198,7 @@ def make_conv_step(net, optimizer, decay_mask=None):
                     conv2d.bias_grad_fast(H, db)
                 if l > 0:  # C9 (by C10) with the old K
                     conv2d.input_grad_fast(K, H, layer.stride, layer.pad, B.D[l - 1], B.G[l])
-                conv2d.kernel_grad_fast(H, A_prev, layer.stride, layer.pad, dK, B.P[l])  # C7
+                conv2d.kernel_grad_fast(H, A_prev, layer.stride, layer.pad, dK, B.P[l], True)  # C7 (P from C12)
 
     def _sigma_prime(B, l, out):  # A6 into ``out``
         return _pick(activation_grad_fast, out.size * 8)(B.Z[l].reshape(out.shape), B.A[l].reshape(out.shape),
