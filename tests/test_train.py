@@ -417,3 +417,19 @@ def test_curves_show_one_epoch_integer_ticks_a_sane_loss_axis_and_the_best_epoch
     for ax in fig.axes:
         assert not sup.overlaps(ax.title.get_window_extent(renderer))
     assert history_figure(history_records(60, ratio=0.8)).axes[0].get_yscale() == "log"
+
+
+def test_val_size_zero_trains_on_every_example(tmp_path):
+    """--val-fraction 0 (--val-size 0 for MNIST-format sets) keeps no validation split: training uses every
+    non-test example, the history's validation metrics are NaN, and the best epoch is the last."""
+    import math
+
+    from indexnet.train.trainer import Trainer, resolve_config
+
+    cfg = resolve_config(data="digits", layers="16:relu,10:softmax", optimizer="momentum", lr=0.05, batch_size=128,
+                         epochs=2, engine="numpy", dtype="float64", seed=1, val_fraction=0, train_eval_size=50)
+    t = Trainer(cfg, out=tmp_path / "all", log=None)
+    assert t.splits.validation.n_samples == 0 and t.n_train == 1797 - t.splits.test.n_samples
+    t.fit()
+    assert [r["epoch"] for r in t.history] == [1, 2] and all(math.isnan(r["val_loss"]) for r in t.history)
+    assert t.best["epoch"] == 2 and math.isfinite(t.history[-1]["train_loss"])
