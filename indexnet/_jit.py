@@ -22,6 +22,11 @@ from typing import Callable
 
 import numba
 
+#: multiply-adds (or elements × 8 for an elementwise pass) at or above which one operation of the
+#: fast engine runs its parallel build; below, its serial twin (waking threads costs more than the
+#: arithmetic). ``indexnet.train.fastpath`` and the optimisers' fast updates use it.
+PARALLEL_OP = 1 << 21
+
 #: fastmath flags of the fast build. ``reassoc`` lets reductions vectorize, ``contract``
 #: allows FMA. ``nnan``/``ninf`` are left out on purpose: they would delete the NaN/Inf
 #: checks the trainer relies on to stop a diverging run.
@@ -86,8 +91,14 @@ def fastinline(fn: Callable) -> numba.core.registry.CPUDispatcher:
     return numba.njit(inline="always", fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
 
 
+_TWINS: dict = {}
+
+
 def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
     """The same source as a fast form compiled without threads (``prange`` runs as
     ``range``), under its own cache name: for small operations, where waking threads costs
-    more than the arithmetic, and for calls from inside another compiled function."""
-    return fastserial(renamed(dispatcher.py_func, "__serial"))
+    more than the arithmetic, and for calls from inside another compiled function. One
+    twin per dispatcher and process (every caller shares it, so it compiles once)."""
+    if dispatcher not in _TWINS:
+        _TWINS[dispatcher] = fastserial(renamed(dispatcher.py_func, "__serial"))
+    return _TWINS[dispatcher]

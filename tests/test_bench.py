@@ -159,6 +159,10 @@ def test_tiny_step_smoke():
     r = workloads.tiny_step(steps=2, repeats=1, torch=torch)
     assert {"fast", "numpy"} <= set(r["contenders"]) and r["contenders"]["fast"]["vs_ref"] == 1.0
     assert r["contenders"]["numpy"]["median_s"] > 0
+    # per-step thread CPU time of every timed contender, and its line in the report
+    assert set(r["thread_cpu_s"]) == set(r["contenders"]) and all(v > 0 for v in r["thread_cpu_s"].values())
+    text = report.format_report(report.Report(config={}, tiny=r))
+    assert "thread CPU per step (median): fast " in text
 
 
 def test_cnn_epoch_smoke():
@@ -244,12 +248,14 @@ def test_format_report_prints_every_section():
     rep.kernels = [{"name": "dense.forward", "dtype": "float32", "shape": "s", "skipped": {"loops": "why"},
                     "fast": {"gflops": 50.0, "gflops_range": [40.0, 60.0], "of_blas": 0.5}}]
     rep.epoch = _row({"fast": [1.0], "pytorch": [2.0]}, "fast") | {"data": "d", "steps": 550, "batch": 100}
-    rep.startup = {"command": "indexnet train ", "train_cold": {"seconds": 12.0, "test_accuracy": 97.78},
+    rep.startup = {"command": "indexnet train ", "train_cold": {"seconds": 12.0, "test_accuracy": 97.78,
+                                                                "cpu_s": 9.5, "load": [0.25, 1.5]},
                    "help": timing.Timing([0.2]).summary()}
     rep.targets = report.check_targets(rep)
     text = report.format_report(rep)
     for piece in ("standalone BLAS", "100.0 GFLOP/s", "0.50", "dense.forward float32 loops: skipped, why",
                   "MNIST epoch", "fast / pytorch = 0.5, pytorch / fast = 2", "floor", "empty NUMBA_CACHE_DIR: 12.00 s",
+                  "9.50 s CPU (user + sys), load average 0.25 -> 1.50",
                   "97.78", "[met] MNIST epoch: fast / pytorch: 0.5", "[0.1, 0.2, 0.3]"):
         assert piece in text, piece
 
@@ -266,11 +272,16 @@ def test_json_round_trip_keeps_every_figure():
 
 # --------------------------------------------------------------------------- startup
 def test_startup_helpers():
-    """The accuracy line of `indexnet train` is parsed; a failing child names its command."""
+    """The accuracy line of `indexnet train` is parsed; a failing child names its command; a child's wall
+    and CPU seconds and the load average are kept (a child that only prints its version uses some CPU, and
+    no more CPU than a core can give in its wall time plus the interpreter's start)."""
     assert startup.accuracy_in("x\ntest accuracy: 97.78%  (test error 2.22%") == 97.78
     assert startup.accuracy_in("no such line") is None
     with pytest.raises(RuntimeError, match="--no-such-option"):
         startup.run_child(["--no-such-option"], timeout=60)
+    child = startup.run_child(["--version"], timeout=60)
+    assert child["output"].strip() and 0 < child["cpu_s"] <= 2 * child["wall_s"] + 0.05
+    assert len(child["load"]) == 2 and all(x >= 0 for x in child["load"])
 
 
 # ------------------------------------------------------------------------------- CLI

@@ -131,6 +131,25 @@ def test_a_bad_out_folder_is_refused_before_training(tmp_path, capsys, make, pat
     assert main(["train", "--show-config", "--out", str(out)]) == 0
 
 
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """--out in a folder the user may not write to fails at once with exit 2, naming the folder and the
+    reason, and leaves nothing behind. (The tests run as root, whom permissions do not stop, so the refusal
+    of the operating system is simulated where check_out probes the folder.)"""
+    import tempfile
+
+    import indexnet.nn.spec  # noqa: F401 - imported before the patch: Numba's cache probes folders with tempfile
+    import indexnet.train.trainer  # noqa: F401
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    out = tmp_path / "locked" / "run"
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    assert main(["train", "--quiet", "--epochs", "1", "--engine", "numpy", "--out", str(out)]) == 2
+    assert re.search(r"--out: cannot write to .*locked/run \(Permission denied\)", capsys.readouterr().err)
+    assert not (tmp_path / "locked").exists()
+
+
 def test_output_names_the_fast_engine_says_it_compiles_and_labels_the_metrics(tmp_path, capsys):
     """A run shows the compile notice with its time, the engine `fast`, labelled metrics, every epoch of a
     5-epoch digits run, and an s/epoch figure over this process's epochs; resuming the finished run says so."""

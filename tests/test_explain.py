@@ -162,9 +162,14 @@ def test_every_kernel_form_can_be_explained_by_its_name(capsys, fixture_dir, rea
 
 
 def test_unknown_names_search_names_and_titles(capsys):
-    """``explain relu`` finds the equations titled ReLU; ``explain adam`` suggests adam_step before hadamard."""
-    code, _, err = explain(capsys, "relu")
-    assert code == 2 and re.search(r"^  A\d+\s+ReLU$", err, re.M)
+    """``explain relu`` explains the equation titled ReLU (exit 0); ``explain leaky`` lists the equations
+    whose title contains it; ``explain adam`` suggests adam_step before hadamard."""
+    emap = load_map()
+    relu = [e for e in emap.equations if e.title.lower() == "relu"]
+    code, out, _ = explain(capsys, "relu")
+    assert relu and code == 0 and all(f"({e.id}) {e.title}\n" in out for e in relu)
+    code, _, err = explain(capsys, "leaky")
+    assert code == 2 and re.search(r"^  A\d+\s+Leaky ReLU$", err, re.M)
     code, _, err = explain(capsys, "adam")
     close = err.split("closest matches:")[1].split("(")[0]
     assert code == 2 and close.index("adam_step") < close.index("hadamard")
@@ -187,7 +192,8 @@ def test_explain_into_a_closed_pipe_ends_quietly():
 
 def test_paths_print_repository_relative_when_installed(monkeypatch, tmp_path):
     """Outside a checkout (a non-editable install) a derivation prints as derivations/dense.md and a kernel
-    as indexnet/kernels/dense.py, not as an absolute site-packages path."""
+    as indexnet/kernels/dense.py, not as an absolute site-packages path, nor as a path through a venv that
+    lies in the working folder; other files print relative to the working folder."""
     import indexnet.explain.explain_map as em
 
     monkeypatch.setattr(em, "repo_root", lambda: None)
@@ -195,6 +201,10 @@ def test_paths_print_repository_relative_when_installed(monkeypatch, tmp_path):
     package = Path(em.__file__).resolve().parents[1]
     assert em.display_path(package / "derivations" / "dense.md") == "derivations/dense.md"
     assert em.display_path(package / "kernels" / "dense.py") == "indexnet/kernels/dense.py"
+    monkeypatch.chdir(package.parents[1])  # the package below the working folder, as in a .venv there
+    assert em.display_path(package / "derivations" / "dense.md") == "derivations/dense.md"
+    assert em.display_path(package / "kernels" / "dense.py") == "indexnet/kernels/dense.py"
+    assert em.display_path(package.parents[1] / "notes" / "mine.md") == "notes/mine.md"
 
 
 def test_a_shared_kernel_prints_every_equation_it_cites(capsys, fixture_dir):
@@ -243,6 +253,35 @@ def test_list_lists_every_equation(capsys, root, read_once):
             tests = [Path(__file__).parent / f"test_{module}{suffix}.py" for suffix in ("", "_kernels")]
             test = next((t for t in tests if t.is_file()), None)
             assert row.endswith(f"tests/{test.name}" if test else "—")
+
+
+def test_list_names_the_tests_in_an_installed_package(capsys, monkeypatch):
+    """After a non-editable install (no checkout, no tests/) --list still names each kernel's test, as a
+    repository path from the covering-tests file the package ships, and says that these files are in the
+    repository, not installed."""
+    import indexnet.explain.explain_map as em
+
+    in_checkout = explain(capsys, "--list")[1]
+    monkeypatch.setattr(em, "repo_root", lambda: None)
+    code, installed, _ = explain(capsys, "--list")
+    table = in_checkout.split("\n\n")[0].rstrip("\n")
+    assert code == 0 and re.search(r"\sdense\.weight_grad\s+tests/test_dense_kernels\.py$", table, re.M)
+    assert installed.split("\n\n")[0].rstrip("\n") == table
+    assert "the test column names files of the indexnet repository" in installed
+
+
+def test_shipped_covering_tests_file_is_current():
+    """indexnet/explain/covering_tests.json (shipped for installed packages) names, for every kernel module,
+    the test file the checkout holds (regenerate with python -m indexnet.explain.derivations_index --write)."""
+    import json
+
+    import indexnet.explain.explain_map as em
+    from indexnet.explain.derivations_index import render_covering_tests
+
+    shipped = json.loads(em.COVERING_TESTS_FILE.read_text(encoding="utf-8"))
+    assert em.COVERING_TESTS_FILE.read_text(encoding="utf-8") == render_covering_tests()
+    for module, test in shipped.items():
+        assert (em.repo_root() / test).is_file() and test.startswith(f"tests/test_{module}")
 
 
 def test_no_color_and_plain_output_when_not_a_terminal(capsys, fixture_dir):
@@ -316,24 +355,50 @@ def test_generated_index_equals_committed_readme():
     assert all(f"({eq.file}#{eq.id})" in text for eq in equations())
 
 
-def test_explain_compiles_nothing(fixture_dir):
-    """Explaining every kernel reads sources from ``py_func`` without compiling any
-    dispatcher (run in a fresh interpreter, where nothing is compiled yet)."""
+def test_explain_imports_neither_numba_nor_numpy(fixture_dir):
+    """Explaining every kernel form and listing the map read the kernel modules as source: in a fresh
+    interpreter neither Numba nor NumPy is imported (importing Numba alone took most of explain's time),
+    so nothing can compile."""
     code = f"""
-import contextlib, io, importlib
+import contextlib, io, sys
 from indexnet.cli import main
 from indexnet.cli.explain import explain
 from indexnet.explain.explain_map import load_map
 emap = load_map({str(fixture_dir)!r})
 with contextlib.redirect_stdout(io.StringIO()):
     assert main(["explain", "--derivations-dir", {str(fixture_dir)!r}, "weight_grad"]) == 0
+    assert main(["explain", "--list"]) == 0
+    assert main(["explain", "relu"]) == 0
+    assert main(["explain", "adam_step_loops"]) == 0
 for f in emap.forms:
     assert f.name in explain(emap, f.name)
-for f in emap.forms:
-    obj = getattr(importlib.import_module("indexnet.kernels." + f.module), f.name)
-    assert not getattr(obj, "signatures", []), f.name
+assert "numba" not in sys.modules and "numpy" not in sys.modules, sorted(m for m in sys.modules if "num" in m)
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_kernel_forms_read_from_source_equal_the_imported_modules():
+    """kernel_forms() reads the kernel modules with ast; importing them finds the same forms (name, file,
+    first line counting decorators, equation), and each form's source is inspect.getsource of its function
+    (decorators included), without compiling anything."""
+    import importlib
+    import inspect
+
+    from indexnet.explain.equations import EQUATION_REF, FORMS, KernelForm, kernel_modules
+
+    imported = []
+    for modname in kernel_modules():
+        module = importlib.import_module(f"indexnet.kernels.{modname}")
+        for name, obj in vars(module).items():
+            formula, _, form = name.rpartition("_")
+            fn = getattr(obj, "py_func", obj)
+            if name.startswith("_") or form not in FORMS or getattr(fn, "__module__", None) != module.__name__:
+                continue
+            (eq_file, eq_id), = set(EQUATION_REF.findall(inspect.getdoc(fn) or ""))
+            imported.append(KernelForm(modname, formula, form, inspect.getsourcefile(fn),
+                                       inspect.getsourcelines(fn)[1], eq_file, eq_id))
+            assert form_source(imported[-1]) == inspect.getsource(fn)
+    assert kernel_forms() == sorted(imported, key=lambda k: (k.module, k.formula, FORMS.index(k.form)))
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "predict", "demo", "explain", "check"])

@@ -81,9 +81,12 @@ def test_conv_fast_forms_equal_loops(dtype, geometry, kind, seed):
     A_ref = act.activation_loops(Z_ref.reshape(-1, Z.shape[-1]), code, 0.01, np.empty((Z.size // Z.shape[-1],
                                                                                          Z.shape[-1]), dtype))
     _close(A.reshape(A_ref.shape), A_ref, scale.reshape(A_ref.shape), dtype, ulps=4)  # σ is 1-Lipschitz
-    dK = conv2d.kernel_grad_fast(H, X, s, p, np.empty_like(K), np.empty(padded_shape(X.shape, p), dtype))
-    _close(dK, conv2d.kernel_grad_loops(H, X, s, p, np.empty_like(K)),
-           conv2d.kernel_grad_loops(aH, aX, s, p, np.empty_like(K)), dtype)
+    P = np.empty(padded_shape(X.shape, p), dtype)
+    dK = conv2d.kernel_grad_fast(H, X, s, p, np.empty_like(K), P)
+    dK_ref = conv2d.kernel_grad_loops(H, X, s, p, np.empty_like(K))
+    _close(dK, dK_ref, conv2d.kernel_grad_loops(aH, aX, s, p, np.empty_like(K)), dtype)
+    # packed=True reads the P the call above packed (as the composer reuses the forward's): same values
+    np.testing.assert_array_equal(conv2d.kernel_grad_fast(H, X * np.nan, s, p, np.empty_like(K), P, True), dK)
     db = conv2d.bias_grad_fast(H, np.empty_like(b))
     _close(db, conv2d.bias_grad_loops(H, np.empty_like(b)), conv2d.bias_grad_loops(aH, np.empty_like(b)), dtype)
     D = conv2d.input_grad_fast(K, H, s, p, np.empty_like(X), np.empty(framed_shape(K.shape, X.shape, p), dtype))
@@ -151,3 +154,74 @@ def test_maxpool_fast_forms_equal_loops(dtype, geometry, kind, seed):
     hscale = scale * (np.abs(dsig.reshape(X.shape)) + 8 * np.finfo(dtype).eps / RTOL[dtype])
     _close(Hc, Hc_ref, hscale, dtype)
     _close(db, db_ref, conv2d.bias_grad_loops(hscale, np.empty(C, dtype)), dtype)
+
+
+# ------------------------------------------------------------------ the whole step
+def _cnn(dtype, variant):
+    """Two small CNNs: conv/pool/conv(stride 2)/flatten/dense/dense (every σ' route: P8
+    into a convolution, A6+D2.13+C8 for a convolution under a flatten, D2.14 for a hidden
+    dense layer), and pool/conv/conv/flatten/dense (P3 into the input's Δ is skipped, a
+    convolution under a convolution)."""
+    from indexnet.nn.layers.conv import Conv2D
+    from indexnet.nn.layers.dense import Dense
+    from indexnet.nn.layers.flatten import Flatten
+    from indexnet.nn.layers.pooling import MaxPool2D
+    from indexnet.nn.network import Network
+
+    if variant == 0:
+        layers = [Conv2D(3, 3, pad=1, activation="relu"), MaxPool2D(2), Conv2D(5, (3, 2), stride=2, pad=1,
+                  activation="tanh"), Flatten(), Dense(6, "sigmoid"), Dense(4, "softmax")]
+    else:
+        layers = [MaxPool2D(2, stride=1), Conv2D(4, 3, activation="leaky_relu"), Conv2D(2, 2, activation="relu"),
+                  Flatten(), Dense(3, "softmax")]
+    return Network(layers, (2, 9, 8), "cross_entropy", dtype=dtype, seed=3)
+
+
+@pytest.mark.parametrize("variant", [0, 1])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_engine_trains_a_cnn_like_the_exact_engine(dtype, variant):
+    """The fast engine's step (train/convpath.py, every form a fast form) and the exact loops
+    engine's step take 12 SGD steps (weight decay on) on the same batches and report the
+    same losses: within 1e-9 relative in float64, 1e-4 in float32 (rounding only:
+    reassociated sums, σ' from A); the parameters agree as closely."""
+    from indexnet.nn.optim import SGD
+    from indexnet.train.step import make_train_step
+
+    rng = np.random.default_rng(variant)
+    fast_net, exact_net = _cnn(dtype, variant), _cnn(dtype, variant)
+    fast = make_train_step(fast_net, SGD(lr=0.1, weight_decay=1e-3, engine="fast"), "fast")
+    exact = make_train_step(exact_net, SGD(lr=0.1, weight_decay=1e-3, engine="loops"), "loops")
+    assert "make_conv_step" in fast.__qualname__
+    tol = {np.float64: 1e-9, np.float32: 1e-4}[dtype]
+    losses = []
+    for k in range(12):
+        N = 1 + 7 * (k % 3)  # batch sizes 1, 8, 15: a workspace each
+        X = rng.standard_normal((2, 9, 8, N)).astype(dtype)
+        Y = np.eye(fast_net.output_shape[0], dtype=dtype)[:, rng.integers(0, fast_net.output_shape[0], N)]
+        J_fast, J_exact = fast(X, np.ascontiguousarray(Y)), exact(X, np.ascontiguousarray(Y))
+        assert abs(J_fast - J_exact) <= tol * abs(J_exact), (k, J_fast, J_exact)
+        losses.append(J_exact)
+    for p_fast, p_exact in zip(fast_net.params, exact_net.params):
+        for a, b in zip(p_fast, p_exact):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert losses[-1] != losses[0]  # the parameters moved
+
+
+def test_conv_step_gradients_equal_network_backward():
+    """``step.gradients`` of the conv composer equals ``Network.backward`` on the exact
+    engine (float64, within 1e-10 of each gradient's largest value), parameters unchanged."""
+    from indexnet.nn.optim import SGD
+    from indexnet.train.convpath import make_conv_step
+
+    net = _cnn(np.float64, 0)
+    before = net.flat_params()
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((2, 9, 8, 6))
+    Y = np.ascontiguousarray(np.eye(4)[:, rng.integers(0, 4, 6)])
+    J, grads = make_conv_step(net, SGD(lr=0.1)).gradients(X, Y)
+    ref = net.backward(X, Y, "loops")
+    want = [g[name] for layer, g in zip(net.layers, ref.grads) for name in layer.param_names]
+    assert abs(J - ref.loss) <= 1e-12 * abs(ref.loss)
+    for g, w in zip(grads, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-10 * np.abs(w).max())
+    np.testing.assert_array_equal(net.flat_params(), before)

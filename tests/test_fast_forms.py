@@ -59,6 +59,27 @@ def _support(A):
     return buf
 
 
+@pytest.mark.parametrize("shape", [(784, 100), (5, 1), (1, 7), (30, 9)])
+def test_support_lists(shape, rng):
+    """support_of lists exactly the nonzeros of A: by sample n the rows j in increasing order
+    with their values, by row j the samples n in increasing order (an all-nonzero A and an
+    all-zero A included)."""
+    for fill in ("sparse", "full", "empty"):
+        A = rng.standard_normal(shape)
+        A[rng.random(shape) < 0.8] = 0
+        if fill != "sparse":
+            A[...] = 1.0 if fill == "full" else 0.0
+        col_ptr, col_j, col_val, row_ptr, row_n, row_val = _support(A)
+        for n in range(shape[1]):
+            js = np.flatnonzero(A[:, n])
+            assert np.array_equal(col_j[col_ptr[n]:col_ptr[n + 1]], js)
+            assert np.array_equal(col_val[col_ptr[n]:col_ptr[n + 1]], A[js, n])
+        for j in range(shape[0]):
+            ns = np.flatnonzero(A[j])
+            assert np.array_equal(row_n[row_ptr[j]:row_ptr[j + 1]], ns)
+            assert np.array_equal(row_val[row_ptr[j]:row_ptr[j + 1]], A[j, ns])
+
+
 def _support_operands(M, dtype):
     """Mᵗ as the support forms read it (rows padded with zeros to ``dense.support_width``,
     packed by ``dense.pack_transpose``) and one row of partial sums per block of rows."""
@@ -117,7 +138,7 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("S_prev", [1, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
+@pytest.mark.parametrize("S_prev", [1, 3, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
 def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
     """D1.4 and D1.5: the forward fast forms' two blockings (axpy sweeps without packing for
     S_prev < dense.SHORT_SUM, packed dot products above) each equal the exact loops forms,
@@ -136,6 +157,34 @@ def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S", [1, 2, 3, 4, 5])
+def test_input_grad_short_sums(dtype, S, rng):
+    """D2.25 summed over fewer than 4 rows i (the axpy helper's one-row-one-k variant) and
+    over 4 or 5 (its register block, padded), against the exact loops form."""
+    S_prev, N = 14, 33
+    W, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S, N), dtype)
+    D = dense.input_grad_fast(W, H, np.full((S_prev, N), np.nan, dtype))
+    _close(D, dense.input_grad_loops(W, H, np.empty((S_prev, N), dtype)), np.abs(W).T @ np.abs(H), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S,S_prev,N", [(16, 1, 32), (1, 16, 32), (16, 16, 32), (32, 32, 300), (33, 32, 37),
+                                        (5, 300, 7)])
+def test_weight_grad_blockings_on_both_sides_of_small_weights(dtype, S, S_prev, N, rng):
+    """D2.5 and D2.6: the weight-gradient fast forms' small-size variant (one dot product over
+    n per entry, S·S_prev <= dense.SMALL_WEIGHTS) and their blocked forms just above it (both
+    batch blockings) equal the exact loops form within rtol · (|W| + η Σ|terms|)."""
+    assert (S * S_prev <= dense.SMALL_WEIGHTS) == ((S, S_prev) in [(16, 1), (1, 16), (16, 16), (32, 32)])
+    W, A, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, (S, N), dtype)
+    g = dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype))
+    terms = np.abs(H) @ np.abs(A).T
+    AT = np.full((N, S_prev), np.nan, dtype)  # packed before it is read, or not read at all
+    _close(dense.weight_grad_fast(H, A, np.full((S, S_prev), np.nan, dtype), AT), g, terms, dtype)
+    eta = 0.3
+    _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), AT), W - dtype(eta) * g, np.abs(W) + eta * terms, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @few
 @given(shape=shapes, seed=st.integers(0, 2**31), eta=st.floats(1e-3, 1.0))
 def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
@@ -150,11 +199,14 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     scale = np.abs(W) + eta * terms
     _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
-    HT, acc = _support_operands(H, dtype)
-    _close(dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, np.empty((S, S_prev), dtype), acc), g, terms,
-           dtype)
+    HT = _support_operands(H, dtype)[0]
+    rows = np.zeros((dense.SUPPORT_ROW_BLOCKS, S), dtype)
+    dWT = np.full((S_prev, HT.shape[1]), np.nan, dtype)
+    dWT[:, S:] = 0
+    dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, rows)
+    _close(dWT[:, :S].T, g, terms, dtype)
+    assert not dWT[:, S:].any(), "D2.7 wrote into the padding columns"
     WT = _support_operands(W, dtype)[0]
-    rows = np.zeros((dense.SUPPORT_ROW_BLOCKS, dense.SUPPORT_ROWS), dtype)
     dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, rows)
     _close(WT[:, :S].T, want, scale, dtype)
     assert not WT[:, S:].any(), "D2.8 wrote into Wᵗ's zero padding"

@@ -91,6 +91,25 @@ def test_fast_vs_loops(rule, P, seed, in_place):
                  run_kernel(getattr(K, f"{rule}_loops"), case, in_place), RTOL_FAST)
 
 
+@pytest.mark.parametrize("rule", RULES)
+def test_small_fast_updates_run_the_serial_twin_with_the_same_numbers(rule):
+    """With the fast engine an update whose largest array is small (the digits run's 51 200 weights) runs
+    the serial twin of the loops form (no threads to wake, and one build to compile instead of two), a large
+    one the parallel fast build; both give the fast build's numbers."""
+    from indexnet import _jit
+    from indexnet.nn.optim import _kernel
+
+    small, large = _kernel(rule, "fast", 51_200), _kernel(rule, "fast", 1 << 20)
+    assert small is _jit.serial_twin(getattr(K, f"{rule}_loops")) and large is _fast_kernel(rule)
+    case = kernel_case(rule, 1000, 5)
+    assert_close(run_kernel(small, case, True), run_kernel(large, case, True), RTOL_FAST)
+    opt = make_optimizer({"sgd_step": "sgd", "momentum_step": "momentum", "adam_step": "adam"}[rule], lr=0.01,
+                         engine="fast")
+    theta = np.ones(64)
+    opt.step([theta], [np.full(64, 0.5)], [True])
+    assert small.signatures and np.all(theta < 1)
+
+
 @pytest.mark.parametrize("form", ["literal", "loops", "numpy"])
 @pytest.mark.parametrize("rule", RULES)
 def test_out_may_alias_theta(rule, form):

@@ -419,6 +419,91 @@ def test_curves_show_one_epoch_integer_ticks_a_sane_loss_axis_and_the_best_epoch
     assert history_figure(history_records(60, ratio=0.8)).axes[0].get_yscale() == "log"
 
 
+def test_fast_evaluation_runs_the_training_steps_own_kernels(monkeypatch):
+    """With the fast engine, evaluating a dense network runs the step's forward kernels (D1.5) and its fused
+    output pass (L10), not a second set of kernels to compile: Network.forward is never called, the
+    read-only arrays of a data set reach no kernel (a read-only array is a new Numba signature, i.e. a new
+    compile), and loss, accuracy and predictions equal the exact loops build's to rounding."""
+    from indexnet.kernels import dense, losses
+    from indexnet.nn.network import Network
+    from indexnet.train import fastpath
+    from indexnet.train.metrics import evaluate
+
+    splits = tiny_splits()
+    for layers in ("16:relu,3:softmax", "2000:relu,3:softmax"):  # the small step's regime, the layers regime
+        trainer = Trainer(config(engine="fast", epochs=1, layers=layers, batch_size=60), splits=splits, log=None)
+        assert trainer._step.regime(60) == ("small" if layers.startswith("16:") else "layers")
+        trainer.fit()
+        val = splits.validation
+        assert not val.X.flags.writeable
+        exact = evaluate(trainer.net, val, "loops")
+        kernels = [dense.forward_activation_fast, losses.softmax_cross_entropy_fast]
+        kernels += [fastpath._twin(k) for k in kernels]
+        before = {k: set(k.signatures) for k in kernels}
+        with monkeypatch.context() as m:
+            m.setattr(Network, "forward", lambda *a, **k: pytest.fail("evaluate called Network.forward"))
+            fast = evaluate(trainer.net, val, "fast", batch_size=7)  # a shorter last batch too
+        assert fast["loss"] == pytest.approx(exact["loss"], rel=1e-12)
+        assert fast["accuracy"] == exact["accuracy"]
+        assert np.array_equal(fast["predictions"], exact["predictions"])
+        for k in kernels:  # no new signature (a read-only array would be one): nothing compiled
+            assert set(k.signatures) == before[k], (k, set(k.signatures) - before[k])
+
+
+def test_the_training_accuracy_is_measured_after_the_logged_epochs_only(tmp_path):
+    """The training accuracy is a second pass over the training set, as costly as the epoch's forward
+    passes: by default it is measured after the logged epochs only (the first, every tenth of the run, the
+    last), history.csv leaves the other cells empty, the curves say how many epochs it was measured after;
+    train_eval_every=1 measures it after every epoch. The validation metrics are there for every epoch."""
+    from indexnet.train.plots import history_figure
+    from indexnet.train.trainer import write_history
+
+    lines = []
+    trainer = Trainer(config(epochs=25, layers="4:relu,3:softmax"), splits=tiny_splits(), log=lines.append)
+    trainer.fit()
+    logged = {1, 25} | set(range(3, 25, 3))
+    assert {r["epoch"] for r in trainer.history if "train_acc" in r} == logged
+    assert all("val_acc" in r and "val_loss" in r for r in trainer.history)
+    assert len(lines) == len(logged) and all("train acc (end of epoch)" in line for line in lines)
+    write_history(trainer.history, tmp_path)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    col = rows[0].split(",").index("train_acc")
+    assert [r.split(",")[col] != "" for r in rows[1:]] == [e in logged for e in range(1, 26)]
+    labels = history_figure(trainer.history).axes[1].get_legend_handles_labels()[1]
+    assert f"train (measured after {len(logged)} of 25 epochs)" in labels
+    every = Trainer(config(epochs=5, train_eval_every=1, log_every=5), splits=tiny_splits(), log=None)
+    every.fit()
+    assert all("train_acc" in r for r in every.history)
+
+
+def test_the_digits_default_runs_one_build_of_each_kernel(monkeypatch):
+    """Every build of a kernel (parallel form or serial twin) is a compile of its own on a first run: the
+    default run (64-800-10, batches of 200 and a last one of 57, evaluation batches of 1000, 257 and 180,
+    and the compile warm-up) picks one build per kernel, the same in training and evaluation, by the
+    largest work among the layers the kernel runs on."""
+    from dataclasses import replace
+
+    from indexnet.train import fastpath
+
+    picked = {}
+    pick = fastpath._pick
+
+    def spy(kernel, work):
+        chosen = pick(kernel, work)
+        picked.setdefault(kernel.py_func.__name__, set()).add(chosen is kernel)
+        return chosen
+
+    monkeypatch.setattr(fastpath, "_pick", spy)
+    trainer = Trainer(replace(resolve_config(), epochs=2), log=None)
+    trainer.warm_up()
+    trainer.fit()
+    trainer.evaluate("test")
+    assert {"forward_activation_fast", "weight_grad_fast", "softmax_cross_entropy_fast"} <= set(picked)
+    assert all(len(builds) == 1 for builds in picked.values()), picked
+    # D2.25 runs on the 10 × 800 layer only: 1.6 M multiply-adds at 200, below PARALLEL_OP, so serially
+    assert picked["input_grad_fast"] == {False} and picked["forward_activation_fast"] == {True}
+
+
 def test_val_size_zero_trains_on_every_example(tmp_path):
     """--val-fraction 0 (--val-size 0 for MNIST-format sets) keeps no validation split: training uses every
     non-test example, the history's validation metrics are NaN, and the best epoch is the last."""

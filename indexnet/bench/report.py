@@ -160,22 +160,32 @@ def format_report(rep: Report) -> str:
         lines += _row_lines("MNIST epoch", r, f"data: {r['data']}; {r['steps']} steps of {r['batch']}", floor)
     if rep.tiny:
         r = rep.tiny
+        cpu = r.get("thread_cpu_s", {})
+        cpu_line = ("  thread CPU per step (median): " + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in cpu.items())
+                    + (f"; pytorch / fast = {cpu['pytorch'] / cpu['fast']:.3g}"
+                       if cpu.get("fast") and "pytorch" in cpu else "")) if cpu else ""
         lines += _row_lines("tiny-net step", r, f"batch {r['batch']}, {r['dtype']}, "
-                                                f"{r['steps_per_repeat']} steps per repeat")
+                                                f"{r['steps_per_repeat']} steps per repeat", cpu_line)
     if rep.cnn:
         r = rep.cnn
         lines += _row_lines("small CNN epoch", r, f"data: {r['data']}; {r['steps']} steps of {r['batch']}")
     if rep.startup:
         s = rep.startup
         lines.append(f"\nstart-up (child processes: python -m indexnet ...)")
+        def cpu_load(r):  # CPU seconds and load average, when the run kept them
+            cpu = f", {fmt_seconds(r['cpu_s'])} CPU (user + sys)" if r.get("cpu_s") is not None else ""
+            load = (f", load average {r['load'][0]:.2f} -> {r['load'][1]:.2f}" if r.get("load") else "")
+            return cpu + load
+
         if "train_cold" in s:
             c = s["train_cold"]
-            lines.append(f"  `{s['command'].strip()}`, empty NUMBA_CACHE_DIR: {fmt_seconds(c['seconds'])} wall "
-                         f"(test accuracy {c['test_accuracy']} %)")
+            lines.append(f"  `{s['command'].strip()}`, empty NUMBA_CACHE_DIR: {fmt_seconds(c['seconds'])} wall"
+                         f"{cpu_load(c)} (test accuracy {c['test_accuracy']} %)")
         if "train_warm" in s:
             w = s["train_warm"]
             lines.append(f"  `{s['command'].strip()}`, warm cache: {fmt_seconds(w['median_s'])} "
-                         f"[{fmt_seconds(w['min_s'])} - {fmt_seconds(w['max_s'])}] (test accuracy {w['test_accuracy']} %)")
+                         f"[{fmt_seconds(w['min_s'])} - {fmt_seconds(w['max_s'])}] wall{cpu_load(w)} "
+                         f"(test accuracy {w['test_accuracy']} %)")
         if "help" in s:
             lines.append(f"  indexnet --help: {fmt_seconds(s['help']['median_s'])}")
     if rep.targets:

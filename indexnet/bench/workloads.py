@@ -160,7 +160,20 @@ def mnist_epoch(X, Y, data: str, batch: int = 100, repeats: int = 3, pause: floa
 
 def tiny_step(steps: int = 2000, repeats: int = 5, pause: float = 0.0, torch=None, skipped: dict | None = None,
               engines=("fast", "numpy")) -> dict:
-    """Seconds per step of 1-16-16-1 tanh (MSE) on x² (seed 3), batch 32, float64."""
+    """Seconds per step of 1-16-16-1 tanh (MSE) on x² (seed 3), batch 32, float64.
+
+    Every contender is timed the same way: a Python loop of ``steps`` calls of its step on
+    one batch prepared before timing (indexnet (D, N) arrays, PyTorch (N, D) tensors, no
+    copies in the loop). Each step does the same work: forward, the loss, backward, and
+    plain SGD (lr 0.01) on all six parameter arrays, and returns the loss without further
+    conversion: indexnet's steps return it as a Python float (the fast step converts its
+    compiled call's result, the numpy step its ``loss``), PyTorch's returns the 0-d loss
+    tensor (no ``.item()``; on the CPU its value is already computed). ``thread_cpu_s``
+    holds each contender's median per-step CPU time of the calling thread (all three run
+    this net in that thread; on a loaded machine it is steadier than the wall time).
+    """
+    import time
+
     from indexnet.data.synthetic import load_square
     from indexnet.nn.network import Network
 
@@ -168,22 +181,28 @@ def tiny_step(steps: int = 2000, repeats: int = 5, pause: float = 0.0, torch=Non
     X = np.ascontiguousarray(tr.X[:, :32])
     Y = np.ascontiguousarray(tr.T[:, :32])
     sizes, acts = [1, 16, 16, 1], ["tanh", "tanh", "identity"]
+    cpu: dict[str, list] = {}
 
-    def many(step, a, b):
+    def many(name, step, a, b):
+        cpu[name] = []
+
         def run():
+            t0 = time.thread_time()
             for _ in range(steps):
                 step(a, b)
+            cpu[name].append((time.thread_time() - t0) / steps)
         return run
 
-    c = {e: many(indexnet_step(Network.from_sizes(sizes, acts, "mse", dtype=np.float64), e, 0.01), X, Y)
+    c = {e: many(e, indexnet_step(Network.from_sizes(sizes, acts, "mse", dtype=np.float64), e, 0.01), X, Y)
          for e in engines}
     if torch is not None:
         tstep = torch_dense(torch, Network.from_sizes(sizes, acts, "mse", dtype=np.float64), 0.01)
-        c["pytorch"] = many(tstep, torch.from_numpy(X.T.copy()), torch.from_numpy(Y.T.copy()))
+        c["pytorch"] = many("pytorch", tstep, torch.from_numpy(X.T.copy()), torch.from_numpy(Y.T.copy()))
     t = interleaved(c, repeats, warmup=1, pause=pause)
     per_step = {k: v.scaled(1.0 / steps) for k, v in t.items()}
+    thread_cpu = {k: Timing(v[-repeats:]).median for k, v in cpu.items()}  # the warm-up round left out
     return row("1-16-16-1 tanh MSE x^2 step", per_step, ref=engines[0], skipped=dict(skipped or {}),
-               steps_per_repeat=steps, batch=32, dtype="float64")
+               steps_per_repeat=steps, batch=32, dtype="float64", thread_cpu_s=thread_cpu)
 
 
 def cnn_net(dtype=np.float32, seed: int = 0):

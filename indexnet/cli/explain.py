@@ -1,13 +1,15 @@
 """``indexnet explain``: an equation beside its literal, loops and numpy kernels.
 
 ``indexnet explain NAME`` accepts an equation id (``D2.5``, any case), a formula
-(``weight_grad``), a kernel (``dense.weight_grad``) or a form (``weight_grad_loops``) and
-prints, for each equation the name refers to, its id, title, place in ``derivations/``,
+(``weight_grad``), a kernel (``dense.weight_grad``), a form (``weight_grad_loops``) or an
+equation's title (``relu``) and prints, for each equation the name refers to, its id,
+title, place in ``derivations/``,
 the seed equation it re-derives, its LaTeX source and a plain-text reading of it; then
 the source of the kernel's literal, loops and numpy forms, each under its file and line.
 ``indexnet explain --list`` prints the whole equation map as a table.
 
-Nothing is compiled: sources are read from the numba dispatchers' ``py_func``.
+Nothing is imported or compiled: the kernel modules are read as source (:mod:`ast`), so
+explaining needs neither Numba nor NumPy.
 Highlighting uses pygments when it is installed and stdout is a terminal.
 """
 from __future__ import annotations
@@ -56,12 +58,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.name:
         print("indexnet explain: give a NAME (an equation id, formula, kernel or form) or --list", file=sys.stderr)
         return UNKNOWN
-    kernels = emap.resolve(args.name)
-    if not kernels:
-        print(unknown_message(emap, args.name), file=sys.stderr)
-        return UNKNOWN
-    print(explain(emap, args.name, highlighters(args.color and sys.stdout.isatty()), args.derivations_dir))
+    colors = highlighters(args.color and sys.stdout.isatty())
+    if not emap.resolve(args.name):
+        titled = titled_equations(emap, args.name)
+        if not titled:
+            print(unknown_message(emap, args.name), file=sys.stderr)
+            return UNKNOWN
+        print("\n\n".join(explain(emap, eq.id, colors, args.derivations_dir) for eq in titled))
+        return 0
+    print(explain(emap, args.name, colors, args.derivations_dir))
     return 0
+
+
+def titled_equations(emap: EquationMap, name: str) -> list[Equation]:
+    """The equations whose title is ``name`` (case-insensitive, a final period ignored): ``relu``
+    is equation A2, "ReLU"."""
+    key = name.strip().rstrip(".").lower()
+    return [e for e in emap.equations if e.title.strip().rstrip(".").lower() == key]
 
 
 def search(emap: EquationMap, word: str) -> tuple[list[str], list[Equation]]:
@@ -174,7 +187,7 @@ def equation_block(eq: Equation, tex: Callable[[str], str] = str, root: Path | N
 
 def list_table(emap: EquationMap) -> str:
     """The whole map in reading order: equation, title, kernel and test, aligned."""
-    from indexnet.explain.explain_map import covering_test, reading_key
+    from indexnet.explain.explain_map import covering_test, reading_key, repo_root
 
     rows = [("equation", "title", "kernel", "test")]
     for eq in sorted(emap.equations, key=lambda e: reading_key(e.file)):
@@ -183,6 +196,9 @@ def list_table(emap: EquationMap) -> str:
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3] for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    if repo_root() is None:
+        lines += ["", "The tests are not installed with the package: the test column names files of the indexnet "
+                      "repository, as they were when this package was built."]
     orphans = [(k, m) for k in emap.kernels() if (m := emap.missing_equations(k))]
     if orphans:
         lines += ["", "kernels citing equations that no derivation defines yet:"]

@@ -56,6 +56,9 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "checkpoint_every": (int, "also write checkpoint.npz every this many epochs (it is always written at the "
                               "end, on Ctrl-C, and after an epoch ending a minute after the last write)"),
     "log_every": (int, "print a metrics line every this many epochs (default: a tenth of --epochs)"),
+    "train_eval_every": (int, "also measure the training accuracy (or RMSE), a pass over the training set, every "
+                              "this many epochs (default: only after the logged epochs; the validation metrics "
+                              "are measured after every epoch)"),
     "augment": (str, "distort every training batch afresh (image data): affine[:rotate=10,shear=10,scale=0.1,"
                      "shift=2] (degrees, fraction, pixels), elastic[:ALPHA,SIGMA] (Simard: 34,4), or both "
                      "joined by +; none by default"),
@@ -82,7 +85,7 @@ def default_help(dest: str) -> str:
     from indexnet.train.presets import DATA_PRESETS, PRESETS
     from indexnet.train.trainer import TrainConfig
 
-    if dest in ("log_every", "checkpoint_every", "data"):
+    if dest in ("log_every", "checkpoint_every", "data", "train_eval_every"):
         return ""
     builtin = {f.name: f.default for f in fields(TrainConfig)}.get(dest)
     first = DATA_PRESETS[TrainConfig.data]
@@ -350,10 +353,16 @@ def check_out(out: Path) -> bool:
     import tempfile
 
     created = not out.exists()
+    missing = [out] + [p for p in out.parents if not p.exists()]  # the folders mkdir will create
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
+        for folder in missing:  # leave nothing behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise ValueError(f"--out: cannot write to {out} ({exc.strerror or exc})") from exc
     return created

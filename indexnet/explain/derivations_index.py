@@ -5,6 +5,9 @@ The index is built from :mod:`indexnet.explain.equations` only (the anchors and 
 
     python -m indexnet.explain.derivations_index --write   # regenerate derivations/README.md
     python -m indexnet.explain.derivations_index --check   # exit 1 if the committed file differs
+
+``--write`` also writes ``indexnet/explain/covering_tests.json`` (each kernel module's test
+file in the repository), which ``indexnet explain --list`` reads in an installed package.
     python -m indexnet.explain.derivations_index           # print it
 """
 from __future__ import annotations
@@ -86,24 +89,43 @@ def index_path() -> Path:
     return derivations_dir().resolve() / "README.md"
 
 
+def render_covering_tests() -> str | None:
+    """The text of ``indexnet/explain/covering_tests.json`` (kernel module -> covering test, as
+    ``indexnet explain --list`` shows it after an install without tests/), or None outside a
+    checkout."""
+    import json
+
+    from indexnet.explain.explain_map import covering_tests, repo_root
+
+    root = repo_root()
+    return None if root is None else json.dumps(covering_tests(root), indent=1, sort_keys=True) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print, write (``--write``) or check (``--check``) the derivations index."""
+    """Print, write (``--write``) or check (``--check``) the derivations index (and, in a checkout,
+    the covering-tests file the package ships)."""
+    from indexnet.explain.explain_map import COVERING_TESTS_FILE
+
     parser = argparse.ArgumentParser(prog="python -m indexnet.explain.derivations_index", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write derivations/README.md")
     mode.add_argument("--check", action="store_true", help="exit 1 if derivations/README.md is out of date")
     args = parser.parse_args(argv)
-    text, path = render_index(), index_path()
+    outputs = [(index_path(), render_index()), (COVERING_TESTS_FILE, render_covering_tests())]
+    outputs = [(path, text) for path, text in outputs if text is not None]
     if args.write:
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
+        for path, text in outputs:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
     elif args.check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current != text:
-            print(f"{path} is out of date: run python -m indexnet.explain.derivations_index --write", file=sys.stderr)
-            return 1
+        for path, text in outputs:
+            current = path.read_text(encoding="utf-8") if path.is_file() else None
+            if current != text:
+                print(f"{path} is out of date: run python -m indexnet.explain.derivations_index --write",
+                      file=sys.stderr)
+                return 1
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(outputs[0][1])
     return 0
 
 

@@ -19,9 +19,9 @@ cannot drift apart unnoticed.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
-import inspect
-import pkgutil
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,15 +78,40 @@ def derivations_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "derivations"
 
 
-def kernel_modules() -> list[str]:
-    """Names of the modules in :mod:`indexnet.kernels`."""
-    import indexnet.kernels as pkg
+def kernels_dir() -> Path:
+    """The folder of the kernel modules (``indexnet/kernels``)."""
+    return Path(__file__).resolve().parents[1] / "kernels"
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+def kernel_modules() -> list[str]:
+    """Names of the modules in :mod:`indexnet.kernels` (read from the folder, nothing imported)."""
+    return sorted(p.stem for p in kernels_dir().glob("*.py") if not p.name.startswith("_"))
+
+
+@functools.lru_cache(maxsize=None)
+def _module_functions(path: str, mtime: float) -> dict[str, tuple[int, int, str | None]]:
+    """The top-level functions of a source file: name -> (first line, counting decorators;
+    last line; docstring), read with :mod:`ast` (``mtime`` keys the cache)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    return {
+        node.name: (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno,
+                    ast.get_docstring(node))
+        for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+
+
+def module_functions(path: str | Path) -> dict[str, tuple[int, int, str | None]]:
+    """See :func:`_module_functions`."""
+    path = Path(path)
+    return _module_functions(str(path), path.stat().st_mtime)
 
 
 def kernel_forms() -> list[KernelForm]:
-    """Every public ``<formula>_<form>`` function of every kernel module.
+    """Every public ``<formula>_<form>`` function defined in a kernel module.
+
+    The modules are read as source with :mod:`ast`, not imported: listing and explaining
+    the kernels needs neither Numba nor NumPy (``tests/test_explain.py`` checks that the
+    result equals what the imported modules hold).
 
     Raises
     ------
@@ -95,17 +120,14 @@ def kernel_forms() -> list[KernelForm]:
     """
     found = []
     for modname in kernel_modules():
-        module = importlib.import_module(f"indexnet.kernels.{modname}")
-        for name, obj in vars(module).items():
+        path = kernels_dir() / f"{modname}.py"
+        for name, (line, _, doc) in module_functions(path).items():
             if name.startswith("_") or "_" not in name:
                 continue
             formula, _, form = name.rpartition("_")
             if form not in FORMS:
                 continue
-            fn = getattr(obj, "py_func", obj)
-            if not callable(fn) or getattr(fn, "__module__", None) != module.__name__:
-                continue
-            refs = set(EQUATION_REF.findall(inspect.getdoc(fn) or ""))
+            refs = set(EQUATION_REF.findall(doc or ""))
             if len(refs) != 1:
                 raise ValueError(
                     f"kernel {modname}.{name}: expected its docstring to name exactly one "
@@ -117,13 +139,21 @@ def kernel_forms() -> list[KernelForm]:
                     module=modname,
                     formula=formula,
                     form=form,
-                    file=inspect.getsourcefile(fn),
-                    line=inspect.getsourcelines(fn)[1],
+                    file=str(path),
+                    line=line,
                     equation_file=eq_file,
                     equation=eq_id,
                 )
             )
     return sorted(found, key=lambda k: (k.module, k.formula, FORMS.index(k.form)))
+
+
+def form_source(form: KernelForm) -> str:
+    """The Python source of one kernel form, decorators included, read from its file
+    (nothing imported, nothing compiled)."""
+    first, last, _ = module_functions(form.file)[form.name]
+    lines = Path(form.file).read_text(encoding="utf-8").splitlines(keepends=True)
+    return "".join(lines[first - 1:last])
 
 
 def parse_derivation(path: Path) -> list[Equation]:

@@ -5,14 +5,13 @@ questions a reader asks of it: which equations and which kernel forms does a nam
 to, where are they, which test covers a kernel module, and which names are close to a
 misspelt one. Every function takes the derivations folder as an optional argument (the
 shipped one by default), so tests can point it at a few fixture files. Nothing here
-compiles a kernel: kernel modules are imported (which builds numba dispatchers lazily)
-and sources are read from the dispatchers' ``py_func``.
+imports or compiles a kernel: the kernel modules are read as source with :mod:`ast`
+(:func:`indexnet.explain.equations.kernel_forms`), so ``indexnet explain`` starts
+without Numba.
 """
 from __future__ import annotations
 
 import difflib
-import importlib
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,14 +148,11 @@ def load_map(root: Path | None = None) -> EquationMap:
 
 
 def form_source(form: KernelForm) -> str:
-    """The Python source of one kernel form, read without compiling it.
+    """The Python source of one kernel form, decorators included, read from its module's
+    file (:func:`indexnet.explain.equations.form_source`: nothing is imported or compiled)."""
+    from indexnet.explain.equations import form_source as read
 
-    Uses :func:`inspect.getsource` on the dispatcher's ``py_func`` (or the plain
-    function for a NumPy form), so the decorator line is included.
-    """
-    module = importlib.import_module(f"indexnet.kernels.{form.module}")
-    obj = getattr(module, form.name)
-    return inspect.getsource(getattr(obj, "py_func", obj))
+    return read(form)
 
 
 def repo_root() -> Path | None:
@@ -165,14 +161,40 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def covering_test(module: str) -> str | None:
-    """``tests/test_<module>.py`` (or ``tests/test_<module>_kernels.py``) when the
-    checkout has it, else None."""
-    root = repo_root()
-    if root is None:
-        return None
+#: the covering test of each kernel module, as found in the repository when the package was
+#: last indexed (``python -m indexnet.explain.derivations_index --write``): an installed
+#: package has no tests/ folder to look in
+COVERING_TESTS_FILE = Path(__file__).resolve().parent / "covering_tests.json"
+
+
+def find_covering_test(module: str, root: Path) -> str | None:
+    """``tests/test_<module>.py`` (or ``tests/test_<module>_kernels.py``) when the checkout
+    ``root`` has it, else None."""
     found = (f"tests/test_{module}{suffix}.py" for suffix in ("", "_kernels"))
     return next((rel for rel in found if (root / rel).is_file()), None)
+
+
+def covering_tests(root: Path) -> dict[str, str]:
+    """Kernel module -> its covering test (a path in the repository) for every kernel module
+    of the checkout ``root`` that has one: what :data:`COVERING_TESTS_FILE` ships."""
+    from indexnet.explain.equations import kernel_modules
+
+    return {m: t for m in kernel_modules() if (t := find_covering_test(m, root))}
+
+
+def covering_test(module: str) -> str | None:
+    """The test file covering a kernel module, as a repository path (``tests/test_dense_kernels.py``):
+    looked up in the checkout when the package runs from one, else (an installed package,
+    which holds no tests) read from :data:`COVERING_TESTS_FILE`; None when there is none."""
+    root = repo_root()
+    if root is not None:
+        return find_covering_test(module, root)
+    import json
+
+    try:
+        return json.loads(COVERING_TESTS_FILE.read_text(encoding="utf-8")).get(module)
+    except (OSError, ValueError):
+        return None
 
 
 def display_path(path: str | Path) -> str:
@@ -180,14 +202,19 @@ def display_path(path: str | Path) -> str:
     installed package) as it stands in the repository (``derivations/dense.md``,
     ``indexnet/kernels/dense.py``), never an absolute site-packages path."""
     resolved = Path(path).resolve()
-    for base in (repo_root(), Path.cwd()):
-        if base is not None and resolved.is_relative_to(base.resolve()):
-            return resolved.relative_to(base.resolve()).as_posix()
+    root = repo_root()
+    if root is not None and resolved.is_relative_to(root.resolve()):
+        return resolved.relative_to(root.resolve()).as_posix()
+    # an installed package's own files, before the working folder: a venv inside the working
+    # folder would otherwise print .venv/lib/python3.x/site-packages/indexnet/...
     package = Path(__file__).resolve().parents[1]
-    if resolved.is_relative_to(package / "derivations"):
-        return "derivations/" + resolved.relative_to(package / "derivations").as_posix()
-    if resolved.is_relative_to(package.parent):
+    derivations = (package / "derivations").resolve()
+    if resolved.is_relative_to(derivations):
+        return "derivations/" + resolved.relative_to(derivations).as_posix()
+    if resolved.is_relative_to(package):
         return resolved.relative_to(package.parent).as_posix()
+    if resolved.is_relative_to(Path.cwd().resolve()):
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
     return str(resolved)
 
 

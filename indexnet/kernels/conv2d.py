@@ -484,7 +484,7 @@ def _kernel_sums(H, P, stride, o0, mo, c, u, v, v1, v2):
 
 
 @fastform
-def kernel_grad_fast(H, A_prev, stride, pad, dK, P):
+def kernel_grad_fast(H, A_prev, stride, pad, dK, P, packed=False):
     """∂J/∂K_ocuv = Σ_i Σ_j Σ_n H_oijn P_{c, s·i+u, s·j+v, n}, register-blocked. derivations/conv2d.md#C7
 
     Blocking: A_prev is packed onto its zero frame in ``P`` (eq. C4, ``prange`` over its
@@ -492,11 +492,13 @@ def kernel_grad_fast(H, A_prev, stride, pad, dK, P):
     for each tap row u and 3 taps v at a time, the 12 sums of the block run over i and
     (j, n) (:func:`_kernel_sums`), the inner loop unit-stride for s = 1. Performance
     contract: no allocation (``P`` from the caller), each ∂J/∂K_ocuv summed inside one
-    iteration.
+    iteration. With ``packed=True`` the caller vouches that ``P`` already holds A_prev on
+    its zero frame (the forward pass of the same step packed it) and the packing is skipped.
     """
     C_out, C_in, kh, kw = dK.shape
-    for t in prange(P.shape[0] * P.shape[1]):  # eq. C4
-        _pack_rows(A_prev, pad, pad, 1, t, P)
+    if not packed:
+        for t in prange(P.shape[0] * P.shape[1]):  # eq. C4
+            _pack_rows(A_prev, pad, pad, 1, t, P)
     for t in prange(((C_out + 3) // 4) * C_in):
         o0, c = 4 * (t // C_in), t % C_in
         mo = min(4, C_out - o0)

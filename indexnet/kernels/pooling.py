@@ -17,9 +17,9 @@ receives its terms in the order i, j of the literal sum.
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import sigma_prime_inlined
+from indexnet.kernels.activations import IDENTITY, LEAKY_RELU, RELU, sigma_prime_inlined
 
 
 def _windows(A_prev, k, stride):
@@ -277,6 +277,19 @@ def maxpool_forward_fast(A_prev, k, stride, Z, arg):
 
 
 @fastserial
+def _zero_uncovered(k, Ho, Wo, c, Delta_prev):
+    """Delta_prev[c] = 0 where no window of a tiling (s = k) covers it: the rows and columns past the last window."""
+    height, width, N = Delta_prev.shape[1], Delta_prev.shape[2], Delta_prev.shape[3]
+    Df = Delta_prev.reshape(-1)
+    base = c * height * width * N
+    for y in range(height):
+        lo = 0 if y >= k * Ho else k * Wo * N
+        d = Df[base + y * width * N:base + (y + 1) * width * N]
+        for m in range(lo, width * N):
+            d[m] = 0
+
+
+@fastserial
 def _route_channel(H, arg, k, stride, c, Delta_prev):
     """Δ_{c, s·i+u*, s·j+v*, n} += H_cijn for every window of channel c (eq. P3), the rest of
     Delta_prev[c] zero. Windows that tile the input (s = k) are written, not added; the
@@ -290,12 +303,8 @@ def _route_channel(H, arg, k, stride, c, Delta_prev):
         d = Df[base:base + height * width * N]
         for m in range(height * width * N):
             d[m] = z
-    else:  # only what no window covers
-        for y in range(height):
-            lo = 0 if y >= k * Ho else k * Wo * N
-            d = Df[base + y * width * N:base + (y + 1) * width * N]
-            for m in range(lo, width * N):
-                d[m] = z
+    else:
+        _zero_uncovered(k, Ho, Wo, c, Delta_prev)
     for i in range(Ho):
         for j in range(Wo):
             r = ((c * Ho + i) * Wo + j) * N
@@ -340,12 +349,64 @@ def maxpool_backward_hadamard_bias_fast(H, arg, k, stride, Z, A, kind, alpha, H_
     size = H_prev.shape[1] * H_prev.shape[2] * H_prev.shape[3]
     Zf, Af, Pf = Z.reshape(-1), A.reshape(-1), H_prev.reshape(-1)
     for c in prange(H_prev.shape[0]):
+        if stride == k:  # tiling windows: route, σ' and the sum in one pass
+            if kind == RELU:  # the branch on kind outside the loops, so that they vectorize
+                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, RELU, alpha, H_prev)
+            elif kind == LEAKY_RELU:
+                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, LEAKY_RELU, alpha, H_prev)
+            elif kind == IDENTITY:
+                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, IDENTITY, alpha, H_prev)
+            else:
+                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, kind, alpha, H_prev)
+            continue
         _route_channel(H, arg, k, stride, c, H_prev)
         p, zc, ac = Pf[c * size:(c + 1) * size], Zf[c * size:(c + 1) * size], Af[c * size:(c + 1) * size]
-        acc = db.dtype.type(0)
-        for m in range(size):
-            h = p[m] * sigma_prime_inlined(zc[m], ac[m], kind, alpha)
-            p[m] = h
-            acc += h
-        db[c] = acc
+        if kind == RELU:  # the branch on kind outside the loop, so that the loop vectorizes
+            db[c] = _hadamard_sum(p, zc, ac, RELU, alpha)
+        elif kind == LEAKY_RELU:
+            db[c] = _hadamard_sum(p, zc, ac, LEAKY_RELU, alpha)
+        elif kind == IDENTITY:
+            db[c] = _hadamard_sum(p, zc, ac, IDENTITY, alpha)
+        else:
+            db[c] = _hadamard_sum(p, zc, ac, kind, alpha)
     return H_prev
+
+
+@fastinline
+def _hadamard_sum(p, z, a, kind, alpha):
+    """p_m ← p_m σ'(z_m) (eq. D2.13, σ' from z or a as the fast forms take it); returns Σ_m p_m (eq. C8)."""
+    acc = p.dtype.type(0)
+    for m in range(p.shape[0]):
+        h = p[m] * sigma_prime_inlined(z[m], a[m], kind, alpha)
+        p[m] = h
+        acc += h
+    return acc
+
+
+@fastinline
+def _route_hadamard_tiles(H, arg, k, c, Z, A, kind, alpha, H_prev):
+    """Channel c of P8 for windows that tile the input (s = k), in one pass: each input
+    position of a window gets H_cijn σ'(Z_cyxn) where its tap won and 0 elsewhere, and the
+    values are summed as they are stored (eq. C8); positions no window covers get 0."""
+    height, width, N = H_prev.shape[1], H_prev.shape[2], H_prev.shape[3]
+    Ho, Wo = H.shape[1], H.shape[2]
+    Df, Hf, Gf, Zf, Af = H_prev.reshape(-1), H.reshape(-1), arg.reshape(-1), Z.reshape(-1), A.reshape(-1)
+    _zero_uncovered(k, Ho, Wo, c, H_prev)
+    z = H_prev.dtype.type(0)
+    acc = z
+    base = c * height * width * N
+    for i in range(Ho):
+        for j in range(Wo):
+            r = ((c * Ho + i) * Wo + j) * N
+            h, g = Hf[r:r + N], Gf[r:r + N]
+            for u in range(k):
+                for v in range(k):
+                    tap = u * k + v
+                    q = base + ((k * i + u) * width + k * j + v) * N
+                    d, zc, ac = Df[q:q + N], Zf[q:q + N], Af[q:q + N]
+                    for n in range(N):
+                        x = h[n] * sigma_prime_inlined(zc[n], ac[n], kind, alpha)
+                        x = x if g[n] == tap else z
+                        d[n] = x
+                        acc += x
+    return acc

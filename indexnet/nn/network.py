@@ -94,7 +94,8 @@ class Workspace:
             self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
             self.HT = np.zeros((N, Sw), dt)  # H^(1) sample-major, rows padded with zeros
             self.acc = np.zeros((Sw // SUPPORT_ROWS, SUPPORT_ROWS), dt)  # partial sums per block of rows i
-            self.acc_rows = np.zeros((SUPPORT_ROW_BLOCKS, SUPPORT_ROWS), dt)  # per block of rows j (D2.8)
+            self.acc_rows = np.zeros((SUPPORT_ROW_BLOCKS, S1), dt)  # per block of rows j (D2.7, D2.8)
+            self.dWT = np.zeros((S0, Sw), dt)  # ∂J/∂W^(1) input-major (D2.7)
 
 
 class Network:

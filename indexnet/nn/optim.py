@@ -15,7 +15,8 @@ updated through its flat ``reshape(-1)`` view by one kernel of
 ``loops``    the exact parallel build (default; deterministic, thread-count independent)
 ``literal``  the serial reading form (small problems only)
 ``numpy``    the vectorized NumPy form
-``fast``     the fastmath build of the loops form, compiled on first use
+``fast``     the fastmath build of the loops form, compiled on first use (its serial
+             twin when the largest array is small, see :func:`_kernel`)
 
 :meth:`Optimizer.state_dict` returns plain arrays and numbers only (``np.savez`` and
 ``np.load(allow_pickle=False)`` store them), and :meth:`Optimizer.load_state_dict`
@@ -49,9 +50,14 @@ def _fast_kernel(rule: str):
     return _jit.fast(getattr(kernels, f"{rule}_loops"))
 
 
-def _kernel(rule: str, engine: str) -> Callable:
-    """The kernel form of ``rule`` that ``engine`` names."""
+def _kernel(rule: str, engine: str, elements: int = 0) -> Callable:
+    """The kernel form of ``rule`` that ``engine`` names. For ``fast``, updates whose largest
+    array has ``elements`` × 8 below :data:`indexnet._jit.PARALLEL_OP` (the fast step's rule)
+    run the serial twin of the loops form (the fast build's flags, no threads): waking
+    threads costs more than such an update, and a run compiles one build, not two."""
     if engine == "fast":
+        if elements * 8 < _jit.PARALLEL_OP:
+            return _jit.serial_twin(getattr(kernels, f"{rule}_loops"))
         return _fast_kernel(rule)
     return getattr(kernels, f"{rule}_{engine}")
 
@@ -160,7 +166,7 @@ class Optimizer:
         for name, arrays in self.state.items():
             if not arrays:
                 arrays.extend(np.zeros_like(p) for p in params)
-        kernel = _kernel(self.rule, self.engine)
+        kernel = _kernel(self.rule, self.engine, max((p.size for p in params), default=0))
         self.t += 1
         scalars = self._scalars(eta)
         for k, (p, g, d) in enumerate(zip(params, grads, decay_mask)):

@@ -23,9 +23,14 @@ bench`` make it; they call ``sync()`` before reading the parameters). With anoth
 optimiser the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
-:data:`PARALLEL_WORK` is run one fast form per call from Python, each operation in
-parallel when its own work reaches :data:`PARALLEL_OP`, else its serial twin (waking
-threads costs more than a small operation). A smaller network (seed 000's 1-16-16-1) is
+:data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
+D2.5-D2.8; D2.25) of every layer run in parallel when the largest weights × batch among
+the layers the kernel runs on (all; layers 2..L) reaches :data:`PARALLEL_OP`, else as
+serial twins: one build of each kernel per network (and batch size), since every build is a compile of its own on a first run (digits'
+10 × 800 output layer would otherwise compile serial twins beside the parallel forms of
+its 800 × 64 layer). The elementwise passes (output, D2.14) run in parallel when their own
+work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than a small
+operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
 same fast forms: at a few microseconds per step, entering a compiled function (about
 0.15 µs per array argument) and waking threads would dominate, so that call takes the
@@ -40,7 +45,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import fastserial, serial_twin
+from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
@@ -48,8 +53,8 @@ from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
 PARALLEL_WORK = 1 << 18
-#: multiply-adds (or elements) at or above which one operation uses threads
-PARALLEL_OP = 1 << 21
+#: multiply-adds (or elements) at or above which one operation uses threads (:data:`indexnet._jit.PARALLEL_OP`)
+PARALLEL_OP = _PARALLEL_OP
 #: largest fraction of nonzero inputs for which the first layer sums over the support
 #: (D1.6, D2.7, D2.8), decided on the first batch. MNIST's pixels are 19 % nonzero; at
 #: that density the support forms take about half the dense forms' time (the sums are
@@ -234,6 +239,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     dWs, dbs = grads[0::2], grads[1::2]
     sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
     work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    input_work = max([a * b for a, b in zip(sizes[1:-1], sizes[2:])], default=0)  # D2.25 runs on layers 2..L
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
@@ -286,8 +292,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
                                                               B.Z[l], A_out, B.acc)
             else:
-                _pick(dense.forward_activation_fast, W.size * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
-                                                                 B.Z[l], A_out, B.AT[l])
+                _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
+                                                               B.Z[l], A_out, B.AT[l])
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
         out_work = Z.size * 8
         if code == SOFTMAX_CE:
@@ -302,9 +308,9 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             W, b = Ws[l], bs[l]
             H = B.H[l]
             A_prev = X if l == 0 else B.A[l - 1]
-            wwork = W.size * N
+            wwork = work * N  # the largest layer's: one build per kernel (module docstring)
             if l > 0:  # D2.25 with the old W, then D2.14
-                _pick(dense.input_grad_fast, wwork)(W, H, B.D[l - 1])
+                _pick(dense.input_grad_fast, input_work * N)(W, H, B.D[l - 1])
                 _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
@@ -325,8 +331,9 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                         W *= W.dtype.type(1 - lr * lam)
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
-            elif sparse:
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, dWs[l], B.acc)
+            elif sparse:  # D2.7 input-major, then turned around into the gradient array
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc_rows)
+                _pick(dense.pack_transpose, wwork)(B.dWT[:, :S1], dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
@@ -363,3 +370,66 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     step.grads = grads
     step.regime = lambda N: "layers" if work * N >= PARALLEL_WORK else "small"
     return step
+
+
+# ------------------------------------------------------------------------ evaluation
+def make_fast_forward(net):
+    """``forward(X, Y) -> (J, A)`` for a network :func:`supports` accepts, or None.
+
+    The forward half of the step: D1.5 per layer (the output layer storing Z), then the
+    fused output pass (L10 / L11 / L12) for the output A^(L) and the loss J of the batch
+    (its H^(L) is written to a scratch buffer and not used). The kernels, and for each
+    operation the build (parallel or serial twin, by the same rule: the largest layer's
+    weights × batch for the products), are the training step's, so evaluating compiles
+    nothing that training has not compiled.
+    X and Y are copied into private buffers, allocated for the largest batch seen: a
+    read-only or strided input would otherwise be a new Numba signature (a new compile).
+    The returned A is a view of a buffer that the next call overwrites.
+    """
+    if not supports(net):
+        return None
+    code = _output_code(net)
+    L = len(net.layers)
+    kinds = [CODES.get(layer.activation, IDENTITY) for layer in net.layers]
+    alphas = [float(layer.alpha) for layer in net.layers]
+    sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
+    work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    bufs = {"N": 0}
+
+    def view(name, rows, N):
+        return bufs[name][:rows * N].reshape(rows, N)
+
+    def forward(X, Y):
+        N = X.shape[-1]
+        if N > bufs["N"]:
+            for l, s in enumerate(sizes):
+                bufs[f"X{l}"] = np.empty(s * N, net.dtype)  # X0 = the input, Xl = A^(l)
+                bufs[f"Z{l}"] = np.empty(s * N, net.dtype)
+            for name in ("Y", "H"):
+                bufs[name] = np.empty(sizes[-1] * N, net.dtype)
+            bufs["T"] = np.empty(max(sizes[:-1]) * N, net.dtype)
+            bufs["per_sample"] = np.empty(N, net.dtype)
+            bufs["N"] = N
+        A_prev = view("X0", sizes[0], N)
+        np.copyto(A_prev, X.reshape(sizes[0], N))
+        Yb = view("Y", sizes[-1], N)
+        np.copyto(Yb, Y)
+        for l, (W, b) in enumerate(net.params):  # D1.5; the output layer stores Z only
+            Z = view(f"Z{l + 1}", sizes[l + 1], N)
+            A = Z if l == L - 1 else view(f"X{l + 1}", sizes[l + 1], N)
+            _pick(dense.forward_activation_fast, work * N)(W, A_prev, b, IDENTITY if l == L - 1 else kinds[l],
+                                                           alphas[l], Z, A, bufs["T"][:sizes[l] * N].reshape(N, sizes[l]))
+            A_prev = A
+        A, H, per_sample = view(f"X{L}", sizes[-1], N), view("H", sizes[-1], N), bufs["per_sample"][:N]
+        out_work = Z.size * 8
+        if code == SOFTMAX_CE:
+            J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
+        elif code == SIGMOID_BCE:
+            J = _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
+        else:
+            scale = net.loss_fn.scale(N)
+            J = _pick(losses.squared_error_output_fast, out_work)(Z, Yb, kinds[-1], alphas[-1], scale, A, H,
+                                                                  per_sample)
+        return float(J), A
+
+    return forward

@@ -27,8 +27,11 @@ def _figure(width: float, height: float, layout: str | None = None):
 
 
 def _save(fig, path) -> Path:
+    """Render ``fig`` to PNG and write it atomically. A figure with a layout engine
+    (constrained) already fits its canvas and is drawn once; others are cropped to their
+    content (``bbox_inches="tight"``, which draws the figure twice)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", bbox_inches=None if fig.get_layout_engine() is not None else "tight")
     return write_bytes_atomic(path, buf.getvalue())
 
 
@@ -36,7 +39,9 @@ def history_figure(history: Sequence[dict], title: str = "", best_epoch: int | N
     """The figure of :func:`plot_history` (for tests and callers that add to it).
 
     Every point is marked when the run has at most 40 epochs (a one-epoch run is a
-    visible point, not an invisible line), the epoch axis has integer ticks, the loss
+    visible point, not an invisible line), and so is every point of a metric measured
+    only after some epochs (the training accuracy, ``train_eval_every``; its legend says
+    how many), the epoch axis has integer ticks, the loss
     axis is logarithmic only when the losses span more than a decade, the best epoch is
     a dotted vertical line, and a long title wraps above the panels' titles.
     """
@@ -51,9 +56,14 @@ def history_figure(history: Sequence[dict], title: str = "", best_epoch: int | N
     marker = "o" if len(epochs) <= 40 else None
     scale = 100.0 if key == "acc" else 1.0
     for split, style in (("train", "-"), ("val", "--")):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, marker=marker, ms=4, label=split)
-        ax_metric.plot(epochs, [scale * r[f"{split}_{key}"] for r in history], style, marker=marker, ms=4,
-                       label=split)
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, marker=marker, ms=4,
+                     label="train (running mean over the epoch)" if split == "train" else split)
+        # the training accuracy / RMSE is measured only after some epochs (TrainConfig.train_eval_every)
+        measured = [r for r in history if f"{split}_{key}" in r]
+        sparse = len(measured) < len(history)
+        label = f"{split} (measured after {len(measured)} of {len(epochs)} epochs)" if sparse else split
+        ax_metric.plot([r["epoch"] for r in measured], [scale * r[f"{split}_{key}"] for r in measured], style,
+                       marker="o" if sparse else marker, ms=4, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss per example", title="loss")
     losses = [r[f"{s}_loss"] for r in history for s in ("train", "val")]
     if all(v > 0 for v in losses) and max(losses) / min(losses) > 10:
@@ -114,6 +124,9 @@ def plot_confusion(cm: np.ndarray, path, title: str = "", class_names: Sequence[
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
            xlabel="predicted class", ylabel="true class", title=title or "confusion matrix")
+    if max(len(n) for n in names) > 3:  # long class names would run into each other
+        for label in ax.get_xticklabels():
+            label.set(rotation=45, ha="right", rotation_mode="anchor")
     if k <= 20:
         threshold = cm.max() / 2 if cm.size else 0
         for i in range(k):

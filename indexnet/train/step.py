@@ -8,11 +8,13 @@ Engines. ``fast`` (the trainer's default) runs the kernels' ``_fast`` forms: net
 of dense layers with a fused output pass (softmax + cross-entropy, sigmoid + binary
 cross-entropy, squared errors) through :mod:`indexnet.train.fastpath`, which composes
 the fused fast forms (D1.5, D1.6, D2.6-D2.8, D2.14, L10-L12) on a workspace allocated
-once per batch size; every other network through :meth:`indexnet.Network.backward`
+once per batch size; convolutional networks (convolution, max-pool, flatten, dense)
+through :mod:`indexnet.train.convpath`, which composes C12, P2, P8, C7, C9 and the dense
+and loss fast forms the same way; every other network through :meth:`indexnet.Network.backward`
 with ``engine="fast"`` (each formula's ``_fast`` form, or the fastmath twin of its
 loops form where it has none). ``loops`` is the exact, deterministic build everywhere:
 it is the oracle the fast forms are tested against (tests/test_fast_forms.py,
-tests/test_fastpath.py).
+tests/test_fastpath.py, tests/test_fast_conv.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from indexnet.nn.optim import decay_mask, flat_param_list
+from indexnet.train.convpath import make_conv_step
 from indexnet.train.fastpath import make_fast_step
 
 
@@ -37,7 +40,7 @@ def make_train_step(net, optimizer, engine: str = "fast",
     params = flat_param_list(net)
     mask = decay_mask(net)
     if engine == "fast":
-        fast_step = make_fast_step(net, optimizer, mask, defer_sync=defer_sync)
+        fast_step = make_fast_step(net, optimizer, mask, defer_sync=defer_sync) or make_conv_step(net, optimizer, mask)
         if fast_step is not None:
             return fast_step
 

@@ -23,7 +23,16 @@ Engines (``engine``)
     ``fast`` (the default) runs the Numba kernels' fastmath build (via
     :func:`indexnet.train.step.make_train_step`), ``loops`` the exact, deterministic
     build of the same loops, ``numpy`` the vectorized NumPy forms
-    (:mod:`indexnet.nn.engine`). The per-epoch evaluation uses the training engine.
+    (:mod:`indexnet.nn.engine`). The per-epoch evaluation uses the training engine
+    (with ``fast``, the step's own kernels: :func:`indexnet.train.metrics.fast_forward`).
+
+Metrics of an epoch
+    ``train_loss`` is the running mean of the epoch's step losses (the parameters move
+    during the epoch). The validation loss and accuracy (or RMSE) are measured after
+    every epoch: they choose the best epoch. The training accuracy (or RMSE) is a
+    second pass over up to ``train_eval_size`` training examples, as costly as the
+    epoch's own forward passes, so it is measured only after the logged epochs (or
+    every ``train_eval_every`` epochs); the history leaves it empty for the others.
 
 Checkpoints and interruption
     ``checkpoint_every`` None (the default) writes ``checkpoint.npz`` at the end of the
@@ -80,7 +89,7 @@ ENGINE_MAP = {"fast": "fast", "loops": "loops", "numpy": "numpy"}
 ENGINES = tuple(ENGINE_MAP)
 DATASETS = ("digits", "mnist", "fashion", "square", "sphere", "csv")
 #: options that may differ on --resume without changing what is computed
-RESUME_OVERRIDES = ("epochs", "log_every", "checkpoint_every", "eval_batch_size")
+RESUME_OVERRIDES = ("epochs", "log_every", "checkpoint_every", "eval_batch_size", "train_eval_every")
 #: seconds between checkpoints when ``checkpoint_every`` is None
 CHECKPOINT_SECONDS = 60.0
 
@@ -156,8 +165,14 @@ class TrainConfig:
     eval_batch_size : int
         Examples per forward pass when evaluating.
     train_eval_size : int
-        The training accuracy of each epoch is measured on the first this many
-        training examples (the training loss is the mean of the epoch's step losses).
+        The training accuracy (or RMSE) is measured on the first this many training
+        examples (the training loss is the running mean of the epoch's step losses).
+    train_eval_every : int or None
+        Measure the training accuracy (or RMSE) after every this many epochs; None (the
+        default): after the epochs that are logged (``log_every``: the first, every
+        tenth of the run, the last). It is also measured after every logged epoch when
+        this is given. The history's ``train_acc`` / ``train_rmse`` is empty for the
+        other epochs; the validation metrics are measured after every epoch.
     checkpoint_every : int or None
         Also write a checkpoint every this many epochs; None: see the module docstring.
     log_every : int or None
@@ -202,6 +217,7 @@ class TrainConfig:
     dtype: str = "float64"
     eval_batch_size: int = 1000
     train_eval_size: int = 10000
+    train_eval_every: int | None = None
     checkpoint_every: int | None = None
     log_every: int | None = None
     augment: str | None = None
@@ -218,7 +234,8 @@ class TrainConfig:
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         for name in ("seed", "split_seed"):
             check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
-        for name in ("steps_per_epoch", "step_size", "checkpoint_every", "log_every", "schedule_epochs"):
+        for name in ("steps_per_epoch", "step_size", "checkpoint_every", "log_every", "schedule_epochs",
+                     "train_eval_every"):
             if getattr(self, name) is not None:
                 check_positive_int(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.mode == "minibatch" and self.steps_per_epoch is not None:
@@ -257,6 +274,15 @@ class TrainConfig:
     def log_cadence(self) -> int:
         """Epochs between log lines: ``log_every``, or ``ceil(epochs / 10)`` when it is None."""
         return self.log_every or max(1, -(-self.epochs // 10))
+
+    def logged(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` gets a log line: the first, the last, every :attr:`log_cadence`."""
+        return epoch % self.log_cadence == 0 or epoch in (1, self.epochs)
+
+    def measures_train(self, epoch: int) -> bool:
+        """Whether the training accuracy (or RMSE) is measured after epoch ``epoch``: the logged
+        epochs, and every ``train_eval_every`` epochs when it is given."""
+        return self.logged(epoch) or (self.train_eval_every is not None and epoch % self.train_eval_every == 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -336,6 +362,8 @@ def format_config(config: TrainConfig, sources: dict[str, str] | None = None, op
             value = f"{infer_loss(config.layers)} (from the output layer)"
         elif f.name == "log_every" and value is None:
             value = f"{config.log_cadence} (every tenth of the run)"
+        elif f.name == "train_eval_every" and value is None:
+            value = "at the logged epochs (--log-every)"
         elif f.name == "checkpoint_every" and value is None:
             value = f"at the end, on Ctrl-C, and every {CHECKPOINT_SECONDS:g} s"
         elif f.name == "schedule_epochs" and value is None:
@@ -454,7 +482,8 @@ class Trainer:
     history : list of dict
         One record per epoch: ``epoch``, ``step``, ``lr``, ``train_loss``, ``val_loss``,
         ``train_acc``/``val_acc`` (classification) or ``train_rmse``/``val_rmse``,
-        ``seconds`` (training time of the epoch) and ``eval_seconds``.
+        ``seconds`` (training time of the epoch) and ``eval_seconds``. ``train_acc`` /
+        ``train_rmse`` only after the epochs :meth:`TrainConfig.measures_train` names.
     """
 
     def __init__(self, config: TrainConfig, *, splits=None, out=None, log: Callable[[str], Any] | None = print,
@@ -499,6 +528,8 @@ class Trainer:
         from indexnet.train.step import make_train_step
 
         self._step = make_train_step(self.net, self.optimizer, self.engine, defer_sync=True)
+        # kept apart from _step, so that a wrapper around the step (tests, callers timing it) still syncs
+        self._sync = self._step.sync
         # private, writable, C-contiguous copies (Dataset arrays are read-only views)
         self._X = np.array(train.X, order="C", copy=True)
         self._T = np.array(train.T, order="C", copy=True)
@@ -729,8 +760,8 @@ class Trainer:
     def warm_up(self) -> float:
         """Compile (or load from Numba's cache) the kernels of a step and of the evaluation.
 
-        Runs one step on a copy of the network and optimiser and a one-batch forward pass,
-        so the training state is untouched. Returns the seconds it took.
+        Runs one step on a copy of the network and optimiser and one evaluation batch, so
+        the training state is untouched. Returns the seconds it took.
         """
         from indexnet.train.step import make_train_step
 
@@ -746,8 +777,11 @@ class Trainer:
             X = self.augmenter(X, np.random.default_rng(0))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             step(X.reshape(shape + (X.shape[-1],)), T)
+            # one evaluation batch of the real size: the fast forward picks each kernel's build (parallel
+            # or serial twin) by the batch size, and a one-example batch would compile a build no real
+            # evaluation uses
             evaluate(net, self.splits.validation if self.splits.validation.n_samples else self.splits.train,
-                     self.engine, self.config.eval_batch_size, limit=1)
+                     self.engine, self.config.eval_batch_size, limit=self.config.eval_batch_size)
         return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
@@ -778,26 +812,27 @@ class Trainer:
                     if k % 20 == 0 or k == len(plan):
                         bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
             finally:  # the parameters the step holds in its own order go back into the network
-                self._step.sync()
+                self._sync()
         seconds = time.perf_counter() - t0
         self._end_epoch(epoch, lr, loss_sum / count, seconds)
 
     def _end_epoch(self, epoch: int, lr: float, train_loss: float, seconds: float) -> None:
         c = self.config
         t0 = time.perf_counter()
-        train_m = evaluate(self.net, self.splits.train, self.engine, c.eval_batch_size, limit=c.train_eval_size)
         if self.splits.validation.n_samples:
             val_m = evaluate(self.net, self.splits.validation, self.engine, c.eval_batch_size)
         else:  # --val-size 0 / --val-fraction 0: no validation metrics (NaN); the best epoch is the last
-            val_m = {"loss": math.nan, ("accuracy" if "accuracy" in train_m else "rmse"): math.nan}
+            val_m = {"loss": math.nan, ("accuracy" if self.splits.train.kind == "classification" else "rmse"): math.nan}
         if not ((math.isfinite(val_m["loss"]) or not self.splits.validation.n_samples)
-                and math.isfinite(train_m["loss"]) and np.isfinite(self.net.flat_params()).all()):
+                and np.isfinite(self.net.flat_params()).all()):
             raise self._diverged("the parameters or validation loss are not finite after the epoch", epoch,
                                  self.steps_per_epoch)
         record: dict[str, Any] = {"epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_loss,
                                   "val_loss": val_m["loss"]}
         key = "acc" if "accuracy" in val_m else "rmse"
-        record[f"train_{key}"] = train_m["accuracy" if key == "acc" else "rmse"]
+        if c.measures_train(epoch):  # see TrainConfig.train_eval_every
+            train_m = evaluate(self.net, self.splits.train, self.engine, c.eval_batch_size, limit=c.train_eval_size)
+            record[f"train_{key}"] = train_m["accuracy" if key == "acc" else "rmse"]
         record[f"val_{key}"] = val_m["accuracy" if key == "acc" else "rmse"]
         record["seconds"] = seconds
         record["eval_seconds"] = time.perf_counter() - t0
@@ -818,7 +853,7 @@ class Trainer:
             self._snapshot = None
         elif self.out is not None:
             self._take_snapshot()
-        if self.log is not None and (epoch % c.log_cadence == 0 or epoch in (1, c.epochs)):
+        if self.log is not None and c.logged(epoch):
             self.log(self.epoch_line(record))
 
     def _is_better(self, record: dict) -> bool:
@@ -832,13 +867,13 @@ class Trainer:
         """One line of per-epoch feedback."""
         width = len(str(self.config.epochs))
         parts = [f"epoch {r['epoch']:>{width}}/{self.config.epochs}"]
-        if "train_acc" in r:
-            parts.append(f"train loss (running mean) {r['train_loss']:.4f}  train acc (end of epoch) "
-                         f"{100 * r['train_acc']:6.2f}%")
+        if "val_acc" in r:
+            parts.append(f"train loss (running mean) {r['train_loss']:.4f}" + (
+                f"  train acc (end of epoch) {100 * r['train_acc']:6.2f}%" if "train_acc" in r else ""))
             parts.append(f"val loss {r['val_loss']:.4f} acc {100 * r['val_acc']:6.2f}%")
         else:
-            parts.append(f"train loss (running mean) {r['train_loss']:.4g}  train rmse (end of epoch) "
-                         f"{r['train_rmse']:.4g}")
+            parts.append(f"train loss (running mean) {r['train_loss']:.4g}" + (
+                f"  train rmse (end of epoch) {r['train_rmse']:.4g}" if "train_rmse" in r else ""))
             parts.append(f"val loss {r['val_loss']:.4g} rmse {r['val_rmse']:.4g}")
         if self.best is not None and self.best.get("epoch") == r["epoch"]:
             parts.append("best")
