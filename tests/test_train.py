@@ -502,3 +502,19 @@ def test_the_digits_default_runs_one_build_of_each_kernel(monkeypatch):
     assert all(len(builds) == 1 for builds in picked.values()), picked
     # D2.25 runs on the 10 × 800 layer only: 1.6 M multiply-adds at 200, below PARALLEL_OP, so serially
     assert picked["input_grad_fast"] == {False} and picked["forward_activation_fast"] == {True}
+
+
+def test_val_size_zero_trains_on_every_example(tmp_path):
+    """--val-fraction 0 (--val-size 0 for MNIST-format sets) keeps no validation split: training uses every
+    non-test example, the history's validation metrics are NaN, and the best epoch is the last."""
+    import math
+
+    from indexnet.train.trainer import Trainer, resolve_config
+
+    cfg = resolve_config(data="digits", layers="16:relu,10:softmax", optimizer="momentum", lr=0.05, batch_size=128,
+                         epochs=2, engine="numpy", dtype="float64", seed=1, val_fraction=0, train_eval_size=50)
+    t = Trainer(cfg, out=tmp_path / "all", log=None)
+    assert t.splits.validation.n_samples == 0 and t.n_train == 1797 - t.splits.test.n_samples
+    t.fit()
+    assert [r["epoch"] for r in t.history] == [1, 2] and all(math.isnan(r["val_loss"]) for r in t.history)
+    assert t.best["epoch"] == 2 and math.isfinite(t.history[-1]["train_loss"])

@@ -26,7 +26,7 @@ CONFIG_OPTIONS: dict[str, tuple[type, str]] = {
     "task": (str, "CSV task: classification (integer labels) or regression"),
     "split_seed": (int, "seed of the train/validation/test split (default 0: a fixed split)"),
     "val_size": (int, "mnist/fashion: validation images from the end of the training file (default 5000 when "
-                      "it holds 50000 or more, else 10 %%)"),
+                      "it holds 50000 or more, else 10 %%; 0: train on all of them, no validation)"),
     "val_fraction": (float, "fraction of the examples (mnist/fashion: of the training file) held out for "
                             "validation (default 0.1)"),
     "test_fraction": (float, "digits, square, sphere, csv: fraction of the examples held out for the test "
@@ -255,7 +255,10 @@ def execute(trainer, *, quiet: bool, plots: bool, started: float, command: str =
     if best:
         key = "val_acc" if "val_acc" in best else "val_loss"
         value = f"{100 * best[key]:.2f}%" if key == "val_acc" else f"{best[key]:.4g}"
-        say(f"best validation {key.replace('val_', '')}: {value} at epoch {best['epoch']} (saved as best.npz)")
+        if best[key] != best[key]:  # NaN: trained without a validation split
+            say(f"no validation split: best.npz is the last epoch ({best['epoch']})")
+        else:
+            say(f"best validation {key.replace('val_', '')}: {value} at epoch {best['epoch']} (saved as best.npz)")
     seconds = trainer.session_seconds
     if seconds:
         say(f"time: {time.perf_counter() - started:.1f} s in all, {sum(seconds) / len(seconds):.3f} s per "

@@ -589,20 +589,10 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
 #: support entries summed per pass of :func:`_support_sum` (its partial sums are loaded
 #: and stored once per this many multiply-adds)
 SUPPORT_UNROLL = 8
-#: rows i per block of the support forms, a compile-time width so that the loop over a
-#: block's rows vectorizes without remainder (the block's part of Wᵗ, S_{l-1} × 128
-#: values, stays in the L2 cache across the samples); the transposed operands have their
-#: rows padded with zeros to a multiple of it (:func:`support_width`)
-SUPPORT_ROWS = 128
-#: blocks of rows j that D2.8's ``prange`` splits Wᵗ into (enough for an even share per
-#: thread when the rows' supports differ in length)
-SUPPORT_ROW_BLOCKS = 32
-
-
-def support_width(S: int) -> int:
-    """S rounded up to a multiple of :data:`SUPPORT_ROWS`: the row length of the support
-    forms' transposed operands Wᵗ and Hᵗ (the columns past S hold zeros)."""
-    return -(-S // SUPPORT_ROWS) * SUPPORT_ROWS
+#: blocks that the support forms' ``prange`` splits their samples or rows j into (enough
+#: for an even share per thread when the supports differ in length); their partial-sum
+#: buffer ``acc`` has this many rows
+SUPPORT_BLOCKS = 32
 
 
 @fastserial
@@ -654,30 +644,30 @@ def pack_transpose(M, MT):
 
 
 @fastinline
-def _support_sum(PT, ptr, idx, val, t, c0, m, acc):
-    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], c0 + r] for r < m: one sum over
-    the support, for m consecutive rows at once (the loop over r vectorizes; each row of PT
-    read is contiguous). :data:`SUPPORT_UNROLL` entries per pass, so the partial sums are
-    loaded and stored once per 8 multiply-adds; passes in support order. Each acc_r gets
-    the same additions in the same order whatever m and c0 are."""
+def _support_sum(PT, ptr, idx, val, t, acc):
+    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], r] for every r < len(acc): one sum
+    over the support for all rows r at once (the loop over r vectorizes; each row of PT
+    read is contiguous; the partial sums stay in L1). :data:`SUPPORT_UNROLL` entries per
+    pass, so the partial sums are loaded and stored once per 8 multiply-adds; passes in
+    support order."""
+    m = acc.shape[0]
     for r in range(m):
         acc[r] = 0
     s0 = ptr[t]
     s1 = ptr[t + 1]
     q = (s1 - s0) // SUPPORT_UNROLL
-    c1 = c0 + m
     for u in range(q):
         s = s0 + SUPPORT_UNROLL * u
         v0, v1, v2, v3 = val[s], val[s + 1], val[s + 2], val[s + 3]
         v4, v5, v6, v7 = val[s + 4], val[s + 5], val[s + 6], val[s + 7]
-        p0, p1, p2, p3 = PT[idx[s], c0:c1], PT[idx[s + 1], c0:c1], PT[idx[s + 2], c0:c1], PT[idx[s + 3], c0:c1]
-        p4, p5, p6, p7 = PT[idx[s + 4], c0:c1], PT[idx[s + 5], c0:c1], PT[idx[s + 6], c0:c1], PT[idx[s + 7], c0:c1]
+        p0, p1, p2, p3 = PT[idx[s]], PT[idx[s + 1]], PT[idx[s + 2]], PT[idx[s + 3]]
+        p4, p5, p6, p7 = PT[idx[s + 4]], PT[idx[s + 5]], PT[idx[s + 6]], PT[idx[s + 7]]
         for r in range(m):
             acc[r] += ((v0 * p0[r] + v1 * p1[r]) + (v2 * p2[r] + v3 * p3[r])) + \
                 ((v4 * p4[r] + v5 * p5[r]) + (v6 * p6[r] + v7 * p7[r]))
     for s in range(s0 + SUPPORT_UNROLL * q, s1):
         v = val[s]
-        p = PT[idx[s], c0:c1]
+        p = PT[idx[s]]
         for r in range(m):
             acc[r] += v * p[r]
 
@@ -686,26 +676,28 @@ def _support_sum(PT, ptr, idx, val, t, c0, m, acc):
 def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc):
     """Z_in = Σ_{j : A_jn ≠ 0} W_ij A_jn + b_i and A_in = σ(Z_in): D1.5 summed over the support of A^(l-1). derivations/dense.md#D1.6
 
-    W is given input-major, ``WT`` (S_{l-1} × :func:`support_width` (S_l)) with WT_ji =
-    W_ij; the support by sample comes from :func:`support_of`. Blocking: ``prange`` over
-    blocks of :data:`SUPPORT_ROWS` rows i; for each sample n the block's sums over the
-    support of column n are formed together, each entry (j, n) adding A_jn times the
-    contiguous run WT_{j, i..i+127} (:func:`_support_sum`); b_i is added at the store and,
-    the block done, σ is applied row by row. Performance contract: no allocation (``acc``,
-    one row of :data:`SUPPORT_ROWS` partial sums per block, from the caller); work
-    proportional to the nonzeros of A, not to its size (MNIST's pixels: about 19 %).
+    W is given input-major, ``WT`` (S_{l-1} × S_l) with WT_ji = W_ij; the support by
+    sample comes from :func:`support_of`. Blocking: ``prange`` over ``acc.shape[0]``
+    blocks of samples n (``acc``: one row of S_l partial sums per block); for each n the
+    S_l sums over the support of column n are formed together, each entry (j, n) adding
+    A_jn times the contiguous row WT_j· (:func:`_support_sum`, the rows streamed from
+    L2/L3 by the prefetcher), then Z_·n = sums + b and A_·n = σ(Z_·n) are stored (σ by
+    ``activations.activate_row`` on the contiguous partial sums).
+    Performance contract: no allocation; work proportional to the nonzeros of A, not to
+    its size (MNIST's pixels: about 19 %).
     """
     S, N = Z.shape
-    for blk in prange(WT.shape[1] // SUPPORT_ROWS):
-        i = blk * SUPPORT_ROWS
-        m = min(SUPPORT_ROWS, S - i)
+    nb = acc.shape[0]
+    for blk in prange(nb):  # block blk: samples blk·N/nb up to (blk+1)·N/nb, as even as can be
         a = acc[blk]
-        for n in range(N):
-            _support_sum(WT, col_ptr, col_j, col_val, n, i, SUPPORT_ROWS, a)
-            for r in range(m):
-                Z[i + r, n] = a[r] + b[i + r]
-        for r in range(m):
-            activate_row(Z[i + r], A[i + r], kind, alpha)
+        for n in range(blk * N // nb, (blk + 1) * N // nb):
+            _support_sum(WT, col_ptr, col_j, col_val, n, a)
+            for i in range(S):
+                a[i] += b[i]
+                Z[i, n] = a[i]
+            activate_row(a, a, kind, alpha)
+            for i in range(S):
+                A[i, n] = a[i]
     return A
 
 
@@ -713,21 +705,19 @@ def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc)
 def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
     """∂J/∂W_ij = Σ_{n : A_jn ≠ 0} H_in A_jn: D2.5 summed over the support of A^(l-1). derivations/dense.md#D2.7
 
-    Written input-major, ``dWT`` (S_{l-1} × :func:`support_width` (S_l)) with dWT_ji =
-    ∂J/∂W_ij (``pack_transpose`` turns it around); H is read sample-major, ``HT`` (N ×
-    the same width). Blocking as :func:`weight_grad_support_sgd_fast`: ``prange`` over
-    ``acc.shape[0]`` blocks of rows j (``acc``, blocks × S_l, sets their number and S_l; the
-    padding columns of dWT are not written); for each j the
-    sums over the samples with A_jn ≠ 0, all rows i at once (:func:`_support_sum` on the
-    rows HT_n·), are stored into the row dWT_j·. Performance contract: no allocation;
-    work proportional to the nonzeros of A.
+    Written input-major, ``dWT`` (S_{l-1} × S_l) with dWT_ji = ∂J/∂W_ij (``pack_transpose``
+    turns it around); H is read sample-major, ``HT`` (N × S_l) with HT_ni = H_in; the
+    support by row j comes from :func:`support_of`. Blocking: ``prange`` over
+    ``acc.shape[0]`` blocks of rows j (``acc`` only sets their number here); for each j
+    the S_l sums over the samples with A_jn ≠ 0 are formed at once into the row dWT_j·
+    (:func:`_support_sum` on the rows HT_n·). Performance contract: no allocation; work
+    proportional to the nonzeros of A.
     """
     S_prev = dWT.shape[0]
-    nb, S = acc.shape
-    rows = (S_prev + nb - 1) // nb
-    for blk in prange(nb):
-        for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
-            _support_sum(HT, row_ptr, row_n, row_val, j, 0, S, dWT[j])
+    nb = acc.shape[0]
+    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+            _support_sum(HT, row_ptr, row_n, row_val, j, dWT[j])
     return dWT
 
 
@@ -735,24 +725,22 @@ def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
 def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc):
     """W_ij ← W_ij − η Σ_{n : A_jn ≠ 0} H_in A_jn: D2.6 summed over the support of A^(l-1). derivations/dense.md#D2.8
 
-    W is updated input-major, ``WT`` (S_{l-1} × :func:`support_width` (S_l)), and H read
-    sample-major, ``HT`` (N × the same width). Blocking: ``prange`` over ``acc.shape[0]``
-    blocks of rows j of WT (``acc``: one row of S_l partial sums per block; the padding
-    columns of WT are not touched); for each j with a nonempty support the sums over the samples with
-    A_jn ≠ 0 are formed for all rows i at once (:func:`_support_sum` on the rows HT_n·,
-    3.2 kB each for 800 rows, read from L2; the partial sums stay in L1) and η times them
-    is subtracted from the row WT_j·. A row j with A_jn = 0 for every n has all sums 0 and
-    is left as it is. Performance contract: no allocation; work proportional to the
-    nonzeros of A.
+    W is updated input-major, ``WT`` (S_{l-1} × S_l) with WT_ji = W_ij, and H read
+    sample-major, ``HT`` (N × S_l). Blocking: ``prange`` over ``acc.shape[0]`` blocks of
+    rows j (``acc``: one row of S_l partial sums per block); for each j with a nonempty
+    support the S_l sums over the samples with A_jn ≠ 0 are formed at once
+    (:func:`_support_sum` on the rows HT_n·, read from L2; the partial sums stay in L1)
+    and η times them is subtracted from the row WT_j·. A row j with A_jn = 0 for every n
+    has all sums 0 and is left as it is. Performance contract: no allocation; work
+    proportional to the nonzeros of A.
     """
-    S_prev = WT.shape[0]
-    nb, S = acc.shape
-    rows = (S_prev + nb - 1) // nb
-    for blk in prange(nb):
+    S_prev, S = WT.shape
+    nb = acc.shape[0]
+    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
         a = acc[blk]
-        for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
             if row_ptr[j + 1] > row_ptr[j]:
-                _support_sum(HT, row_ptr, row_n, row_val, j, 0, S, a)
+                _support_sum(HT, row_ptr, row_n, row_val, j, a)
                 w = WT[j]
                 for i in range(S):
                     w[i] -= eta * a[i]

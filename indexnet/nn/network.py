@@ -62,7 +62,7 @@ class Workspace:
 
     def __init__(self, net: "Network", N: int, support: bool = False):
         from indexnet.kernels.activations import CODES, IDENTITY
-        from indexnet.kernels.dense import SUPPORT_ROW_BLOCKS, SUPPORT_ROWS, support_width
+        from indexnet.kernels.dense import SUPPORT_BLOCKS
 
         dt = net.dtype
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
@@ -88,14 +88,12 @@ class Workspace:
         self.support = support
         if support:
             S0, S1 = sizes[0], sizes[1]
-            Sw = support_width(S1)
             self.col_ptr, self.row_ptr = np.zeros(N + 1, np.int64), np.zeros(S0 + 1, np.int64)
             self.col_j, self.row_n = np.zeros(S0 * N, np.int64), np.zeros(S0 * N, np.int64)
             self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
-            self.HT = np.zeros((N, Sw), dt)  # H^(1) sample-major, rows padded with zeros
-            self.acc = np.zeros((Sw // SUPPORT_ROWS, SUPPORT_ROWS), dt)  # partial sums per block of rows i
-            self.acc_rows = np.zeros((SUPPORT_ROW_BLOCKS, S1), dt)  # per block of rows j (D2.7, D2.8)
-            self.dWT = np.zeros((S0, Sw), dt)  # ∂J/∂W^(1) input-major (D2.7)
+            self.HT = np.zeros((N, S1), dt)  # H^(1) sample-major (D2.7, D2.8)
+            self.acc = np.zeros((SUPPORT_BLOCKS, S1), dt)  # partial sums per block of samples or rows j
+            self.dWT = np.zeros((S0, S1), dt)  # ∂J/∂W^(1) input-major (D2.7)
 
 
 class Network:

@@ -14,8 +14,7 @@ kernel of a numbered equation; none is written here) on a
   :class:`indexnet.nn.optim.SGD` the update folded into the weight gradient (D2.6, D2.8),
   after Δ^(l-1) has used the old weights.
 
-The support forms read the first layer's W input-major (Wᵗ, rows padded to
-``dense.support_width``). With plain SGD the step keeps W^(1) in that order between
+The support forms read the first layer's W input-major (Wᵗ). With plain SGD the step keeps W^(1) in that order between
 synchronisations: it packs W^(1) into Wᵗ at the first step, updates Wᵗ in place by D2.8,
 and writes it back into the network's array when ``step.sync()`` is called (after every
 step unless the step was made with ``defer_sync=True``, as the trainer and ``indexnet
@@ -267,15 +266,15 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         """W^(1) input-major (D1.6's operand), packed from the network's array when the
         network holds the current values."""
         if state["WT"] is None:
-            state["WT"] = np.zeros((Ws[0].shape[1], dense.support_width(S1)), net.dtype)
+            state["WT"] = np.zeros((Ws[0].shape[1], S1), net.dtype)
         if state["owner"] == "net":
-            _pick(dense.pack_transpose, Ws[0].size)(Ws[0], state["WT"][:, :S1])
+            _pick(dense.pack_transpose, Ws[0].size)(Ws[0], state["WT"])
         return state["WT"]
 
     def sync():
         """Write W^(1) held input-major back into the network's array."""
         if state["owner"] == "fast":
-            _pick(dense.pack_transpose, Ws[0].size)(state["WT"][:, :S1], Ws[0])
+            _pick(dense.pack_transpose, Ws[0].size)(state["WT"], Ws[0])
             state["owner"] = "net"
 
     def layers_step(X, Y, lr):
@@ -315,14 +314,14 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
             if sparse:
-                _pick(dense.pack_transpose, H.size)(H, B.HT[:, :S1])
+                _pick(dense.pack_transpose, H.size)(H, B.HT)
             if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
                         WT *= WT.dtype.type(1 - lr * lam)
                     _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
-                                                                     B.acc_rows)
+                                                                     B.acc)
                     state["owner"] = "fast"
                     if not defer_sync:
                         sync()
@@ -332,8 +331,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc_rows)
-                _pick(dense.pack_transpose, wwork)(B.dWT[:, :S1], dWs[l])
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
+                _pick(dense.pack_transpose, wwork)(B.dWT, dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
@@ -354,7 +353,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
 
     def step(X, Y):
         if fused_sgd:
-            J = run(X, Y, float(optimizer.lr))
+            args = small_args.get(X.shape[1])  # the small regime's call inlined here: one Python frame less
+            J = float(small_step(X, Y, float(optimizer.lr), *args)) if args else run(X, Y, float(optimizer.lr))
             optimizer.t += 1
             return J
         J = run(X, Y, 0.0)

@@ -134,7 +134,9 @@ class TrainConfig:
     val_size, val_fraction, test_fraction : int, float, float or None
         The validation set's size (MNIST-format sets: images from the end of the
         training file) or fraction, and the test fraction (not for MNIST-format sets,
-        which test on their t10k file); None: the loader's default.
+        which test on their t10k file); None: the loader's default. ``val_size`` 0 or
+        ``val_fraction`` 0 trains on every training example: no validation metrics (NaN in
+        the history) and the best epoch is the last.
     preset : str or None
         The preset the settings came from (informational).
     layers : str or None
@@ -426,8 +428,9 @@ def load_splits(config: TrainConfig, scaling: dict | None = None):
         raise FileNotFoundError(cli_message(str(exc))) from None
     except ValueError as exc:
         raise ValueError(cli_message(str(exc))) from None
+    no_validation = config.val_size == 0 or config.val_fraction == 0  # asked for: train on every example
     for part, ds in zip(("training", "validation", "test"), (splits.train, splits.validation, splits.test)):
-        if ds.n_samples == 0:
+        if ds.n_samples == 0 and not (part == "validation" and no_validation):
             mnist = config.data in ("mnist", "fashion")
             hint = {"training": "--val-fraction / --test-fraction or --val-size",
                     "validation": "--val-size" if mnist else "--val-fraction",
@@ -777,8 +780,8 @@ class Trainer:
             # one evaluation batch of the real size: the fast forward picks each kernel's build (parallel
             # or serial twin) by the batch size, and a one-example batch would compile a build no real
             # evaluation uses
-            evaluate(net, self.splits.validation, self.engine, self.config.eval_batch_size,
-                     limit=self.config.eval_batch_size)
+            evaluate(net, self.splits.validation if self.splits.validation.n_samples else self.splits.train,
+                     self.engine, self.config.eval_batch_size, limit=self.config.eval_batch_size)
         return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
@@ -816,8 +819,12 @@ class Trainer:
     def _end_epoch(self, epoch: int, lr: float, train_loss: float, seconds: float) -> None:
         c = self.config
         t0 = time.perf_counter()
-        val_m = evaluate(self.net, self.splits.validation, self.engine, c.eval_batch_size)
-        if not (math.isfinite(val_m["loss"]) and np.isfinite(self.net.flat_params()).all()):
+        if self.splits.validation.n_samples:
+            val_m = evaluate(self.net, self.splits.validation, self.engine, c.eval_batch_size)
+        else:  # --val-size 0 / --val-fraction 0: no validation metrics (NaN); the best epoch is the last
+            val_m = {"loss": math.nan, ("accuracy" if self.splits.train.kind == "classification" else "rmse"): math.nan}
+        if not ((math.isfinite(val_m["loss"]) or not self.splits.validation.n_samples)
+                and np.isfinite(self.net.flat_params()).all()):
             raise self._diverged("the parameters or validation loss are not finite after the epoch", epoch,
                                  self.steps_per_epoch)
         record: dict[str, Any] = {"epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_loss,
@@ -850,7 +857,7 @@ class Trainer:
             self.log(self.epoch_line(record))
 
     def _is_better(self, record: dict) -> bool:
-        if self.best is None:
+        if self.best is None or not self.splits.validation.n_samples:
             return True
         if "val_acc" in record:
             return (record["val_acc"], -record["val_loss"]) > (self.best["val_acc"], -self.best["val_loss"])
