@@ -21,7 +21,7 @@ same order; the skipped terms are exact zeros added to a sum that is never -0).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
 from indexnet.kernels.activations import activate_row
 
@@ -356,18 +356,28 @@ def _pack_rows(X, fy, fx, stride, t, P):
                 q[n] = x[xx * N + n]
 
 
+@fastinline
+def _tap(K, o, c, u, v, flip):
+    """W_ocuv of :func:`_correlate_rows`: K_ocuv, or with ``flip`` K_{c,o,kh−1−u,kw−1−v} (eq. C10)."""
+    if flip:
+        return K[c, o, K.shape[2] - 1 - u, K.shape[3] - 1 - v]
+    return K[o, c, u, v]
+
+
 @fastserial
-def _correlate_rows(W, P, stride, off, i, o0, mo, Z):
+def _correlate_rows(K, P, stride, off, i, o0, mo, Z, flip):
     """Z_{o,i,j,n} += Σ_c Σ_u Σ_v W_ocuv P_{c, s·i+u+off, s·j+v+off, n} for o = o0..o0+mo−1
     (mo <= 4), every j and n: the sum of eq. C5 (W = K, P the padded input, off = 0) and of
-    eq. C10 (W the flipped kernel, P = G, s = 1, off = p) for one output row.
+    eq. C10 (``flip``: W_ocuv = K_{c,o,kh−1−u,kw−1−v}, the flipped kernel with the channel
+    axes swapped, P = G, s = 1, off = p) for one output row. (The flip is read through
+    :func:`_tap`, so both sums share one compiled helper.)
 
     Register block: 4 output channels × 3 taps v, 12 weights in registers; each sweep
     loads 3 shifted runs of P and updates 4 runs of Z (12 multiply-adds per element).
     A run is the whole row (W_o·N values) when s = 1, else N values per j. Taps past kw
     repeat the last with weight 0; channels past mo take the one-row loop.
     """
-    C_in, kh, kw = W.shape[1], W.shape[2], W.shape[3]
+    C_in, kh, kw = K.shape[0] if flip else K.shape[1], K.shape[2], K.shape[3]
     Hp, Wp = P.shape[1], P.shape[2]
     Ho, Wo, N = Z.shape[1], Z.shape[2], Z.shape[3]
     nseg, seg = (1, Wo * N) if stride == 1 else (Wo, N)
@@ -381,15 +391,19 @@ def _correlate_rows(W, P, stride, off, i, o0, mo, Z):
                 v1, v2 = v + min(1, kw - 1 - v), v + min(2, kw - 1 - v)
                 for a in range(1 if mo == 4 else mo):
                     o = o0 + a
-                    w0, w1, w2 = W[o, c, u, v], W[o, c, u, v1], W[o, c, u, v2]
+                    w0, w1, w2 = (_tap(K, o, c, u, v, flip), _tap(K, o, c, u, v1, flip),
+                            _tap(K, o, c, u, v2, flip))
                     if v1 == v:
                         w1 = z
                     if v2 == v1:
                         w2 = z
                     if mo == 4:
-                        x0, x1, x2 = W[o + 1, c, u, v], W[o + 1, c, u, v1], W[o + 1, c, u, v2]
-                        y0, y1, y2 = W[o + 2, c, u, v], W[o + 2, c, u, v1], W[o + 2, c, u, v2]
-                        t0, t1, t2 = W[o + 3, c, u, v], W[o + 3, c, u, v1], W[o + 3, c, u, v2]
+                        x0, x1, x2 = (_tap(K, o + 1, c, u, v, flip), _tap(K, o + 1, c, u, v1, flip),
+                                _tap(K, o + 1, c, u, v2, flip))
+                        y0, y1, y2 = (_tap(K, o + 2, c, u, v, flip), _tap(K, o + 2, c, u, v1, flip),
+                                _tap(K, o + 2, c, u, v2, flip))
+                        t0, t1, t2 = (_tap(K, o + 3, c, u, v, flip), _tap(K, o + 3, c, u, v1, flip),
+                                _tap(K, o + 3, c, u, v2, flip))
                         if v1 == v:
                             x1, y1, t1 = z, z, z
                         if v2 == v1:
@@ -443,7 +457,7 @@ def forward_activation_fast(K, A_prev, b, stride, pad, kind, alpha, Z, A, P):
             z, bo = Zf[r:r + row], b[o0 + a]
             for m in range(row):
                 z[m] = bo
-        _correlate_rows(K, P, stride, 0, i, o0, mo, Z)
+        _correlate_rows(K, P, stride, 0, i, o0, mo, Z, False)
         for a in range(mo):
             r = ((o0 + a) * Ho + i) * row
             activate_row(Zf[r:r + row], Af[r:r + row], kind, alpha)
@@ -537,7 +551,7 @@ def input_grad_fast(K, H, stride, pad, Delta_prev, G):
 
     Computed as eq. C10, Σ_o Σ_u' Σ_v' G_{o, y+p+u', x+p+v', n} K_{o, c, kh−1−u', kw−1−v'}: H is dilated by s and framed by kh − 1 rows and kw − 1 columns of zeros in
     ``G`` (C_out, height + 2p + kh − 1, width + 2p + kw − 1, N) (``prange`` over its rows),
-    then correlated with the flipped kernel (a view of K with o and c swapped) over the
+    then correlated with the flipped kernel (K read with o and c swapped) over the
     cropped rows: ``prange`` over (block of 4 input channels c, input row y), each row
     summed over (o, u', v') by :func:`_correlate_rows` (4 channels × 3 taps in registers,
     the inner loop over (x, n) one unit-stride run). Performance contract: no allocation
@@ -548,7 +562,6 @@ def input_grad_fast(K, H, stride, pad, Delta_prev, G):
     height, width, N = Delta_prev.shape[1], Delta_prev.shape[2], Delta_prev.shape[3]
     for t in prange(G.shape[0] * G.shape[1]):  # G of eq. C10
         _pack_rows(H, kh - 1, kw - 1, stride, t, G)
-    KF = np.transpose(K, (1, 0, 2, 3))[:, :, ::-1, ::-1]
     Df = Delta_prev.reshape(-1)
     row = width * N
     z = Delta_prev.dtype.type(0)
@@ -560,5 +573,5 @@ def input_grad_fast(K, H, stride, pad, Delta_prev, G):
             d = Df[r:r + row]
             for m in range(row):
                 d[m] = z
-        _correlate_rows(KF, G, 1, pad, y, c0, mc, Delta_prev)
+        _correlate_rows(K, G, 1, pad, y, c0, mc, Delta_prev, True)
     return Delta_prev

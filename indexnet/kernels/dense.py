@@ -688,10 +688,9 @@ def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc)
     """
     S, N = Z.shape
     nb = acc.shape[0]
-    per = (N + nb - 1) // nb
-    for blk in prange(nb):
+    for blk in prange(nb):  # block blk: samples blk·N/nb up to (blk+1)·N/nb, as even as can be
         a = acc[blk]
-        for n in range(blk * per, min(N, (blk + 1) * per)):
+        for n in range(blk * N // nb, (blk + 1) * N // nb):
             _support_sum(WT, col_ptr, col_j, col_val, n, a)
             for i in range(S):
                 a[i] += b[i]
@@ -716,9 +715,8 @@ def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
     """
     S_prev = dWT.shape[0]
     nb = acc.shape[0]
-    rows = (S_prev + nb - 1) // nb
-    for blk in prange(nb):
-        for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
+    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
             _support_sum(HT, row_ptr, row_n, row_val, j, dWT[j])
     return dWT
 
@@ -738,10 +736,9 @@ def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc):
     """
     S_prev, S = WT.shape
     nb = acc.shape[0]
-    rows = (S_prev + nb - 1) // nb
-    for blk in prange(nb):
+    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
         a = acc[blk]
-        for j in range(blk * rows, min(S_prev, (blk + 1) * rows)):
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
             if row_ptr[j + 1] > row_ptr[j]:
                 _support_sum(HT, row_ptr, row_n, row_val, j, a)
                 w = WT[j]

@@ -19,7 +19,7 @@ from numba import prange
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import IDENTITY, LEAKY_RELU, RELU, sigma_prime_inlined
+from indexnet.kernels.activations import RELU, sigma_prime_inlined
 
 
 def _windows(A_prev, k, stride):
@@ -352,21 +352,13 @@ def maxpool_backward_hadamard_bias_fast(H, arg, k, stride, Z, A, kind, alpha, H_
         if stride == k:  # tiling windows: route, σ' and the sum in one pass
             if kind == RELU:  # the branch on kind outside the loops, so that they vectorize
                 db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, RELU, alpha, H_prev)
-            elif kind == LEAKY_RELU:
-                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, LEAKY_RELU, alpha, H_prev)
-            elif kind == IDENTITY:
-                db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, IDENTITY, alpha, H_prev)
-            else:
+            else:  # (one specialised copy only: each costs compile time)
                 db[c] = _route_hadamard_tiles(H, arg, k, c, Z, A, kind, alpha, H_prev)
             continue
         _route_channel(H, arg, k, stride, c, H_prev)
         p, zc, ac = Pf[c * size:(c + 1) * size], Zf[c * size:(c + 1) * size], Af[c * size:(c + 1) * size]
         if kind == RELU:  # the branch on kind outside the loop, so that the loop vectorizes
             db[c] = _hadamard_sum(p, zc, ac, RELU, alpha)
-        elif kind == LEAKY_RELU:
-            db[c] = _hadamard_sum(p, zc, ac, LEAKY_RELU, alpha)
-        elif kind == IDENTITY:
-            db[c] = _hadamard_sum(p, zc, ac, IDENTITY, alpha)
         else:
             db[c] = _hadamard_sum(p, zc, ac, kind, alpha)
     return H_prev
