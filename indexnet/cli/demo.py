@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from indexnet.cli.train import add_common_options, add_output_options, default_out, execute, set_threads
+from indexnet.cli.train import (add_common_options, add_output_options, default_out, execute,
+                                passive_workers_when_busy, set_threads)
 
 DEMOS = {"square": "seed000", "sphere": "sphere"}
 DEMO_OPTIONS = ("epochs", "lr", "seed", "engine", "dtype", "log_every")
@@ -32,6 +33,9 @@ def add_parser(sub, name: str, help_text: str):
 
 def run(args) -> int:
     started = time.perf_counter()
+    note = passive_workers_when_busy()  # before any parallel kernel starts OpenMP
+    if note:
+        print(note)
     from indexnet.train.trainer import Trainer, resolve_config
 
     try:
