@@ -230,3 +230,12 @@ def test_extends_is_not_rederives():
     assert seeds.rederived("**(C7) K.** Extends seed 000 eq. 4 (which has no convolution). Kernel: x") == set()
     assert seeds.rederived("**(E3) W.** Re-derives seed 000 eq. 4 and §2.1 (the weights); Kernel: none") == {
         ("000", "eq. 4"), ("000", "§2.1")}
+
+
+@pytest.mark.parametrize("path", DERIVATIONS, ids=lambda p: p.name)
+def test_no_control_characters_in_derivations(path):
+    """A derivation holds no control character but the line break: a tab, form feed or
+    backspace in a formula is a LaTeX command (\\text, \\frac, \\beta) eaten by an escape."""
+    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        bad = [hex(ord(c)) for c in line if ord(c) < 32]
+        assert not bad, f"{path.name}:{k}: control characters {bad} in {line[:60]!r}"
