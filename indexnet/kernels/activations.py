@@ -173,9 +173,10 @@ def activate_row(z, a, kind, alpha):
 
 
 @fastinline
-def _hadamard_run(d, z, a, kind, alpha, h):
-    """h_n = d_n σ'(z_n, a_n) for one kind, returns Σ_n h_n (``kind`` a constant at each call
-    site of :func:`hadamard_row`, so that σ' folds to its one branch and the loop vectorizes)."""
+def hadamard_run(d, z, a, kind, alpha, h):
+    """h_n = d_n σ'(z_n, a_n) for one kind, returns Σ_n h_n (eqs. D2.13, D2.10; ``h`` may be
+    ``d``). Called with a constant ``kind`` (:func:`hadamard_row`, pooling's P8), σ' folds to
+    its one branch and the loop vectorizes."""
     acc = h.dtype.type(0)
     for n in range(h.shape[0]):
         v = d[n] * _sigma_prime_inline(z[n], a[n], kind, alpha)
@@ -190,16 +191,16 @@ def hadamard_row(d, z, a, kind, alpha, h):
     as :data:`SIGMA_PRIME_FROM` declares, A6): the branch on ``kind`` outside the loop, each
     branch calling the one σ' with a constant kind. ``h`` may be ``d`` (in place)."""
     if kind == RELU:
-        return _hadamard_run(d, z, a, RELU, alpha, h)
+        return hadamard_run(d, z, a, RELU, alpha, h)
     if kind == TANH:
-        return _hadamard_run(d, z, a, TANH, alpha, h)
+        return hadamard_run(d, z, a, TANH, alpha, h)
     if kind == SIGMOID:
-        return _hadamard_run(d, z, a, SIGMOID, alpha, h)
+        return hadamard_run(d, z, a, SIGMOID, alpha, h)
     if kind == IDENTITY:
-        return _hadamard_run(d, z, a, IDENTITY, alpha, h)
+        return hadamard_run(d, z, a, IDENTITY, alpha, h)
     if kind == LEAKY_RELU:
-        return _hadamard_run(d, z, a, LEAKY_RELU, alpha, h)
-    return _hadamard_run(d, z, a, kind, alpha, h)
+        return hadamard_run(d, z, a, LEAKY_RELU, alpha, h)
+    return hadamard_run(d, z, a, kind, alpha, h)
 
 
 @fastinline

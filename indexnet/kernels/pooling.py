@@ -19,7 +19,7 @@ from numba import prange
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import RELU, sigma_prime_inlined
+from indexnet.kernels.activations import RELU, hadamard_run, sigma_prime_inlined
 
 
 def _windows(A_prev, k, stride):
@@ -358,21 +358,10 @@ def maxpool_backward_hadamard_bias_fast(H, arg, k, stride, Z, A, kind, alpha, H_
         _route_channel(H, arg, k, stride, c, H_prev)
         p, zc, ac = Pf[c * size:(c + 1) * size], Zf[c * size:(c + 1) * size], Af[c * size:(c + 1) * size]
         if kind == RELU:  # the branch on kind outside the loop, so that the loop vectorizes
-            db[c] = _hadamard_sum(p, zc, ac, RELU, alpha)
+            db[c] = hadamard_run(p, zc, ac, RELU, alpha, p)
         else:
-            db[c] = _hadamard_sum(p, zc, ac, kind, alpha)
+            db[c] = hadamard_run(p, zc, ac, kind, alpha, p)
     return H_prev
-
-
-@fastinline
-def _hadamard_sum(p, z, a, kind, alpha):
-    """p_m ← p_m σ'(z_m) (eq. D2.13, σ' from z or a as the fast forms take it); returns Σ_m p_m (eq. C8)."""
-    acc = p.dtype.type(0)
-    for m in range(p.shape[0]):
-        h = p[m] * sigma_prime_inlined(z[m], a[m], kind, alpha)
-        p[m] = h
-        acc += h
-    return acc
 
 
 @fastinline
