@@ -174,8 +174,8 @@ def activate_row(z, a, kind, alpha):
 
 @fastinline
 def hadamard_run(d, z, a, kind, alpha, h):
-    """h_n = d_n σ'(z_n, a_n) for one kind, returns Σ_n h_n (eqs. D2.13, D2.10; ``h`` may be
-    ``d``). Called with a constant ``kind`` (:func:`hadamard_row`, pooling's P8), σ' folds to
+    """h_n = d_n σ'(z_n, a_n) for one kind, returns Σ_n h_n: D2.13 and D2.10 along one row, as
+    derivations/dense.md#D2.14 fuses them (``h`` may be ``d``). Called with a constant ``kind`` (:func:`hadamard_row`, pooling's P8), σ' folds to
     its one branch and the loop vectorizes."""
     acc = h.dtype.type(0)
     for n in range(h.shape[0]):
@@ -187,8 +187,8 @@ def hadamard_run(d, z, a, kind, alpha, h):
 
 @fastinline
 def hadamard_row(d, z, a, kind, alpha, h):
-    """h_n = d_n σ'(z_n) along one row and its sum Σ_n h_n (eqs. D2.13, D2.10; σ' from z or a
-    as :data:`SIGMA_PRIME_FROM` declares, A6): the branch on ``kind`` outside the loop, each
+    """h_n = d_n σ'(z_n) along one row and its sum Σ_n h_n: derivations/dense.md#D2.14 on one row
+    (σ' from z or a as :data:`SIGMA_PRIME_FROM` declares, A6): the branch on ``kind`` outside the loop, each
     branch calling the one σ' with a constant kind. ``h`` may be ``d`` (in place)."""
     if kind == RELU:
         return hadamard_run(d, z, a, RELU, alpha, h)
