@@ -33,7 +33,7 @@ MISSING_FORMS_ALLOWED = {
 #: T8) checks each against the composition of the exact forms it fuses.
 FAST_ONLY = {"dense.forward_activation", "dense.forward_support", "dense.weight_grad_sgd",
              "dense.weight_grad_support", "dense.weight_grad_support_sgd", "dense.hadamard_bias_grad",
-             "losses.softmax_cross_entropy", "losses.sigmoid_binary_cross_entropy", "losses.squared_error_output",
+             "optim.decay", "losses.softmax_cross_entropy", "losses.sigmoid_binary_cross_entropy", "losses.squared_error_output",
              "conv2d.forward_activation", "pooling.maxpool_backward_hadamard_bias", "augment.distort"}
 
 #: Derivations whose every equation must cite the seed equation it re-derives (or say

@@ -81,12 +81,12 @@ def test_support_lists(shape, rng):
 
 
 def _support_operands(M, dtype):
-    """Mᵗ as the support forms read it (packed by ``dense.pack_transpose``) and a buffer of
+    """Mᵗ as the support forms read it (packed by ``dense._pack_transpose``) and a buffer of
     partial sums, one row of M's length per block."""
     R, C = M.shape
     MT = np.full((C, R), np.nan, dtype)
-    dense.pack_transpose(M, MT)
-    assert np.array_equal(MT, M.T), "pack_transpose is not the transpose"
+    dense._pack_transpose(M, MT)
+    assert np.array_equal(MT, M.T), "_pack_transpose is not the transpose"
     return MT, np.zeros((dense.SUPPORT_BLOCKS, R), dtype)
 
 
@@ -335,3 +335,16 @@ def test_four_engines_train_alike(rng):
         assert abs(J - J0) <= 1e-10 * abs(J0), engine
         np.testing.assert_allclose(theta, theta0, rtol=1e-9, atol=1e-12, err_msg=engine)
     assert final["loops"][0] < base.loss(X, Y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decay_is_o8_without_gradient(dtype, rng):
+    """O16 (θ ← (1 − ηλ)θ) equals O8's exact form with a zero gradient, θ − η(0 + λθ), within
+    2 ulp of θ: the decay part of a step that the trainer folds into the weight gradient."""
+    from indexnet.kernels import optim
+
+    theta = rng.standard_normal(1000).astype(dtype)
+    lr, lam = 0.05, 1e-3
+    want = optim.sgd_step_loops(theta, np.zeros_like(theta), lr, lam, np.empty_like(theta))
+    got = optim.decay_fast(theta.copy(), dtype(1 - lr * lam))
+    _ulps(got, want, dtype, 2, ref=theta)

@@ -583,7 +583,7 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
 # The support forms (D1.6-D2.8) read the operand they sweep for each support entry
 # transposed, so that one entry (j, n) reads a contiguous run of rows i: the forward reads
 # W input-major (WT_ji = W_ij), the weight gradient reads H sample-major (HT_ni = H_in).
-# :func:`pack_transpose` packs them; the trainer keeps the first layer's W input-major
+# :func:`_pack_transpose` packs them; the trainer keeps the first layer's W input-major
 # between synchronisations (indexnet/train/fastpath.py).
 
 #: support entries summed per pass of :func:`_support_sum` (its partial sums are loaded
@@ -633,7 +633,7 @@ def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
 
 
 @fastform
-def pack_transpose(M, MT):
+def _pack_transpose(M, MT):
     """MT_ba = M_ab, ``prange`` over blocks of 16 rows a: the packing of
     the support forms' transposed operands (Wᵗ, Hᵗ) and the unpacking of Wᵗ. Not an
     equation; it moves values and computes nothing."""
@@ -705,7 +705,7 @@ def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc)
 def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
     """∂J/∂W_ij = Σ_{n : A_jn ≠ 0} H_in A_jn: D2.5 summed over the support of A^(l-1). derivations/dense.md#D2.7
 
-    Written input-major, ``dWT`` (S_{l-1} × S_l) with dWT_ji = ∂J/∂W_ij (``pack_transpose``
+    Written input-major, ``dWT`` (S_{l-1} × S_l) with dWT_ji = ∂J/∂W_ij (``_pack_transpose``
     turns it around); H is read sample-major, ``HT`` (N × S_l) with HT_ni = H_in; the
     support by row j comes from :func:`support_of`. Blocking: ``prange`` over
     ``acc.shape[0]`` blocks of rows j (``acc`` only sets their number here); for each j

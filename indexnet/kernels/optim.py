@@ -26,7 +26,7 @@ An element reads its own θ_i before ``out`` receives it, so ``out`` may alias
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, literal, serial
+from indexnet._jit import exact, fastform, literal, serial
 
 
 def _bias_correction(beta, t):
@@ -160,3 +160,15 @@ def adam_step_numpy(theta, g, m, v, t, lr, beta1, beta2, eps, weight_decay, out)
     v_hat = v / dt(_bias_correction(beta2, t))
     np.subtract(theta, dt(lr) * m_hat / (np.sqrt(v_hat) + dt(eps)), out=out)
     return out
+
+
+@fastform
+def decay_fast(theta, factor):
+    """θ_i ← (1 − ηλ) θ_i with ``factor`` = 1 − ηλ, on a flat view: the decay part of a folded step. derivations/optim.md#O16
+
+    ``prange`` over i; the trainer's composer applies it before the folded gradient step
+    (dense.md D2.6, D2.8) and calls its serial twin for small parameters.
+    """
+    for i in prange(theta.shape[0]):
+        theta[i] *= factor
+    return theta

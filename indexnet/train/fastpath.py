@@ -88,6 +88,7 @@ _hadamard_bias_s = _twin(dense.hadamard_bias_grad_fast)
 _softmax_ce_s = _twin(losses.softmax_cross_entropy_fast)
 _sigmoid_bce_s = _twin(losses.sigmoid_binary_cross_entropy_fast)
 _squared_s = _twin(losses.squared_error_output_fast)
+_decay_s = _twin(optim.decay_fast)
 _sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the bias step
 
 # entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
@@ -122,13 +123,6 @@ def _view(flat, offset, rows, cols):
     if offset < 0 or rows < 0 or cols < 0 or offset + rows * cols > flat.shape[0]:
         raise IndexError("workspace block out of range")
     return _block(flat, offset, rows, cols)
-
-
-@fastserial
-def _shrink(theta, factor):
-    """θ ← factor · θ on a flat view: the weight-decay part (1 − ηλ) of O8 before a folded step."""
-    for k in range(theta.shape[0]):
-        theta[k] *= factor
 
 
 @fastserial
@@ -179,7 +173,7 @@ def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets)
         if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
-                _shrink(W.reshape(-1), W.dtype.type(1 - lr * lam))
+                _decay_s(W.reshape(-1), W.dtype.type(1 - lr * lam))  # O16
             _weight_grad_sgd_s(H, A_prev, lr, W, AT)
             _sgd_step_s(bs[l], db, lr, 0.0, bs[l])
         else:
@@ -268,13 +262,13 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         if state["WT"] is None:
             state["WT"] = np.zeros((Ws[0].shape[1], S1), net.dtype)
         if state["owner"] == "net":
-            _pick(dense.pack_transpose, Ws[0].size)(Ws[0], state["WT"])
+            _pick(dense._pack_transpose, Ws[0].size)(Ws[0], state["WT"])
         return state["WT"]
 
     def sync():
         """Write W^(1) held input-major back into the network's array."""
         if state["owner"] == "fast":
-            _pick(dense.pack_transpose, Ws[0].size)(state["WT"], Ws[0])
+            _pick(dense._pack_transpose, Ws[0].size)(state["WT"], Ws[0])
             state["owner"] = "net"
 
     def layers_step(X, Y, lr):
@@ -314,12 +308,12 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
             if sparse:
-                _pick(dense.pack_transpose, H.size)(H, B.HT)
+                _pick(dense._pack_transpose, H.size)(H, B.HT)
             if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
-                        WT *= WT.dtype.type(1 - lr * lam)
+                        _pick(optim.decay_fast, WT.size)(WT.reshape(-1), WT.dtype.type(1 - lr * lam))  # O16
                     _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
                                                                      B.acc)
                     state["owner"] = "fast"
@@ -327,12 +321,12 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                         sync()
                 else:
                     if lam != 0:
-                        W *= W.dtype.type(1 - lr * lam)
+                        _pick(optim.decay_fast, W.size)(W.reshape(-1), W.dtype.type(1 - lr * lam))  # O16
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
                 _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
-                _pick(dense.pack_transpose, wwork)(B.dWT, dWs[l])
+                _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
