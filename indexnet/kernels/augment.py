@@ -352,136 +352,180 @@ def _band_sums(G, X, Y, r, alpha):
             u += 1
 
 
-def distort_fast(A, key, affine, alpha, Gc, Gr, r, S, M, T, out):
+def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     """A′ = T1 at the source points T2 + T6, all draws from T7 (key k), in float32. derivations/augment.md#T8
 
     ``affine`` = (θ_max, φ_max in radians, s_max, τ_max), zeros for no affine part; ``alpha``
     0 for no elastic part; ``Gc`` (H, H), ``Gr`` (W, W) the banded Gaussian matrices
-    G_pu = g_{p−u} of radius ``r``, float32; float32 scratch from the caller, B = ⌈N / 16⌉
-    blocks: ``S`` (B, 2, W, 16 H) for the source points, ``M`` (B, 7, 16) for the affine
-    maps (row 6: a prefetch's by-product) and ``T`` (B, C, W, 16 H) for the warped block. Samples go in blocks of 16 (``LANES``, one vector register of float32),
-    stored innermost. ``prange`` over blocks, twice: (1) the block's affine maps (T2), its
-    field (T7) smoothed down the columns (T4) into (2, H, 16 W), transposed, and smoothed
-    along the rows (T5) straight into S[b], laid out (y or x, q, p, sample), and the
-    affine source points added; (2) the warp (T1) of every (q, p, sample) of the block in
-    one unit-stride loop (gathers from A), then the copy into ``out``. The last block's
-    missing samples read sample N − 1 and are not stored. A block's values do not depend
-    on the thread count. Two compiled kernels, :func:`_sources_fast` and
-    :func:`_warp_block_fast`: the warp's arrays are then all arguments of its parallel
-    loop, which Numba marks as not aliased, so that loop vectorizes with gathers.
-    Performance contract: four scratch arrays per block of the elastic part (a few tens
-    of kilobytes), no other allocation.
+    G_pu = g_{p−u} of radius ``r``, float32. Samples go in blocks of 16 (``LANES``, one
+    vector register of float32), stored innermost; B = ⌈N / 16⌉ blocks, float32 scratch from
+    the caller: ``F`` (B, 2, H, 16 W) the field, ``S`` (B, 2, W, 16 H) the displacement,
+    ``M`` (B, 6, 16) the affine maps, ``P`` (B, C (H + 3) (W + 3) 16) the block's images with
+    a zero border (see :func:`padded_index`). Three compiled kernels, each a ``prange`` over
+    two tasks per block (halves of the rows, or the two displacement components), so that
+    two threads get equal shares for any B: (1) :func:`_draws_fast`: the affine maps (T2),
+    the field draws (T7) and the zero-bordered copy of the images; (2) :func:`_smooth_fast`:
+    the field smoothed down the columns (T4), transposed, and along the rows (T5) times α,
+    into S laid out (y or x, q, p, sample); (3) :func:`_warp_fast`: the affine source points
+    added, and the warp (T1) from the bordered copy, stored into ``out``. The last block's
+    missing samples read sample N − 1 and are not stored. A block's values do not depend on
+    the thread count. Performance contract: two scratch arrays per task of the smoothing
+    (E and its transpose, 2 × 4 H W 16 bytes), no other allocation.
     """
-    _sources_fast(np.uint64(key), np.asarray(affine, np.float64), float(alpha), Gc, Gr, int(r), S, M)
     C, H, W, N = A.shape
-    _warp_block_fast(A.reshape(-1), C, H, W, N, S, M, T, out)
+    _draws_fast(A, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, P)
+    _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
+    _warp_fast(P, S, M, C, H, W, N, out.reshape(-1))
     return out
 
 
+@fastinline
+def padded_index(c, u, v, k, H, W):
+    """Flat index of pixel (u, v) of channel c, lane k, in a block's bordered copy: rows and
+    columns −1 … H + 1 and −1 … W + 1 (the image at 0 … H − 1, 0 … W − 1, zeros around it),
+    16 lanes innermost (derivations/augment.md#T8)."""
+    return ((c * (H + 3) + u + 1) * (W + 3) + v + 1) * LANES + k
+
+
 @fastform
-def _sources_fast(key, affine, alpha, Gc, Gr, r, S, M):
-    """Stage (1) of :func:`distort_fast`: the source points of every block (derivations/augment.md#T8)."""
+def _draws_fast(A, key, affine, alpha, F, M, P):
+    """Stage (1) of :func:`distort_fast`: per block, the affine maps M (T2), the field F (T7)
+    and the bordered copy P of the images; two tasks per block, rows split in halves
+    (derivations/augment.md#T8)."""
+    C, H, W, N = A.shape
+    L = LANES
+    nb = M.shape[0]
+    Hp, Wp = H + 3, W + 3
+    H2, Hp2 = (H + 1) // 2, (Hp + 1) // 2
+    theta_max, phi_max = affine[0], affine[1]
+    s_max, tau_max = affine[2], affine[3]
+    for t in prange(2 * nb):
+        blk = t // 2
+        half = t - 2 * blk
+        n0 = blk * L
+        m = min(L, N - n0)
+        if half == 0:
+            for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
+                z0 = _bits_fast(key, n0 + k, 0)
+                z1 = _bits_fast(key, n0 + k, 1)
+                z2 = _bits_fast(key, n0 + k, 2)
+                theta = theta_max * np.float64(_hi32(z0))
+                phi = phi_max * np.float64(_lo32(z0))
+                sy = 1.0 + s_max * np.float64(_hi32(z1))
+                sx = 1.0 + s_max * np.float64(_lo32(z1))
+                c, s, tn = np.cos(theta), np.sin(theta), np.tan(phi)
+                M[blk, 0, k] = c / sy
+                M[blk, 1, k] = s / sy
+                M[blk, 2, k] = (-tn * c - s) / sx
+                M[blk, 3, k] = (c - tn * s) / sx
+                M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
+                M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
+        if alpha != 0.0:
+            for u in range(half * H2, min(H, (half + 1) * H2)):
+                for v in range(W):
+                    for k in range(L):
+                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
+                        F[blk, 0, u, v * L + k] = _hi32(z)
+                        F[blk, 1, u, v * L + k] = _lo32(z)
+        for c in range(C):
+            for up in range(half * Hp2, min(Hp, (half + 1) * Hp2)):
+                u = up - 1
+                for vp in range(Wp):
+                    v = vp - 1
+                    i = ((c * Hp + up) * Wp + vp) * L
+                    if u < 0 or u >= H or v < 0 or v >= W:
+                        for k in range(L):
+                            P[blk, i + k] = 0.0
+                    elif m == L:
+                        for k in range(L):
+                            P[blk, i + k] = A[c, u, v, n0 + k]
+                    else:
+                        for k in range(L):
+                            P[blk, i + k] = A[c, u, v, min(n0 + k, N - 1)]
+    return F
+
+
+@fastform
+def _smooth_fast(Gc, Gr, r, alpha, F, S):
+    """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ, T4 then T5 as banded
+    sums (:func:`_band_sums`), one task per block and component (derivations/augment.md#T8)."""
     H, W = Gc.shape[0], Gr.shape[0]
     L = LANES
     nb = S.shape[0]
     HL = H * L
-    theta_max, phi_max = affine[0], affine[1]
-    s_max, tau_max = affine[2], affine[3]
-    for blk in prange(nb):
-        n0 = blk * L
-        for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
-            z0 = _bits_fast(key, n0 + k, 0)
-            z1 = _bits_fast(key, n0 + k, 1)
-            z2 = _bits_fast(key, n0 + k, 2)
-            theta = theta_max * np.float64(_hi32(z0))
-            phi = phi_max * np.float64(_lo32(z0))
-            sy = 1.0 + s_max * np.float64(_hi32(z1))
-            sx = 1.0 + s_max * np.float64(_lo32(z1))
-            c, s, t = np.cos(theta), np.sin(theta), np.tan(phi)
-            M[blk, 0, k] = c / sy
-            M[blk, 1, k] = s / sy
-            M[blk, 2, k] = (-t * c - s) / sx
-            M[blk, 3, k] = (c - t * s) / sx
-            M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
-            M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
+    for t in prange(2 * nb):
+        blk = t // 2
+        d = t - 2 * blk
         if alpha != 0.0:
-            F = np.empty((2, H, W * L), np.float32)
-            E = np.empty((2, H, W * L), np.float32)
-            ET = np.empty((2, W, HL), np.float32)
-            for u in range(H):
+            E = np.empty((H, W * L), np.float32)
+            ET = np.empty((W, HL), np.float32)
+            _band_sums(Gc, F[blk, d], E, r, np.float32(1.0))
+            for p in range(H):
                 for v in range(W):
                     for k in range(L):
-                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
-                        F[0, u, v * L + k] = _hi32(z)
-                        F[1, u, v * L + k] = _lo32(z)
-            for d in range(2):
-                _band_sums(Gc, F[d], E[d], r, np.float32(1.0))
-                for p in range(H):
-                    for v in range(W):
-                        for k in range(L):
-                            ET[d, v, p * L + k] = E[d, p, v * L + k]
-                _band_sums(Gr, ET[d], S[blk, d], r, np.float32(alpha))
+                        ET[v, p * L + k] = E[p, v * L + k]
+            _band_sums(Gr, ET, S[blk, d], r, alpha)
         else:
-            for d in range(2):
-                for q in range(W):
-                    for j in range(HL):
-                        S[blk, d, q, j] = 0.0
+            for q in range(W):
+                for j in range(HL):
+                    S[blk, d, q, j] = 0.0
     return S
 
 
 @fastform
-def _warp_block_fast(Af, C, H, W, N, S, M, T, out):
-    """Stage (2) of :func:`distort_fast`: the warp of every block, then the copy into ``out``
-    (derivations/augment.md#T8). ``Af``: the images A flattened (an argument, not a view
-    made inside, so that Numba finds no alias among the loop's arrays)."""
+def _warp_fast(P, S, M, C, H, W, N, out):
+    """Stage (3) of :func:`distort_fast`: the affine source points (T2) plus the displacement,
+    and the warp (T1) from the bordered copy P, stored into ``out`` (flat); two tasks per
+    block, columns q split in halves (derivations/augment.md#T8).
+
+    A source point is first clamped to [−1, H] × [−1, W]: past the grid T1's weights are all
+    zero, and so are the bordered copy's pixels there, so the clamp changes no term (a
+    point beyond −1 or H moves onto the border, whose four pixels are zero). Then
+    u₀ = ⌊y⌋ ∈ [−1, H], the four pixels u₀, u₀ + 1 (× v₀, v₀ + 1) are inside the copy,
+    and their weights are κ(y − u₀) = 1 − (y − u₀), κ(y − u₀ − 1) = y − u₀ with no test.
+    The flat index is computed in float32 (exact: integers below 2²⁴) and converted once;
+    unsigned with the sign bit masked, so that the four gathers take 32-bit indices."""
     L = LANES
     nb = S.shape[0]
-    HL = H * L
+    Hp, Wp = H + 3, W + 3
+    WpL = np.float32(Wp * L)
+    Lf = np.float32(L)
+    W2 = (W + 1) // 2
     cy = np.float32(0.5 * (H - 1))
     cx = np.float32(0.5 * (W - 1))
-    H32, W32, N32, WN, i0 = np.int32(H), np.int32(W), np.int32(N), np.int32(W * N), np.int32(0)
-    one, zero = np.float32(1.0), np.float32(0.0)
-    for blk in prange(nb):
+    lo, hy, hx = np.float32(-1.0), np.float32(H), np.float32(W)
+    one = np.float32(1.0)
+    for t in prange(2 * nb):
+        blk = t // 2
+        half = t - 2 * blk
         n0 = blk * L
         m = min(L, N - n0)
-        touch = Af[n0] - Af[n0]
-        for t in range(C * H * W):  # touch the block's cache lines in address order (a prefetch: the
-            touch += Af[t * N + n0] + Af[t * N + n0 + m - 1]  # gathers below stall on memory if the
-        M[blk, 6, 0] = touch  # batch is not in cache); the sum is kept so the loop stays
-        for q in range(W):  # the affine source points (T2) added to the elastic displacement
-            for p in range(H):
-                for k in range(LANES):
-                    ry = np.float32(p) - cy - M[blk, 4, k]
-                    rx = np.float32(q) - cx - M[blk, 5, k]
-                    S[blk, 0, q, p * LANES + k] += cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx
-                    S[blk, 1, q, p * LANES + k] += cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx
         for c in range(C):
-            cn = np.int32(c * H * W * N)
-            for q in range(W):
-                for j in range(HL):  # T1 over the four pixels around (y, x), zero off the grid
-                    y = S[blk, 0, q, j]
-                    x = S[blk, 1, q, j]
-                    fy = np.floor(y)
-                    fx = np.floor(x)
-                    ty = y - fy
-                    tx = x - fx
-                    u0 = np.int32(fy)
-                    v0 = np.int32(fx)
-                    wy0 = one - ty if 0 <= u0 < H32 else zero
-                    wy1 = ty if -1 <= u0 < H32 - 1 else zero
-                    wx0 = one - tx if 0 <= v0 < W32 else zero
-                    wx1 = tx if -1 <= v0 < W32 - 1 else zero
-                    # flat offsets of the (clamped) neighbours, in int32 and taken as unsigned
-                    # (no negative-index wrap-around code in the loop)
-                    a0 = min(max(u0, i0), H32 - 1) * WN
-                    a1 = min(max(u0 + 1, i0), H32 - 1) * WN
-                    b0 = min(max(v0, i0), W32 - 1) * N32
-                    b1 = min(max(v0 + 1, i0), W32 - 1) * N32
-                    n = cn + np.int32(min(n0 + (j & (LANES - 1)), N - 1))
-                    T[blk, c, q, j] = (wy0 * (wx0 * Af[np.uint32(a0 + b0 + n)] + wx1 * Af[np.uint32(a0 + b1 + n)])
-                                       + wy1 * (wx0 * Af[np.uint32(a1 + b0 + n)] + wx1 * Af[np.uint32(a1 + b1 + n)]))
-            for p in range(H):
-                for q in range(W):
-                    for k in range(m):
-                        out[c, p, q, n0 + k] = T[blk, c, q, p * L + k]
+            base = np.float32(((c * Hp + 1) * Wp + 1) * L)
+            for q in range(half * W2, min(W, (half + 1) * W2)):
+                rx0 = np.float32(q) - cx
+                for p in range(H):
+                    ry0 = np.float32(p) - cy
+                    o = ((c * H + p) * W + q) * N + n0
+                    for k in range(L):
+                        ry = ry0 - M[blk, 4, k]
+                        rx = rx0 - M[blk, 5, k]
+                        y = S[blk, 0, q, p * L + k] + (cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx)
+                        x = S[blk, 1, q, p * L + k] + (cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx)
+                        y = min(max(y, lo), hy)
+                        x = min(max(x, lo), hx)
+                        fy = np.floor(y)
+                        fx = np.floor(x)
+                        ty = y - fy
+                        tx = x - fx
+                        f0 = fy * WpL + fx * Lf + (base + np.float32(k))
+                        i0 = np.uint32(f0) & np.uint32(0x7FFFFFFF)
+                        i1 = np.uint32(f0 + WpL) & np.uint32(0x7FFFFFFF)
+                        a00 = P[blk, i0]
+                        a01 = P[blk, i0 + L]
+                        a10 = P[blk, i1]
+                        a11 = P[blk, i1 + L]
+                        val = (one - ty) * ((one - tx) * a00 + tx * a01) + ty * ((one - tx) * a10 + tx * a11)
+                        if k < m:
+                            out[np.uint64(o + k)] = val
     return out
