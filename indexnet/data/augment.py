@@ -259,7 +259,7 @@ class Augmenter:
                 self._scratch.clear()
             self._scratch[N] = (np.empty((B, 2, H, LANES * W), np.float32), np.empty((B, 2, W, LANES * H), np.float32),
                                 np.empty((B, 6, LANES), np.float32),
-                                np.empty((B, C * (H + 3) * (W + 3) * LANES), np.float32))
+                                np.empty((B, 2 * C * (H + 3) * (W + 2) * LANES), np.float32))
         F, S, M, P = self._scratch[N]
         out = np.empty_like(A)
         distort_fast(A, key, self._ranges, self._alpha, self._Gc, self._Gr, self._radius, F, S, M, P, out)

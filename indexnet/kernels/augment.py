@@ -14,8 +14,11 @@ Every loops form visits only the terms the literal sum does not multiply by an e
 zero, in the literal order, so literal == loops bit for bit. Weights and sums are
 float64; the result is stored in ``out``'s dtype.
 """
+import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import prange
+from numba.extending import intrinsic
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
 
@@ -360,50 +363,103 @@ def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     G_pu = g_{p−u} of radius ``r``, float32. Samples go in blocks of 16 (``LANES``, one
     vector register of float32), stored innermost; B = ⌈N / 16⌉ blocks, float32 scratch from
     the caller: ``F`` (B, 2, H, 16 W) the field, ``S`` (B, 2, W, 16 H) the displacement,
-    ``M`` (B, 6, 16) the affine maps, ``P`` (B, C (H + 3) (W + 3) 16) the block's images with
-    a zero border (see :func:`padded_index`). Three compiled kernels, each a ``prange`` over
-    two tasks per block (halves of the rows, or the two displacement components), so that
-    two threads get equal shares for any B: (1) :func:`_draws_fast`: the affine maps (T2),
-    the field draws (T7) and the zero-bordered copy of the images; (2) :func:`_smooth_fast`:
-    the field smoothed down the columns (T4), transposed, and along the rows (T5) times α,
-    into S laid out (y or x, q, p, sample); (3) :func:`_warp_fast`: the affine source points
-    added, and the warp (T1) from the bordered copy, stored into ``out``. The last block's
-    missing samples read sample N − 1 and are not stored. A block's values do not depend on
-    the thread count. Performance contract: two scratch arrays per task of the smoothing
-    (E and its transpose, 2 × 4 H W 16 bytes), no other allocation.
+    ``M`` (B, 6, 16) the affine maps, ``P`` (B, 2 · 16 C (H + 3)(W + 2)) the blocks' images
+    as pixel pairs with a zero border (:func:`_copy_pairs`). Three compiled kernels, each a
+    ``prange`` over two tasks per block, so that two threads get equal shares for any B:
+    (1) :func:`_draws_fast`: the affine maps (T2), the field draws (T7), and the pairs;
+    (2) :func:`_smooth_fast`: the field smoothed down the columns (T4), transposed, and
+    along the rows (T5) times α, into S laid out (y or x, q, p, sample); (3)
+    :func:`_warp_fast`: the affine source points added, and the warp (T1) from the pairs,
+    stored into ``out``. The last block's missing samples are computed from sample N − 1
+    and not stored. A block's values do not depend on the thread count. Performance
+    contract: two scratch arrays per task of the smoothing (E and its transpose,
+    2 × 4 H W 16 bytes), no other allocation.
     """
     C, H, W, N = A.shape
-    _draws_fast(A, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, P)
+    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, P)
     _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
-    _warp_fast(P, S, M, C, H, W, N, out.reshape(-1))
+    _warp_fast(P.view(np.uint64), S, M, C, H, W, N, out.reshape(-1))
     return out
 
 
+@intrinsic
+def _pair_lo(typingctx, z):
+    """The float32 whose bits are the low 32 bits of the uint64 ``z`` (the first of a pixel
+    pair, little-endian): a truncation and a bitcast, which vectorize."""
+    sig = numba.types.float32(numba.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.trunc(args[0], llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _pair_hi(typingctx, z):
+    """The float32 whose bits are the high 32 bits of the uint64 ``z`` (the second of a pair)."""
+    sig = numba.types.float32(numba.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = llvm_ir.IntType(64)
+        hi = builder.lshr(args[0], llvm_ir.Constant(i64, 32))
+        return builder.bitcast(builder.trunc(hi, llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
 @fastinline
-def padded_index(c, u, v, k, H, W):
-    """Flat index of pixel (u, v) of channel c, lane k, in a block's bordered copy: rows and
-    columns −1 … H + 1 and −1 … W + 1 (the image at 0 … H − 1, 0 … W − 1, zeros around it),
-    16 lanes innermost (derivations/augment.md#T8)."""
-    return ((c * (H + 3) + u + 1) * (W + 3) + v + 1) * LANES + k
+def _copy_pairs(Af, H, W, N, nb, row, P):
+    """Row ``row`` = c (H + 3) + u + 1 of every block's pixel pairs: at column v + 1 and lane k,
+    P[b, 2 i] = A_{c,u,v,n} and P[b, 2 i + 1] = A_{c,u,v+1,n}, i = (row (W + 2) + v + 1) 16 + k,
+    n = 16 b + k (N − 1 past the batch), for u = −1 … H + 1, v = −1 … W, zero off the grid
+    (derivations/augment.md#T8). A pair is the two pixels (u, v₀), (u, v₀ + 1) one row of
+    T1's four needs: one 64-bit gather instead of two 32-bit ones. Reads A's rows
+    (c, u, v, ·) whole, in address order."""
+    L = LANES
+    Hp, Wp = H + 3, W + 2
+    c = row // Hp
+    u = row - c * Hp - 1
+    zero = np.float32(0.0)
+    for vp in range(Wp):
+        v = vp - 1
+        ok0 = 0 <= u < H and 0 <= v < W
+        ok1 = 0 <= u < H and v + 1 < W
+        a0 = ((c * H + min(max(u, 0), H - 1)) * W + min(max(v, 0), W - 1)) * N
+        a1 = ((c * H + min(max(u, 0), H - 1)) * W + min(v + 1, W - 1)) * N
+        i = (row * Wp + vp) * 2 * L
+        for b in range(nb):
+            n0 = b * L
+            if n0 + L <= N:
+                for k in range(L):
+                    x0 = Af[np.uint64(a0 + n0 + k)]
+                    x1 = Af[np.uint64(a1 + n0 + k)]
+                    P[b, np.uint64(i + 2 * k)] = x0 if ok0 else zero
+                    P[b, np.uint64(i + 2 * k + 1)] = x1 if ok1 else zero
+            else:
+                for k in range(L):
+                    n = min(n0 + k, N - 1)
+                    x0 = Af[np.uint64(a0 + n)]
+                    x1 = Af[np.uint64(a1 + n)]
+                    P[b, np.uint64(i + 2 * k)] = x0 if ok0 else zero
+                    P[b, np.uint64(i + 2 * k + 1)] = x1 if ok1 else zero
 
 
 @fastform
-def _draws_fast(A, key, affine, alpha, F, M, P):
-    """Stage (1) of :func:`distort_fast`: per block, the affine maps M (T2), the field F (T7)
-    and the bordered copy P of the images; two tasks per block, rows split in halves
+def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, P):
+    """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field F (T7) of each
+    block, two tasks per block (halves of the rows u); the pixel pairs P of every block
+    (:func:`_copy_pairs`), rows of A split evenly over the same tasks
     (derivations/augment.md#T8)."""
-    C, H, W, N = A.shape
     L = LANES
     nb = M.shape[0]
-    Hp, Wp = H + 3, W + 3
-    H2, Hp2 = (H + 1) // 2, (Hp + 1) // 2
+    H2 = (H + 1) // 2
+    R = C * (H + 3)
     theta_max, phi_max = affine[0], affine[1]
     s_max, tau_max = affine[2], affine[3]
     for t in prange(2 * nb):
         blk = t // 2
         half = t - 2 * blk
         n0 = blk * L
-        m = min(L, N - n0)
         if half == 0:
             for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
                 z0 = _bits_fast(key, n0 + k, 0)
@@ -427,21 +483,8 @@ def _draws_fast(A, key, affine, alpha, F, M, P):
                         z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
                         F[blk, 0, u, v * L + k] = _hi32(z)
                         F[blk, 1, u, v * L + k] = _lo32(z)
-        for c in range(C):
-            for up in range(half * Hp2, min(Hp, (half + 1) * Hp2)):
-                u = up - 1
-                for vp in range(Wp):
-                    v = vp - 1
-                    i = ((c * Hp + up) * Wp + vp) * L
-                    if u < 0 or u >= H or v < 0 or v >= W:
-                        for k in range(L):
-                            P[blk, i + k] = 0.0
-                    elif m == L:
-                        for k in range(L):
-                            P[blk, i + k] = A[c, u, v, n0 + k]
-                    else:
-                        for k in range(L):
-                            P[blk, i + k] = A[c, u, v, min(n0 + k, N - 1)]
+        for row in range(t * R // (2 * nb), (t + 1) * R // (2 * nb)):
+            _copy_pairs(Af, H, W, N, nb, row, P)
     return F
 
 
@@ -473,21 +516,23 @@ def _smooth_fast(Gc, Gr, r, alpha, F, S):
 
 
 @fastform
-def _warp_fast(P, S, M, C, H, W, N, out):
+def _warp_fast(Pu, S, M, C, H, W, N, out):
     """Stage (3) of :func:`distort_fast`: the affine source points (T2) plus the displacement,
-    and the warp (T1) from the bordered copy P, stored into ``out`` (flat); two tasks per
-    block, columns q split in halves (derivations/augment.md#T8).
+    and the warp (T1) from the pixel pairs (``Pu``: P viewed as uint64, one pair each),
+    stored into ``out`` (flat); two tasks per block, columns q split in halves
+    (derivations/augment.md#T8).
 
     A source point is first clamped to [−1, H] × [−1, W]: past the grid T1's weights are all
-    zero, and so are the bordered copy's pixels there, so the clamp changes no term (a
-    point beyond −1 or H moves onto the border, whose four pixels are zero). Then
-    u₀ = ⌊y⌋ ∈ [−1, H], the four pixels u₀, u₀ + 1 (× v₀, v₀ + 1) are inside the copy,
-    and their weights are κ(y − u₀) = 1 − (y − u₀), κ(y − u₀ − 1) = y − u₀ with no test.
-    The flat index is computed in float32 (exact: integers below 2²⁴) and converted once;
-    unsigned with the sign bit masked, so that the four gathers take 32-bit indices."""
+    zero, and so are the pairs' pixels there, so the clamp changes no term (a point beyond
+    −1 or H moves onto the border, whose four pixels are zero). Then u₀ = ⌊y⌋ ∈ [−1, H],
+    v₀ = ⌊x⌋ ∈ [−1, W], the pairs (u₀, v₀ … v₀ + 1) and (u₀ + 1, v₀ … v₀ + 1) exist, and
+    the weights are κ(y − u₀) = 1 − (y − u₀), κ(y − u₀ − 1) = y − u₀ with no test. The
+    pairs' flat indices are computed in float32 (exact: integers below 2²⁴) and converted
+    once each, unsigned with the sign bit masked, so that the two gathers take 32-bit
+    indices."""
     L = LANES
     nb = S.shape[0]
-    Hp, Wp = H + 3, W + 3
+    Hp, Wp = H + 3, W + 2
     WpL = np.float32(Wp * L)
     Lf = np.float32(L)
     W2 = (W + 1) // 2
@@ -495,6 +540,7 @@ def _warp_fast(P, S, M, C, H, W, N, out):
     cx = np.float32(0.5 * (W - 1))
     lo, hy, hx = np.float32(-1.0), np.float32(H), np.float32(W)
     one = np.float32(1.0)
+    mask = np.uint32(0x7FFFFFFF)
     for t in prange(2 * nb):
         blk = t // 2
         half = t - 2 * blk
@@ -519,13 +565,10 @@ def _warp_fast(P, S, M, C, H, W, N, out):
                         ty = y - fy
                         tx = x - fx
                         f0 = fy * WpL + fx * Lf + (base + np.float32(k))
-                        i0 = np.uint32(f0) & np.uint32(0x7FFFFFFF)
-                        i1 = np.uint32(f0 + WpL) & np.uint32(0x7FFFFFFF)
-                        a00 = P[blk, i0]
-                        a01 = P[blk, i0 + L]
-                        a10 = P[blk, i1]
-                        a11 = P[blk, i1 + L]
-                        val = (one - ty) * ((one - tx) * a00 + tx * a01) + ty * ((one - tx) * a10 + tx * a11)
+                        z0 = Pu[blk, np.uint32(f0) & mask]
+                        z1 = Pu[blk, np.uint32(f0 + WpL) & mask]
+                        val = ((one - ty) * ((one - tx) * _pair_lo(z0) + tx * _pair_hi(z0))
+                               + ty * ((one - tx) * _pair_lo(z1) + tx * _pair_hi(z1)))
                         if k < m:
                             out[np.uint64(o + k)] = val
     return out
