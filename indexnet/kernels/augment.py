@@ -376,9 +376,10 @@ def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     2 × 4 H W 16 bytes), no other allocation.
     """
     C, H, W, N = A.shape
-    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, P)
+    Pu = P.view(np.uint64)
+    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, Pu)
     _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
-    _warp_fast(P.view(np.uint64), S, M, C, H, W, N, out.reshape(-1))
+    _warp_fast(Pu, S, M, C, H, W, N, out.reshape(-1))
     return out
 
 
@@ -407,47 +408,70 @@ def _pair_hi(typingctx, z):
     return sig, codegen
 
 
+@intrinsic
+def _pair(typingctx, a, b):
+    """The uint64 holding the bits of the float32 ``a`` (low half) and ``b`` (high half): a
+    pixel pair as :func:`_pair_lo` and :func:`_pair_hi` read it back (bitcasts and a shift,
+    which vectorize)."""
+    sig = numba.types.uint64(numba.types.float32, numba.types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = llvm_ir.IntType(32), llvm_ir.IntType(64)
+        lo = builder.zext(builder.bitcast(args[0], i32), i64)
+        hi = builder.zext(builder.bitcast(args[1], i32), i64)
+        return builder.or_(lo, builder.shl(hi, llvm_ir.Constant(i64, 32)))
+
+    return sig, codegen
+
+
 @fastinline
-def _copy_pairs(Af, H, W, N, nb, row, P):
-    """Row ``row`` = c (H + 3) + u + 1 of every block's pixel pairs: at column v + 1 and lane k,
-    P[b, 2 i] = A_{c,u,v,n} and P[b, 2 i + 1] = A_{c,u,v+1,n}, i = (row (W + 2) + v + 1) 16 + k,
-    n = 16 b + k (N − 1 past the batch), for u = −1 … H + 1, v = −1 … W, zero off the grid
-    (derivations/augment.md#T8). A pair is the two pixels (u, v₀), (u, v₀ + 1) one row of
-    T1's four needs: one 64-bit gather instead of two 32-bit ones. Reads A's rows
-    (c, u, v, ·) whole, in address order."""
+def _copy_pairs(Af, H, W, N, nb, row, Pu):
+    """Row ``row`` = c (H + 3) + u + 1 of every block's pixel pairs (``Pu``: P viewed as uint64):
+    at column v + 1 and lane k, Pu[b, (row (W + 2) + v + 1) 16 + k] holds A_{c,u,v,n} (low
+    half) and A_{c,u,v+1,n} (high half), n = 16 b + k (N − 1 past the batch), for
+    u = −1 … H + 1, v = −1 … W, zero off the grid (derivations/augment.md#T8). A pair is
+    the two pixels (u, v₀), (u, v₀ + 1) one row of T1's four needs: one 64-bit gather
+    instead of two 32-bit ones. Reads A's rows (c, u, v, ·) whole, in address order."""
     L = LANES
     Hp, Wp = H + 3, W + 2
     c = row // Hp
     u = row - c * Hp - 1
     zero = np.float32(0.0)
+    i0 = row * Wp * L
+    if u < 0 or u >= H:
+        for b in range(nb):
+            for j in range(Wp * L):
+                Pu[b, np.uint64(i0 + j)] = np.uint64(0)
+        return
+    a = (c * H + u) * W * N
     for vp in range(Wp):
         v = vp - 1
-        ok0 = 0 <= u < H and 0 <= v < W
-        ok1 = 0 <= u < H and v + 1 < W
-        a0 = ((c * H + min(max(u, 0), H - 1)) * W + min(max(v, 0), W - 1)) * N
-        a1 = ((c * H + min(max(u, 0), H - 1)) * W + min(v + 1, W - 1)) * N
-        i = (row * Wp + vp) * 2 * L
+        i = i0 + vp * L
+        a0 = a + max(v, 0) * N
+        a1 = a + min(v + 1, W - 1) * N
         for b in range(nb):
             n0 = b * L
             if n0 + L <= N:
-                for k in range(L):
-                    x0 = Af[np.uint64(a0 + n0 + k)]
-                    x1 = Af[np.uint64(a1 + n0 + k)]
-                    P[b, np.uint64(i + 2 * k)] = x0 if ok0 else zero
-                    P[b, np.uint64(i + 2 * k + 1)] = x1 if ok1 else zero
+                if 0 <= v and v + 1 < W:
+                    for k in range(L):
+                        Pu[b, np.uint64(i + k)] = _pair(Af[np.uint64(a0 + n0 + k)], Af[np.uint64(a1 + n0 + k)])
+                else:
+                    for k in range(L):
+                        x0 = Af[np.uint64(a0 + n0 + k)]
+                        x1 = Af[np.uint64(a1 + n0 + k)]
+                        Pu[b, np.uint64(i + k)] = _pair(x0 if 0 <= v < W else zero, x1 if v + 1 < W else zero)
             else:
                 for k in range(L):
                     n = min(n0 + k, N - 1)
                     x0 = Af[np.uint64(a0 + n)]
                     x1 = Af[np.uint64(a1 + n)]
-                    P[b, np.uint64(i + 2 * k)] = x0 if ok0 else zero
-                    P[b, np.uint64(i + 2 * k + 1)] = x1 if ok1 else zero
+                    Pu[b, np.uint64(i + k)] = _pair(x0 if 0 <= v < W else zero, x1 if v + 1 < W else zero)
 
 
 @fastform
-def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, P):
+def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
     """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field F (T7) of each
-    block, two tasks per block (halves of the rows u); the pixel pairs P of every block
+    block, two tasks per block (halves of the rows u); the pixel pairs of every block
     (:func:`_copy_pairs`), rows of A split evenly over the same tasks
     (derivations/augment.md#T8)."""
     L = LANES
@@ -484,7 +508,7 @@ def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, P):
                         F[blk, 0, u, v * L + k] = _hi32(z)
                         F[blk, 1, u, v * L + k] = _lo32(z)
         for row in range(t * R // (2 * nb), (t + 1) * R // (2 * nb)):
-            _copy_pairs(Af, H, W, N, nb, row, P)
+            _copy_pairs(Af, H, W, N, nb, row, Pu)
     return F
 
 
