@@ -215,4 +215,3 @@ def test_workspace_view_is_the_block_and_checks_its_range():
     assert V[2, 3] == -1.0 and V[0, 0] == 5.0  # the view keeps its memory alive
     with pytest.raises(IndexError, match="workspace block"):
         fastpath._view(np.zeros(10), 8, 1, 3)
-
