@@ -18,8 +18,11 @@ The support forms read the first layer's W input-major (Wᵗ). With plain SGD th
 synchronisations: it packs W^(1) into Wᵗ at the first step, updates Wᵗ in place by D2.8,
 and writes it back into the network's array when ``step.sync()`` is called (after every
 step unless the step was made with ``defer_sync=True``, as the trainer and ``indexnet
-bench`` make it; they call ``sync()`` before reading the parameters). With another
-optimiser the network's W stays the only copy and Wᵗ is packed at every step.
+bench`` make it; they call ``sync()`` before reading the parameters). Another optimiser
+(momentum, Adam: elementwise rules) does the same when the sync is deferred: it updates Wᵗ
+from D2.7's input-major gradient, with its state of W^(1) held input-major too, both
+turned back by ``sync()`` (before a checkpoint reads the optimiser's state); without a
+deferred sync the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
 :data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
@@ -238,9 +241,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     (D2.6/D2.8) and ``optimizer.t`` advances; any other optimiser gets the gradients and
     its own ``step``. ``step.gradients(X, Y) -> (J, grads)`` computes J and the gradients
     (in the trainer's flat parameter order) without updating; ``step.regime(N)`` says
-    ``"small"`` or ``"layers"``; ``step.sync()`` writes parameters the step holds in
-    another order back into the network's arrays (see the module docstring; a no-op
-    unless ``defer_sync`` is True and the first layer sums over its input's support).
+    ``"small"`` or ``"layers"``; ``step.sync()`` writes parameters (and optimiser state)
+    the step holds in another order back into the network's (the optimiser's) arrays (see
+    the module docstring; a no-op unless ``defer_sync`` is True and the first layer sums
+    over its input's support).
     """
     if not supports(net):
         return None
@@ -260,7 +264,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
-    state = {"reals": {}, "support": None, "WT": None, "owner": "net"}
+    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False}
+    # another optimiser than SGD holds W^(1) input-major too when the sync is deferred: it
+    # updates Wᵗ from D2.7's input-major gradient, its state of W^(1) held alike (hold_state)
+    hold_other = defer_sync and not fused_sgd
     S1 = Ws[0].shape[0]
 
     def reals(N):
@@ -289,13 +296,33 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             _pick(dense._pack_transpose, Ws[0].size)(Ws[0], state["WT"])
         return state["WT"]
 
+    def turn_state():
+        """Transpose the optimiser's state arrays of W^(1) (momentum's v, Adam's m and v)."""
+        for arrays in optimizer.state.values():
+            if arrays:
+                turned = np.empty(arrays[0].shape[::-1], arrays[0].dtype)
+                _pick(dense._pack_transpose, turned.size)(arrays[0], turned)
+                arrays[0] = turned
+
+    def hold_state():
+        """Turn the optimiser's state of W^(1) input-major, as W^(1) is held: its update rule
+        is elementwise, so the same rule on the same elements in another order is the same
+        update."""
+        if not state["state_held"]:
+            turn_state()
+            state["state_held"] = True
+
     def sync():
-        """Write W^(1) held input-major back into the network's array."""
+        """Write W^(1) held input-major (and the optimiser's state of it) back into the
+        network's (the optimiser's) arrays."""
         if state["owner"] == "fast":
             _pick(dense._pack_transpose, Ws[0].size)(state["WT"], Ws[0])
             state["owner"] = "net"
+        if state["state_held"]:
+            turn_state()
+            state["state_held"] = False
 
-    def layers_step(X, Y, lr):
+    def layers_step(X, Y, lr, held=False):
         N = X.shape[1]
         sup = use_support(X)
         B = net.workspace(N, support=sup)
@@ -350,7 +377,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
                 _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
-                _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
+                if held:  # the optimiser updates Wᵗ from it (step)
+                    state["dWT"] = B.dWT
+                else:
+                    _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
@@ -374,6 +404,12 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             args = small_args.get(X.shape[1])  # the small regime's call inlined here: one Python frame less
             J = float(small_step(X, Y, float(optimizer.lr), *args)) if args else run(X, Y, float(optimizer.lr))
             optimizer.t += 1
+            return J
+        if hold_other and work * X.shape[1] >= PARALLEL_WORK and use_support(X):
+            J = layers_step(X, Y, 0.0, held=True)
+            hold_state()
+            state["owner"] = "fast"  # Wᵗ is the live copy from here on
+            optimizer.step([state["WT"], *params[1:]], [state["dWT"], *grads[1:]], mask)
             return J
         J = run(X, Y, 0.0)
         optimizer.step(params, grads, mask)
