@@ -239,3 +239,7 @@ def test_parameters_are_views_of_one_flat_vector(rng):
     other = Network(net.layers, net.input_shape, "mse", params=given)
     given[0][0][:] = 0.0
     np.testing.assert_array_equal(other.theta, theta)
+    with pytest.raises(TypeError):  # an array swapped in would no longer be a view of theta
+        net.params[0] = given[0]
+    with pytest.raises(AttributeError):
+        net.params = given

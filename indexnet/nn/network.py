@@ -121,7 +121,7 @@ class Network:
 
     Attributes
     ----------
-    params : list of tuple of ndarray
+    params : tuple of tuple of ndarray
         Per layer its parameter arrays (``W``, ``b``; ``K``, ``b``), C-ordered views of ``theta``.
     theta : ndarray
         Every parameter in one flat vector (layer by layer, in each layer's ``param_names``
@@ -164,7 +164,7 @@ class Network:
         if params is None:
             rng = np.random.default_rng(seed)
             params = [layer.init_params(shape, rng, self.dtype) for layer, shape in zip(self.layers, self.shapes)]
-        self.params = self._checked_params(params)
+        self._params = self._checked_params(params)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -201,7 +201,13 @@ class Network:
                 layer_views.append(view)
                 k += arr.size
             views.append(tuple(layer_views))
-        return views
+        return tuple(views)
+
+    @property
+    def params(self) -> tuple:
+        """Per layer the tuple of its parameter arrays, views of :attr:`theta` (read-only
+        container: write into the arrays, or use :meth:`set_flat_params`)."""
+        return self._params
 
     # ---------------------------------------------------------------------- structure
     @property
