@@ -156,6 +156,15 @@ def describe(dispatcher, sig) -> dict | None:
     return {"fn": ref, "args": args}
 
 
+def _spread(todo: list) -> list:
+    """The pairs reordered so that the parallel kernels, the longest compiles (each ``prange``
+    loop is compiled as a function of its own), stand alternately at the front and at the
+    back: the two processes, working from the two ends, start on one each."""
+    par = [c for c in todo if c[0].targetoptions.get("parallel")]
+    ser = [c for c in todo if not c[0].targetoptions.get("parallel")]
+    return par[0::2] + ser + par[1::2][::-1]
+
+
 # ------------------------------------------------------------------- claims and the lock
 def _claim(folder: str, k: int, who: str) -> bool:
     """Claim pair ``k`` (True) unless the other process has (False)."""
@@ -224,7 +233,7 @@ def compile_in_two_processes(calls, *, parent: bool = True) -> dict:
     child (for tests). Nothing is started when fewer than two pairs (one with
     ``parent=False``) need compiling or none can be described to a child.
     """
-    todo = [(d, sig) for d, sig in calls if not is_cached(d, sig)]
+    todo = _spread([(d, sig) for d, sig in calls if not is_cached(d, sig)])
     report = {"todo": len(todo), "parent": 0, "child": 0}
     jobs = [[k, job] for k, (d, sig) in enumerate(todo) if (job := describe(d, sig)) is not None]
     if not jobs or len(todo) < (2 if parent else 1):

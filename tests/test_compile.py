@@ -71,3 +71,13 @@ def test_a_child_process_compiles_into_the_cache_and_this_process_loads_it(tmp_p
     assert targets.total(targets.scaled(x, 2.0)) == 20.0
     assert targets.total.stats.cache_hits and not targets.total.stats.cache_misses  # loaded, not compiled here
     assert _compile.compile_in_two_processes(calls) == {"todo": 0, "parent": 0, "child": 0}  # nothing left
+
+
+def test_parallel_kernels_stand_alternately_at_the_front_and_the_back():
+    class Kernel:
+        def __init__(self, parallel):
+            self.targetoptions = {"parallel": parallel}
+
+    p1, p2, p3, s1, s2 = Kernel(True), Kernel(True), Kernel(True), Kernel(False), Kernel(False)
+    todo = [(s1, "s1"), (p1, "p1"), (s2, "s2"), (p2, "p2"), (p3, "p3")]
+    assert [name for _, name in _compile._spread(todo)] == ["p1", "p3", "s1", "s2", "p2"]
