@@ -140,13 +140,10 @@ def test_support_regime_equals_generic(monkeypatch, rng):
     np.testing.assert_allclose(net.flat_params(), b.flat_params(), rtol=1e-10, atol=1e-12)
 
 
-def test_deferred_sync_holds_the_first_layer_input_major(monkeypatch, rng):
-    """With plain SGD and ``defer_sync=True`` the support regime keeps W^(1) input-major
-    between steps: after ``step.sync()`` the network's parameters are bit for bit those of
-    the same steps synchronised after every step; a W^(1) written into the network after
-    a sync (as a resume does) is the one the next step uses; weight decay acts on the
-    held copy."""
-    optim = pytest.importorskip("indexnet.nn.optim")
+@pytest.fixture
+def support_net(monkeypatch, rng):
+    """A 40-140-3 classifier that takes the support forms in the layers regime, and three
+    batches whose inputs are about 80 % zeros (as MNIST's pixels)."""
     monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
     monkeypatch.setattr(fastpath, "SUPPORT_DENSITY", 0.5)
     net = Network.from_sizes([40, 140, 3], ["relu", "softmax"], "cross_entropy", seed=2)
@@ -155,6 +152,17 @@ def test_deferred_sync_holds_the_first_layer_input_major(monkeypatch, rng):
         X, Y = _data(net, 11, rng)
         X[rng.random(X.shape) < 0.8] = 0
         batches.append((X, Y))
+    return net, batches
+
+
+def test_deferred_sync_holds_the_first_layer_input_major(support_net, rng):
+    """With plain SGD and ``defer_sync=True`` the support regime keeps W^(1) input-major
+    between steps: after ``step.sync()`` the network's parameters are bit for bit those of
+    the same steps synchronised after every step; a W^(1) written into the network after
+    a sync (as a resume does) is the one the next step uses; weight decay acts on the
+    held copy."""
+    optim = pytest.importorskip("indexnet.nn.optim")
+    net, batches = support_net
     twin = net.copy()
     held = make_train_step(net, optim.SGD(lr=0.1, weight_decay=0.01), "fast", defer_sync=True)
     each = make_train_step(twin, optim.SGD(lr=0.1, weight_decay=0.01), "fast")
@@ -215,3 +223,33 @@ def test_workspace_view_is_the_block_and_checks_its_range():
     assert V[2, 3] == -1.0 and V[0, 0] == 5.0  # the view keeps its memory alive
     with pytest.raises(IndexError, match="workspace block"):
         fastpath._view(np.zeros(10), 8, 1, 3)
+
+
+@pytest.mark.parametrize("make_opt", [lambda o: o.Momentum(lr=0.05, mu=0.9, weight_decay=0.01, engine="fast"),
+                                      lambda o: o.Adam(lr=0.01, weight_decay=0.01, engine="fast")],
+                         ids=["momentum", "adam"])
+def test_deferred_sync_holds_the_optimiser_state_input_major(make_opt, support_net):
+    """With momentum or Adam and ``defer_sync=True`` the support regime keeps W^(1) and the
+    optimiser's state of it input-major between steps (the update rules are elementwise):
+    after ``step.sync()`` the parameters and the optimiser's state (as a checkpoint stores
+    it) are bit for bit those of the same steps synchronised after every step, also after
+    a state_dict is loaded back between epochs (as a resume does)."""
+    optim = pytest.importorskip("indexnet.nn.optim")
+    net, batches = support_net
+    twin = net.copy()
+    opt_held, opt_each = make_opt(optim), make_opt(optim)
+    held = make_train_step(net, opt_held, "fast", defer_sync=True)
+    each = make_train_step(twin, opt_each, "fast")
+    W_before = net.params[0][0].copy()
+    for epoch in range(2):
+        for X, Y in batches:
+            assert held(X, Y) == each(X, Y)
+        if epoch == 0:
+            assert np.array_equal(net.params[0][0], W_before), "W^(1) was written back before sync()"
+        held.sync()
+        assert np.array_equal(net.flat_params(), twin.flat_params())
+        sd_held, sd_each = opt_held.state_dict(), opt_each.state_dict()
+        assert sd_held.keys() == sd_each.keys()
+        for key in sd_each:
+            assert np.array_equal(sd_held[key], sd_each[key]), key
+        opt_held.load_state_dict(sd_held)

@@ -221,3 +221,25 @@ def test_unknown_engine_is_refused(clf):
     """An engine name outside literal/loops/numpy/fast is an error listing the choices."""
     with pytest.raises(ValueError, match="engine: expected one of 'literal', 'loops', 'numpy', 'fast', got 'blas'"):
         clf.forward(np.zeros((4, 1)), "blas")
+
+
+def test_parameters_are_views_of_one_flat_vector(rng):
+    """Network.theta holds every parameter in flat_params order and each array of params is a
+    view of it: writing either changes both; set_flat_params writes theta; parameters given
+    to the constructor are copied (changing the caller's arrays afterwards changes nothing)."""
+    net = Network.from_sizes([3, 4, 2], ["relu", "identity"], "mse", seed=1)
+    np.testing.assert_array_equal(net.flat_params(), net.theta)
+    assert all(np.shares_memory(a, net.theta) and a.flags.c_contiguous for p in net.params for a in p)
+    net.params[1][0][1, 2] = 7.5
+    assert net.theta[4 * 3 + 4 + 1 * 4 + 2] == 7.5
+    theta = rng.standard_normal(net.n_params)
+    net.set_flat_params(theta)
+    np.testing.assert_array_equal(net.params[0][0], theta[:12].reshape(4, 3))
+    given = [tuple(a.copy() for a in p) for p in net.params]
+    other = Network(net.layers, net.input_shape, "mse", params=given)
+    given[0][0][:] = 0.0
+    np.testing.assert_array_equal(other.theta, theta)
+    with pytest.raises(TypeError):  # an array swapped in would no longer be a view of theta
+        net.params[0] = given[0]
+    with pytest.raises(AttributeError):
+        net.params = given

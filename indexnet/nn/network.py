@@ -43,7 +43,7 @@ class Backprop:
 
 
 #: columns of :attr:`Workspace.layout` (one row per layer l = 1..L)
-S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D, OFF_T = range(8)
+S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D, OFF_T, OFF_W, OFF_B = range(10)
 
 
 class Workspace:
@@ -55,7 +55,9 @@ class Workspace:
     buffer of the weight gradient's fast form; ``per_sample`` holds the N per-sample loss
     terms. All are views of one flat array ``flat`` (so that a compiled step passes one
     array for all of them), located by ``layout`` (int64, one row per layer: S_{l-1},
-    S_l, activation code and the offsets of Z, A, H, Δ). With ``support=True`` it also
+    S_l, activation code, the offsets of Z, A, H, Δ and the packing buffer in ``flat``, and
+    the offsets of W^(l) and b^(l) in the network's flat parameter vector
+    :attr:`Network.theta`, which a flat gradient vector shares). With ``support=True`` it also
     holds the support lists of the input (``dense.support_of``), H^(1) sample-major and
     the partial-sum rows of the support forms (D1.6-D2.8).
     """
@@ -83,8 +85,10 @@ class Workspace:
         self.AT, oT = zip(*[take(s) for s in sizes[:-1]])
         self.AT = tuple(a.reshape(N, -1) for a in self.AT)
         self.per_sample = take(1)[0].reshape(N)
+        oW = np.cumsum([0] + [a.size for p in net.params for a in p])[:-1]
         self.layout = np.array([[sizes[l], sizes[l + 1], CODES.get(layer.activation, IDENTITY), oZ[l], oA[l], oH[l],
-                                 oD[l], oT[l]] for l, layer in enumerate(net.layers)], np.int64)
+                                 oD[l], oT[l], oW[2 * l], oW[2 * l + 1]] for l, layer in enumerate(net.layers)],
+                               np.int64)
         self.support = support
         if support:
             S0, S1 = sizes[0], sizes[1]
@@ -112,7 +116,17 @@ class Network:
     seed : int
         Seed of the initialisation (NumPy ``default_rng``).
     params : list of tuple of ndarray, optional
-        Parameters to use instead of a fresh initialisation (checked against the shapes).
+        Parameters to use instead of a fresh initialisation (checked against the shapes;
+        their values are copied).
+
+    Attributes
+    ----------
+    params : tuple of tuple of ndarray
+        Per layer its parameter arrays (``W``, ``b``; ``K``, ``b``), C-ordered views of ``theta``.
+    theta : ndarray
+        Every parameter in one flat vector (layer by layer, in each layer's ``param_names``
+        order, row-major): the arrays of ``params`` are views of it, so an update of either
+        is an update of both, and a compiled step can take all parameters as one array.
 
     Examples
     --------
@@ -150,7 +164,7 @@ class Network:
         if params is None:
             rng = np.random.default_rng(seed)
             params = [layer.init_params(shape, rng, self.dtype) for layer, shape in zip(self.layers, self.shapes)]
-        self.params = self._checked_params(params)
+        self._params = self._checked_params(params)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -177,7 +191,23 @@ class Network:
                 raise ValueError(f"params of layer {l}: expected {len(want)} arrays {layer.param_names}, got {len(p)}")
             for name, arr, w in zip(layer.param_names, p, want):
                 check_array(f"layer {l} {name}", arr, shape=w, dtype=self.dtype, min_samples=None)
-        return params
+        self.theta = np.empty(sum(a.size for p in params for a in p), self.dtype)
+        views, k = [], 0
+        for p in params:
+            layer_views = []
+            for arr in p:
+                view = self.theta[k:k + arr.size].reshape(arr.shape)
+                view[...] = arr
+                layer_views.append(view)
+                k += arr.size
+            views.append(tuple(layer_views))
+        return tuple(views)
+
+    @property
+    def params(self) -> tuple:
+        """Per layer the tuple of its parameter arrays, views of :attr:`theta` (read-only
+        container: write into the arrays, or use :meth:`set_flat_params`)."""
+        return self._params
 
     # ---------------------------------------------------------------------- structure
     @property
@@ -320,17 +350,13 @@ class Network:
 
     # -------------------------------------------------------------- flat parameters
     def flat_params(self) -> np.ndarray:
-        """All parameters concatenated (layer by layer, W before b, row-major)."""
-        return np.concatenate([a.ravel() for p in self.params for a in p]) if self.n_params else np.zeros(0, self.dtype)
+        """A copy of all parameters concatenated (layer by layer, W before b, row-major): of :attr:`theta`."""
+        return self.theta.copy()
 
     def set_flat_params(self, theta: np.ndarray) -> None:
         """Overwrite the parameters from a flat vector laid out as :meth:`flat_params`."""
         check_array("theta", theta, shape=(self.n_params,), dtype=self.dtype, min_samples=None)
-        k = 0
-        for p in self.params:
-            for a in p:
-                a.ravel()[:] = theta[k : k + a.size]
-                k += a.size
+        self.theta[:] = theta
 
     def workspace(self, N: int, support: bool = False) -> Workspace:
         """The :class:`Workspace` of batch size N for a dense network, made on first use;

@@ -18,8 +18,11 @@ The support forms read the first layer's W input-major (Wᵗ). With plain SGD th
 synchronisations: it packs W^(1) into Wᵗ at the first step, updates Wᵗ in place by D2.8,
 and writes it back into the network's array when ``step.sync()`` is called (after every
 step unless the step was made with ``defer_sync=True``, as the trainer and ``indexnet
-bench`` make it; they call ``sync()`` before reading the parameters). With another
-optimiser the network's W stays the only copy and Wᵗ is packed at every step.
+bench`` make it; they call ``sync()`` before reading the parameters). Another optimiser
+(momentum, Adam: elementwise rules) does the same when the sync is deferred: it updates Wᵗ
+from D2.7's input-major gradient, with its state of W^(1) held input-major too, both
+turned back by ``sync()`` (before a checkpoint reads the optimiser's state); without a
+deferred sync the network's W stays the only copy and Wᵗ is packed at every step.
 
 Two regimes. A network whose largest layer's weights × batch reaches
 :data:`PARALLEL_WORK` is run one fast form per call from Python. The products (D1.5,
@@ -31,9 +34,10 @@ its 800 × 64 layer). The elementwise passes (output, D2.14) run in parallel whe
 work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than a small
 operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
-same fast forms: at a few microseconds per step, entering a compiled function (about
-0.15 µs per array argument) and waking threads would dominate, so that call takes the
-workspace as one flat array and an offset table.
+same fast forms: at a few microseconds per step, entering a compiled function and waking
+threads would dominate, so that call takes the parameters, the gradients and the
+workspace as three flat arrays and an offset table, and borrows them for its duration
+(:func:`_borrowed`: no reference counting of the views it and the kernels take).
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ from numba.np.arrayobj import make_array, populate_array
 from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
-from indexnet.nn.network import KIND, OFF_A, OFF_D, OFF_H, OFF_T, OFF_Z, S_IN, S_OUT
+from indexnet.nn.network import KIND, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
@@ -117,6 +121,23 @@ def _block(typingctx, flat, offset, rows, cols):
     return view(flat, offset, rows, cols), codegen
 
 
+@intrinsic
+def _borrowed(typingctx, arr):
+    """``arr`` without its reference-count owner: the same data, shape and strides, and a
+    null meminfo, so that the views the kernels take of it (rows, blocks) skip the atomic
+    reference-count updates (measured: about a quarter of the tiny network's step). Only
+    for arrays the caller keeps alive for the whole call and that do not escape it."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        out = make_array(sig.return_type)(context, builder, value=args[0])
+        out.meminfo = context.get_constant_null(types.MemInfoPointer(types.voidptr))
+        return out._getvalue()
+
+    return arr(arr), codegen
+
+
 @fastserial
 def _view(flat, offset, rows, cols):
     """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
@@ -126,23 +147,28 @@ def _view(flat, offset, rows, cols):
 
 
 @fastserial
-def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets):
+def small_step(X, Y, lr, theta, grads, flat, layout, reals, code):
     """One whole step of a small dense network in one serial call; returns J.
 
-    ``flat`` and ``layout`` are the workspace's (:class:`indexnet.nn.network.Workspace`);
-    ``reals`` holds the squared-error scale and per layer α_l (leaky ReLU) and λ_l
-    (weight decay of W^(l)). When ``lr`` > 0 the SGD step is folded into the weight
-    gradient (D2.6; O8's decay as the factor 1 − ηλ first) and the bias step follows
-    D2.14; otherwise every gradient is written to ``grads`` (offsets ``grad_offsets``,
-    W^(l) then b^(l)).
+    ``theta`` is the network's flat parameter vector (:attr:`indexnet.nn.network.Network.theta`),
+    ``grads`` a flat vector laid out alike, ``flat`` and ``layout`` the workspace's
+    (:class:`indexnet.nn.network.Workspace`: its columns OFF_W and OFF_B locate W^(l)
+    and b^(l) in both); six arrays in all, since entering a compiled function costs about
+    0.03 µs per array argument but about 0.4 µs per tuple of arrays. ``reals`` holds the
+    squared-error scale and per layer α_l (leaky ReLU) and λ_l (weight decay of W^(l)).
+    When ``lr`` > 0 the SGD step is folded into the weight gradient (D2.6; O16's decay
+    factor 1 − ηλ first) and the bias step follows D2.14; otherwise every gradient is
+    written to ``grads``. The arrays are borrowed (:func:`_borrowed`) for the call.
     """
-    L = len(Ws)
+    L = layout.shape[0]
     N = X.shape[1]
+    X, Y, theta, grads, flat = _borrowed(X), _borrowed(Y), _borrowed(theta), _borrowed(grads), _borrowed(flat)
     for l in range(L):  # D1.5; the output layer stores Z (its σ is the output pass's)
         S, Sp = layout[l, S_OUT], layout[l, S_IN]
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
         Z = _view(flat, layout[l, OFF_Z], S, N)
-        _forward_s(Ws[l], A_prev, bs[l], layout[l, KIND] if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l], Z,
+        _forward_s(_view(theta, layout[l, OFF_W], S, Sp), A_prev, theta[layout[l, OFF_B]:layout[l, OFF_B] + S],
+                   layout[l, KIND] if l < L - 1 else IDENTITY, reals[PER_LAYER + 2 * l], Z,
                    Z if l == L - 1 else _view(flat, layout[l, OFF_A], S, N), _view(flat, layout[l, OFF_T], N, Sp))
     K = layout[L - 1, S_OUT]
     Z = _view(flat, layout[L - 1, OFF_Z], K, N)
@@ -157,27 +183,28 @@ def small_step(X, Y, lr, Ws, bs, flat, grads, layout, reals, code, grad_offsets)
         J = _squared_s(Z, Y, layout[L - 1, KIND], reals[PER_LAYER + 2 * (L - 1)], reals[SCALE], A, H, per_sample)
     for l in range(L - 1, -1, -1):
         S, Sp = layout[l, S_OUT], layout[l, S_IN]
+        W = _view(theta, layout[l, OFF_W], S, Sp)
+        b = theta[layout[l, OFF_B]:layout[l, OFF_B] + S]
         H = _view(flat, layout[l, OFF_H], S, N)
-        db = grads[grad_offsets[2 * l + 1]:grad_offsets[2 * l + 1] + S]
+        db = grads[layout[l, OFF_B]:layout[l, OFF_B] + S]
         if l == L - 1:  # ∂J/∂b^(L) = Σ_n H^(L) (D2.10 as D2.14 with σ' = 1, in place)
             _hadamard_bias_s(H, H, H, IDENTITY, 0.0, H, db)
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
         if l > 0:  # D2.25 with the old W, then D2.14 for layer l-1
             D_prev = _view(flat, layout[l - 1, OFF_D], Sp, N)
-            _input_grad_s(Ws[l], H, D_prev)
+            _input_grad_s(W, H, D_prev)
             _hadamard_bias_s(D_prev, _view(flat, layout[l - 1, OFF_Z], Sp, N), A_prev, layout[l - 1, KIND],
                              reals[PER_LAYER + 2 * (l - 1)], _view(flat, layout[l - 1, OFF_H], Sp, N),
-                             grads[grad_offsets[2 * l - 1]:grad_offsets[2 * l - 1] + Sp])
-        W = Ws[l]
+                             grads[layout[l - 1, OFF_B]:layout[l - 1, OFF_B] + Sp])
         AT = _view(flat, layout[l, OFF_T], N, Sp)
         if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
                 _decay_s(W.reshape(-1), W.dtype.type(1 - lr * lam))  # O16
             _weight_grad_sgd_s(H, A_prev, lr, W, AT)
-            _sgd_step_s(bs[l], db, lr, 0.0, bs[l])
+            _sgd_step_s(b, db, lr, 0.0, b)
         else:
-            _weight_grad_s(H, A_prev, _view(grads, grad_offsets[2 * l], S, Sp), AT)
+            _weight_grad_s(H, A_prev, _view(grads, layout[l, OFF_W], S, Sp), AT)
     return J
 
 
@@ -214,9 +241,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     (D2.6/D2.8) and ``optimizer.t`` advances; any other optimiser gets the gradients and
     its own ``step``. ``step.gradients(X, Y) -> (J, grads)`` computes J and the gradients
     (in the trainer's flat parameter order) without updating; ``step.regime(N)`` says
-    ``"small"`` or ``"layers"``; ``step.sync()`` writes parameters the step holds in
-    another order back into the network's arrays (see the module docstring; a no-op
-    unless ``defer_sync`` is True and the first layer sums over its input's support).
+    ``"small"`` or ``"layers"``; ``step.sync()`` writes parameters (and optimiser state)
+    the step holds in another order back into the network's (the optimiser's) arrays (see
+    the module docstring; a no-op unless ``defer_sync`` is True and the first layer sums
+    over its input's support).
     """
     if not supports(net):
         return None
@@ -236,7 +264,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
-    state = {"reals": {}, "support": None, "WT": None, "owner": "net"}
+    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False}
+    # another optimiser than SGD holds W^(1) input-major too when the sync is deferred: it
+    # updates Wᵗ from D2.7's input-major gradient, its state of W^(1) held alike (hold_state)
+    hold_other = defer_sync and not fused_sgd
     S1 = Ws[0].shape[0]
 
     def reals(N):
@@ -265,13 +296,33 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             _pick(dense._pack_transpose, Ws[0].size)(Ws[0], state["WT"])
         return state["WT"]
 
+    def turn_state():
+        """Transpose the optimiser's state arrays of W^(1) (momentum's v, Adam's m and v)."""
+        for arrays in optimizer.state.values():
+            if arrays:
+                turned = np.empty(arrays[0].shape[::-1], arrays[0].dtype)
+                _pick(dense._pack_transpose, turned.size)(arrays[0], turned)
+                arrays[0] = turned
+
+    def hold_state():
+        """Turn the optimiser's state of W^(1) input-major, as W^(1) is held: its update rule
+        is elementwise, so the same rule on the same elements in another order is the same
+        update."""
+        if not state["state_held"]:
+            turn_state()
+            state["state_held"] = True
+
     def sync():
-        """Write W^(1) held input-major back into the network's array."""
+        """Write W^(1) held input-major (and the optimiser's state of it) back into the
+        network's (the optimiser's) arrays."""
         if state["owner"] == "fast":
             _pick(dense._pack_transpose, Ws[0].size)(state["WT"], Ws[0])
             state["owner"] = "net"
+        if state["state_held"]:
+            turn_state()
+            state["state_held"] = False
 
-    def layers_step(X, Y, lr):
+    def layers_step(X, Y, lr, held=False):
         N = X.shape[1]
         sup = use_support(X)
         B = net.workspace(N, support=sup)
@@ -326,7 +377,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
                 _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
-                _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
+                if held:  # the optimiser updates Wᵗ from it (step)
+                    state["dWT"] = B.dWT
+                else:
+                    _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
         return float(J)
@@ -342,7 +396,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             if len(small_args) >= 4:  # as Network.workspace, a few batch sizes are kept
                 small_args.pop(next(iter(small_args)))
             B = net.workspace(N)
-            args = small_args[N] = (Ws, bs, B.flat, grad_flat, B.layout, reals(N), code, grad_offsets)
+            args = small_args[N] = (net.theta, grad_flat, B.flat, B.layout, reals(N), code)
         return float(small_step(X, Y, lr, *args))
 
     def step(X, Y):
@@ -350,6 +404,12 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             args = small_args.get(X.shape[1])  # the small regime's call inlined here: one Python frame less
             J = float(small_step(X, Y, float(optimizer.lr), *args)) if args else run(X, Y, float(optimizer.lr))
             optimizer.t += 1
+            return J
+        if hold_other and work * X.shape[1] >= PARALLEL_WORK and use_support(X):
+            J = layers_step(X, Y, 0.0, held=True)
+            hold_state()
+            state["owner"] = "fast"  # Wᵗ is the live copy from here on
+            optimizer.step([state["WT"], *params[1:]], [state["dWT"], *grads[1:]], mask)
             return J
         J = run(X, Y, 0.0)
         optimizer.step(params, grads, mask)

@@ -33,9 +33,10 @@ def make_train_step(net, optimizer, engine: str = "fast",
 
     ``X`` and ``Y`` must already be checked (dtype, shape, finiteness) by the caller; the
     step does not re-check them. The parameters are updated in place. With
-    ``defer_sync=True`` the fast engine may hold a parameter in another order between
-    steps (the first layer's W, input-major, when it sums over its input's support): call
-    ``step.sync()`` before reading the network's parameters. Every step has ``sync``.
+    ``defer_sync=True`` the fast engine may hold a parameter (and the optimiser's state of
+    it) in another order between steps (the first layer's W, input-major, when it sums over
+    its input's support): call ``step.sync()`` before reading the network's parameters or
+    the optimiser's state. Every step has ``sync``.
     """
     params = flat_param_list(net)
     mask = decay_mask(net)
