@@ -259,11 +259,13 @@ def test_batch_key_comes_from_the_generator():
 # ------------------------------------------------------------- the fused form (T8)
 @pytest.mark.parametrize("shape,N", [((1, 28, 28), 100), ((1, 28, 28), 37), ((2, 9, 13), 5), ((1, 12, 10), 17)])
 @pytest.mark.parametrize("spec", ["affine", "elastic", "affine:rotate=20,shear=5,scale=0.2,shift=3+elastic:8,2",
-                                  "elastic:0,4"])
+                                  "elastic:0,4", "affine:rotate=90,shear=0,scale=0.5,shift=25"])
 def test_fused_distortion_matches_the_exact_composition(shape, N, spec, rng):
     """T8 (float32, blocks of 16 samples) against T2, T4–T7 and T1 in their exact float64 forms with the
     same key: the same draws, so only float32 rounding apart (< 1e-5 on images in [0, 1]), for square
-    and odd image shapes, two channels and batches that do not fill the last block."""
+    and odd image shapes, two channels and batches that do not fill the last block. The last spec moves
+    most source points past the grid's border row and column (where the fast form clamps them onto its
+    zero border) or across it."""
     X = rng.random((int(np.prod(shape)), N)).astype(np.float32)
     aug = parse_augment(spec, shape)
     key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))

@@ -212,7 +212,7 @@ class Augmenter:
         self._Gc, self._Gr = band_matrix(g, H), band_matrix(g, W)
         self._ranges = self.affine.ranges() if self.affine is not None else np.zeros(4)
         self._alpha = float(self.elastic.alpha) if self.elastic is not None else 0.0
-        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._scratch: dict[int, tuple[np.ndarray, ...]] = {}
 
     def spec(self) -> str:
         """The canonical ``--augment`` string."""
@@ -257,11 +257,12 @@ class Augmenter:
             B = -(-N // LANES)
             if len(self._scratch) >= 4:
                 self._scratch.clear()
-            self._scratch[N] = (np.empty((B, 2, W, LANES * H), np.float32), np.empty((B, 7, LANES), np.float32),
-                                np.empty((B, C, W, LANES * H), np.float32))
-        S, M, T = self._scratch[N]
+            self._scratch[N] = (np.empty((B, 2, H, LANES * W), np.float32), np.empty((B, 2, W, LANES * H), np.float32),
+                                np.empty((B, 6, LANES), np.float32),
+                                np.empty((B, 2 * C * (H + 3) * (W + 2) * LANES), np.float32))
+        F, S, M, P = self._scratch[N]
         out = np.empty_like(A)
-        distort_fast(A, key, self._ranges, self._alpha, self._Gc, self._Gr, self._radius, S, M, T, out)
+        distort_fast(A, key, self._ranges, self._alpha, self._Gc, self._Gr, self._radius, F, S, M, P, out)
         return out.reshape(X.shape)
 
     def reference(self, X: np.ndarray, key) -> np.ndarray:

@@ -14,8 +14,11 @@ Every loops form visits only the terms the literal sum does not multiply by an e
 zero, in the literal order, so literal == loops bit for bit. Weights and sums are
 float64; the result is stored in ``out``'s dtype.
 """
+import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import prange
+from numba.extending import intrinsic
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
 
@@ -352,136 +355,244 @@ def _band_sums(G, X, Y, r, alpha):
             u += 1
 
 
-def distort_fast(A, key, affine, alpha, Gc, Gr, r, S, M, T, out):
+def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     """A′ = T1 at the source points T2 + T6, all draws from T7 (key k), in float32. derivations/augment.md#T8
 
     ``affine`` = (θ_max, φ_max in radians, s_max, τ_max), zeros for no affine part; ``alpha``
     0 for no elastic part; ``Gc`` (H, H), ``Gr`` (W, W) the banded Gaussian matrices
-    G_pu = g_{p−u} of radius ``r``, float32; float32 scratch from the caller, B = ⌈N / 16⌉
-    blocks: ``S`` (B, 2, W, 16 H) for the source points, ``M`` (B, 7, 16) for the affine
-    maps (row 6: a prefetch's by-product) and ``T`` (B, C, W, 16 H) for the warped block. Samples go in blocks of 16 (``LANES``, one vector register of float32),
-    stored innermost. ``prange`` over blocks, twice: (1) the block's affine maps (T2), its
-    field (T7) smoothed down the columns (T4) into (2, H, 16 W), transposed, and smoothed
-    along the rows (T5) straight into S[b], laid out (y or x, q, p, sample), and the
-    affine source points added; (2) the warp (T1) of every (q, p, sample) of the block in
-    one unit-stride loop (gathers from A), then the copy into ``out``. The last block's
-    missing samples read sample N − 1 and are not stored. A block's values do not depend
-    on the thread count. Two compiled kernels, :func:`_sources_fast` and
-    :func:`_warp_block_fast`: the warp's arrays are then all arguments of its parallel
-    loop, which Numba marks as not aliased, so that loop vectorizes with gathers.
-    Performance contract: four scratch arrays per block of the elastic part (a few tens
-    of kilobytes), no other allocation.
+    G_pu = g_{p−u} of radius ``r``, float32. Samples go in blocks of 16 (``LANES``, one
+    vector register of float32), stored innermost; B = ⌈N / 16⌉ blocks, float32 scratch from
+    the caller: ``F`` (B, 2, H, 16 W) the field, ``S`` (B, 2, W, 16 H) the displacement,
+    ``M`` (B, 6, 16) the affine maps, ``P`` (B, 2 · 16 C (H + 3)(W + 2)) the blocks' images
+    as pixel pairs with a zero border (:func:`_copy_pairs`). Three compiled kernels, each a
+    ``prange`` over two tasks per block, so that two threads get equal shares for any B:
+    (1) :func:`_draws_fast`: the affine maps (T2), the field draws (T7), and the pairs;
+    (2) :func:`_smooth_fast`: the field smoothed down the columns (T4), transposed, and
+    along the rows (T5) times α, into S laid out (y or x, q, p, sample); (3)
+    :func:`_warp_fast`: the affine source points added, and the warp (T1) from the pairs,
+    stored into ``out``. The last block's missing samples are computed from sample N − 1
+    and not stored. A block's values do not depend on the thread count. Performance
+    contract: two scratch arrays per task of the smoothing (E and its transpose,
+    2 × 4 H W 16 bytes), no other allocation.
     """
-    _sources_fast(np.uint64(key), np.asarray(affine, np.float64), float(alpha), Gc, Gr, int(r), S, M)
     C, H, W, N = A.shape
-    _warp_block_fast(A.reshape(-1), C, H, W, N, S, M, T, out)
+    Pu = P.view(np.uint64)
+    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, Pu)
+    _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
+    _warp_fast(Pu, S, M, C, H, W, N, out.reshape(-1))
     return out
 
 
+@intrinsic
+def _pair_lo(typingctx, z):
+    """The float32 whose bits are the low 32 bits of the uint64 ``z`` (the first of a pixel
+    pair, little-endian): a truncation and a bitcast, which vectorize."""
+    sig = numba.types.float32(numba.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.trunc(args[0], llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _pair_hi(typingctx, z):
+    """The float32 whose bits are the high 32 bits of the uint64 ``z`` (the second of a pair)."""
+    sig = numba.types.float32(numba.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = llvm_ir.IntType(64)
+        hi = builder.lshr(args[0], llvm_ir.Constant(i64, 32))
+        return builder.bitcast(builder.trunc(hi, llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _pair(typingctx, a, b):
+    """The uint64 holding the bits of the float32 ``a`` (low half) and ``b`` (high half): a
+    pixel pair as :func:`_pair_lo` and :func:`_pair_hi` read it back (bitcasts and a shift,
+    which vectorize)."""
+    sig = numba.types.uint64(numba.types.float32, numba.types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = llvm_ir.IntType(32), llvm_ir.IntType(64)
+        lo = builder.zext(builder.bitcast(args[0], i32), i64)
+        hi = builder.zext(builder.bitcast(args[1], i32), i64)
+        return builder.or_(lo, builder.shl(hi, llvm_ir.Constant(i64, 32)))
+
+    return sig, codegen
+
+
+@fastinline
+def _copy_pairs(Af, H, W, N, nb, row, Pu):
+    """Row ``row`` = c (H + 3) + u + 1 of every block's pixel pairs (``Pu``: P viewed as uint64):
+    at column v + 1 and lane k, Pu[b, (row (W + 2) + v + 1) 16 + k] holds A_{c,u,v,n} (low
+    half) and A_{c,u,v+1,n} (high half), n = 16 b + k (N − 1 past the batch), for
+    u = −1 … H + 1, v = −1 … W, zero off the grid (derivations/augment.md#T8). A pair is
+    the two pixels (u, v₀), (u, v₀ + 1) one row of T1's four needs: one 64-bit gather
+    instead of two 32-bit ones. Reads A's rows (c, u, v, ·) whole, in address order."""
+    L = LANES
+    Hp, Wp = H + 3, W + 2
+    c = row // Hp
+    u = row - c * Hp - 1
+    zero = np.float32(0.0)
+    i0 = row * Wp * L
+    if u < 0 or u >= H:
+        for b in range(nb):
+            for j in range(Wp * L):
+                Pu[b, np.uint64(i0 + j)] = np.uint64(0)
+        return
+    a = (c * H + u) * W * N
+    for vp in range(Wp):
+        v = vp - 1
+        i = i0 + vp * L
+        a0 = a + max(v, 0) * N
+        a1 = a + min(v + 1, W - 1) * N
+        for b in range(nb):
+            n0 = b * L
+            if n0 + L <= N:
+                if 0 <= v and v + 1 < W:
+                    for k in range(L):
+                        Pu[b, np.uint64(i + k)] = _pair(Af[np.uint64(a0 + n0 + k)], Af[np.uint64(a1 + n0 + k)])
+                else:
+                    for k in range(L):
+                        x0 = Af[np.uint64(a0 + n0 + k)]
+                        x1 = Af[np.uint64(a1 + n0 + k)]
+                        Pu[b, np.uint64(i + k)] = _pair(x0 if 0 <= v < W else zero, x1 if v + 1 < W else zero)
+            else:
+                for k in range(L):
+                    n = min(n0 + k, N - 1)
+                    x0 = Af[np.uint64(a0 + n)]
+                    x1 = Af[np.uint64(a1 + n)]
+                    Pu[b, np.uint64(i + k)] = _pair(x0 if 0 <= v < W else zero, x1 if v + 1 < W else zero)
+
+
 @fastform
-def _sources_fast(key, affine, alpha, Gc, Gr, r, S, M):
-    """Stage (1) of :func:`distort_fast`: the source points of every block (derivations/augment.md#T8)."""
+def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
+    """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field F (T7) of each
+    block, two tasks per block (halves of the rows u); the pixel pairs of every block
+    (:func:`_copy_pairs`), rows of A split evenly over the same tasks
+    (derivations/augment.md#T8)."""
+    L = LANES
+    nb = M.shape[0]
+    H2 = (H + 1) // 2
+    R = C * (H + 3)
+    theta_max, phi_max = affine[0], affine[1]
+    s_max, tau_max = affine[2], affine[3]
+    for t in prange(2 * nb):
+        blk = t // 2
+        half = t - 2 * blk
+        n0 = blk * L
+        if half == 0:
+            for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
+                z0 = _bits_fast(key, n0 + k, 0)
+                z1 = _bits_fast(key, n0 + k, 1)
+                z2 = _bits_fast(key, n0 + k, 2)
+                theta = theta_max * np.float64(_hi32(z0))
+                phi = phi_max * np.float64(_lo32(z0))
+                sy = 1.0 + s_max * np.float64(_hi32(z1))
+                sx = 1.0 + s_max * np.float64(_lo32(z1))
+                c, s, tn = np.cos(theta), np.sin(theta), np.tan(phi)
+                M[blk, 0, k] = c / sy
+                M[blk, 1, k] = s / sy
+                M[blk, 2, k] = (-tn * c - s) / sx
+                M[blk, 3, k] = (c - tn * s) / sx
+                M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
+                M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
+        if alpha != 0.0:
+            for u in range(half * H2, min(H, (half + 1) * H2)):
+                for v in range(W):
+                    for k in range(L):
+                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
+                        F[blk, 0, u, v * L + k] = _hi32(z)
+                        F[blk, 1, u, v * L + k] = _lo32(z)
+        for row in range(t * R // (2 * nb), (t + 1) * R // (2 * nb)):
+            _copy_pairs(Af, H, W, N, nb, row, Pu)
+    return F
+
+
+@fastform
+def _smooth_fast(Gc, Gr, r, alpha, F, S):
+    """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ, T4 then T5 as banded
+    sums (:func:`_band_sums`), one task per block and component (derivations/augment.md#T8)."""
     H, W = Gc.shape[0], Gr.shape[0]
     L = LANES
     nb = S.shape[0]
     HL = H * L
-    theta_max, phi_max = affine[0], affine[1]
-    s_max, tau_max = affine[2], affine[3]
-    for blk in prange(nb):
-        n0 = blk * L
-        for k in range(L):  # m00 m01 m10 m11 τ_y τ_x of each sample (T2)
-            z0 = _bits_fast(key, n0 + k, 0)
-            z1 = _bits_fast(key, n0 + k, 1)
-            z2 = _bits_fast(key, n0 + k, 2)
-            theta = theta_max * np.float64(_hi32(z0))
-            phi = phi_max * np.float64(_lo32(z0))
-            sy = 1.0 + s_max * np.float64(_hi32(z1))
-            sx = 1.0 + s_max * np.float64(_lo32(z1))
-            c, s, t = np.cos(theta), np.sin(theta), np.tan(phi)
-            M[blk, 0, k] = c / sy
-            M[blk, 1, k] = s / sy
-            M[blk, 2, k] = (-t * c - s) / sx
-            M[blk, 3, k] = (c - t * s) / sx
-            M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
-            M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
+    for t in prange(2 * nb):
+        blk = t // 2
+        d = t - 2 * blk
         if alpha != 0.0:
-            F = np.empty((2, H, W * L), np.float32)
-            E = np.empty((2, H, W * L), np.float32)
-            ET = np.empty((2, W, HL), np.float32)
-            for u in range(H):
+            E = np.empty((H, W * L), np.float32)
+            ET = np.empty((W, HL), np.float32)
+            _band_sums(Gc, F[blk, d], E, r, np.float32(1.0))
+            for p in range(H):
                 for v in range(W):
                     for k in range(L):
-                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
-                        F[0, u, v * L + k] = _hi32(z)
-                        F[1, u, v * L + k] = _lo32(z)
-            for d in range(2):
-                _band_sums(Gc, F[d], E[d], r, np.float32(1.0))
-                for p in range(H):
-                    for v in range(W):
-                        for k in range(L):
-                            ET[d, v, p * L + k] = E[d, p, v * L + k]
-                _band_sums(Gr, ET[d], S[blk, d], r, np.float32(alpha))
+                        ET[v, p * L + k] = E[p, v * L + k]
+            _band_sums(Gr, ET, S[blk, d], r, alpha)
         else:
-            for d in range(2):
-                for q in range(W):
-                    for j in range(HL):
-                        S[blk, d, q, j] = 0.0
+            for q in range(W):
+                for j in range(HL):
+                    S[blk, d, q, j] = 0.0
     return S
 
 
 @fastform
-def _warp_block_fast(Af, C, H, W, N, S, M, T, out):
-    """Stage (2) of :func:`distort_fast`: the warp of every block, then the copy into ``out``
-    (derivations/augment.md#T8). ``Af``: the images A flattened (an argument, not a view
-    made inside, so that Numba finds no alias among the loop's arrays)."""
+def _warp_fast(Pu, S, M, C, H, W, N, out):
+    """Stage (3) of :func:`distort_fast`: the affine source points (T2) plus the displacement,
+    and the warp (T1) from the pixel pairs (``Pu``: P viewed as uint64, one pair each),
+    stored into ``out`` (flat); two tasks per block, columns q split in halves
+    (derivations/augment.md#T8).
+
+    A source point is first clamped to [−1, H] × [−1, W]: past the grid T1's weights are all
+    zero, and so are the pairs' pixels there, so the clamp changes no term (a point beyond
+    −1 or H moves onto the border, whose four pixels are zero). Then u₀ = ⌊y⌋ ∈ [−1, H],
+    v₀ = ⌊x⌋ ∈ [−1, W], the pairs (u₀, v₀ … v₀ + 1) and (u₀ + 1, v₀ … v₀ + 1) exist, and
+    the weights are κ(y − u₀) = 1 − (y − u₀), κ(y − u₀ − 1) = y − u₀ with no test. The
+    pairs' flat indices are computed in float32 (exact: integers below 2²⁴) and converted
+    once each, unsigned with the sign bit masked, so that the two gathers take 32-bit
+    indices."""
     L = LANES
     nb = S.shape[0]
-    HL = H * L
+    Hp, Wp = H + 3, W + 2
+    WpL = np.float32(Wp * L)
+    Lf = np.float32(L)
+    W2 = (W + 1) // 2
     cy = np.float32(0.5 * (H - 1))
     cx = np.float32(0.5 * (W - 1))
-    H32, W32, N32, WN, i0 = np.int32(H), np.int32(W), np.int32(N), np.int32(W * N), np.int32(0)
-    one, zero = np.float32(1.0), np.float32(0.0)
-    for blk in prange(nb):
+    lo, hy, hx = np.float32(-1.0), np.float32(H), np.float32(W)
+    one = np.float32(1.0)
+    mask = np.uint32(0x7FFFFFFF)
+    for t in prange(2 * nb):
+        blk = t // 2
+        half = t - 2 * blk
         n0 = blk * L
         m = min(L, N - n0)
-        touch = Af[n0] - Af[n0]
-        for t in range(C * H * W):  # touch the block's cache lines in address order (a prefetch: the
-            touch += Af[t * N + n0] + Af[t * N + n0 + m - 1]  # gathers below stall on memory if the
-        M[blk, 6, 0] = touch  # batch is not in cache); the sum is kept so the loop stays
-        for q in range(W):  # the affine source points (T2) added to the elastic displacement
-            for p in range(H):
-                for k in range(LANES):
-                    ry = np.float32(p) - cy - M[blk, 4, k]
-                    rx = np.float32(q) - cx - M[blk, 5, k]
-                    S[blk, 0, q, p * LANES + k] += cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx
-                    S[blk, 1, q, p * LANES + k] += cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx
         for c in range(C):
-            cn = np.int32(c * H * W * N)
-            for q in range(W):
-                for j in range(HL):  # T1 over the four pixels around (y, x), zero off the grid
-                    y = S[blk, 0, q, j]
-                    x = S[blk, 1, q, j]
-                    fy = np.floor(y)
-                    fx = np.floor(x)
-                    ty = y - fy
-                    tx = x - fx
-                    u0 = np.int32(fy)
-                    v0 = np.int32(fx)
-                    wy0 = one - ty if 0 <= u0 < H32 else zero
-                    wy1 = ty if -1 <= u0 < H32 - 1 else zero
-                    wx0 = one - tx if 0 <= v0 < W32 else zero
-                    wx1 = tx if -1 <= v0 < W32 - 1 else zero
-                    # flat offsets of the (clamped) neighbours, in int32 and taken as unsigned
-                    # (no negative-index wrap-around code in the loop)
-                    a0 = min(max(u0, i0), H32 - 1) * WN
-                    a1 = min(max(u0 + 1, i0), H32 - 1) * WN
-                    b0 = min(max(v0, i0), W32 - 1) * N32
-                    b1 = min(max(v0 + 1, i0), W32 - 1) * N32
-                    n = cn + np.int32(min(n0 + (j & (LANES - 1)), N - 1))
-                    T[blk, c, q, j] = (wy0 * (wx0 * Af[np.uint32(a0 + b0 + n)] + wx1 * Af[np.uint32(a0 + b1 + n)])
-                                       + wy1 * (wx0 * Af[np.uint32(a1 + b0 + n)] + wx1 * Af[np.uint32(a1 + b1 + n)]))
-            for p in range(H):
-                for q in range(W):
-                    for k in range(m):
-                        out[c, p, q, n0 + k] = T[blk, c, q, p * L + k]
+            base = np.float32(((c * Hp + 1) * Wp + 1) * L)
+            for q in range(half * W2, min(W, (half + 1) * W2)):
+                rx0 = np.float32(q) - cx
+                for p in range(H):
+                    ry0 = np.float32(p) - cy
+                    o = ((c * H + p) * W + q) * N + n0
+                    for k in range(L):
+                        ry = ry0 - M[blk, 4, k]
+                        rx = rx0 - M[blk, 5, k]
+                        y = S[blk, 0, q, p * L + k] + (cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx)
+                        x = S[blk, 1, q, p * L + k] + (cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx)
+                        y = min(max(y, lo), hy)
+                        x = min(max(x, lo), hx)
+                        fy = np.floor(y)
+                        fx = np.floor(x)
+                        ty = y - fy
+                        tx = x - fx
+                        f0 = fy * WpL + fx * Lf + (base + np.float32(k))
+                        z0 = Pu[blk, np.uint32(f0) & mask]
+                        z1 = Pu[blk, np.uint32(f0 + WpL) & mask]
+                        val = ((one - ty) * ((one - tx) * _pair_lo(z0) + tx * _pair_hi(z0))
+                               + ty * ((one - tx) * _pair_lo(z1) + tx * _pair_hi(z1)))
+                        if k < m:
+                            out[np.uint64(o + k)] = val
     return out
