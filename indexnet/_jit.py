@@ -21,6 +21,9 @@ import types
 from typing import Callable
 
 import numba
+from numba.core import types as _types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
 
 #: multiply-adds (or elements × 8 for an elementwise pass) at or above which one operation of the
 #: fast engine runs its parallel build; below, its serial twin (waking threads costs more than the
@@ -102,3 +105,25 @@ def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
     if dispatcher not in _TWINS:
         _TWINS[dispatcher] = fastserial(renamed(dispatcher.py_func, "__serial"))
     return _TWINS[dispatcher]
+
+
+@intrinsic
+def any_layout(typingctx, arr):
+    """``arr`` typed as an array of any layout (``'A'``) and borrowed, for calls from
+    compiled code. Numba compiles a function once per argument type, and a C-ordered
+    array and a transposed view (``'F'``) are two types: a helper called with both
+    compiles twice. Passing ``any_layout(P)`` at every call gives all callers one compile
+    (a helper that reads P only as scalars loses nothing by not knowing its layout).
+    Borrowed: the same data, shape and strides with no reference-count owner, so the call
+    costs no atomic reference-count updates; only for an argument that the callee does not
+    keep or return (the caller's ``arr`` keeps the data alive for the call)."""
+    if not isinstance(arr, _types.Array):
+        return None
+    out = arr.copy(layout="A")
+
+    def codegen(context, builder, sig, args):  # every layout has the same data model
+        view = make_array(sig.return_type)(context, builder, value=args[0])
+        view.meminfo = context.get_constant_null(_types.MemInfoPointer(_types.voidptr))
+        return view._getvalue()
+
+    return out(arr), codegen

@@ -373,6 +373,8 @@ def test_load_state_dict_rejects_foreign_checkpoints():
     other.load_state_dict(mom.state_dict())
     with pytest.raises(ValueError, match=r"v: expected optimiser state shaped like params"):
         other.step([np.zeros(2)], [np.zeros(2)], [True])
+    with pytest.raises(ValueError, match=r"v: expected optimiser state shaped like params"):
+        other.step([np.zeros(2)], [np.zeros(2)], [True], trusted=True)  # a training step's own arrays: still checked
     broken = mom.state_dict()
     del broken["v.1"]
     with pytest.raises(ValueError, match=r"expected state arrays \['v.0', 'v.1'\], got \['v.0', 'v.2'\]"):

@@ -17,7 +17,7 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastinline, fastserial, literal
+from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, literal
 from indexnet.kernels._delta import kron
 from indexnet.kernels.activations import activate_row, hadamard_row
 
@@ -318,15 +318,16 @@ SHORT_BATCH = 256
 
 
 @fastserial
-def _transpose_block(A, AT, bj):
-    """AT_nj = A_jn for the 16 rows j of block ``bj``: the packing of the forward sum, of the
+def _transpose_block(A, AT, j0):
+    """AT_nj = A_jn for the 16 rows j = j0..j0+15 (fewer at the end): the packing of the forward sum, of the
     short-batch weight gradient (derivations/dense.md#D2.5) and of the support forms'
     operands. For each n the 16 values AT_{n, j..j+15} are written as one contiguous run
     (a vector store fed by 16 strided loads), 3-8x faster than 32 × 32 cache blocks of
     scalar copies. Serial, so that a serial twin of its caller stays free of threads; the
-    parallel forms call it inside their own ``prange`` over blocks of j."""
+    parallel forms call it inside their own ``prange`` over blocks of j, passing j0 = 16 × the
+    block (a signed integer: the ``prange`` index itself is typed unsigned in the parallel
+    loop and signed where the caller is typed, so passing it would compile this twice)."""
     R, C = A.shape
-    j0 = bj * 16
     if j0 + 16 <= R:
         for n in range(C):
             t = AT[n, j0:j0 + 16]
@@ -364,7 +365,7 @@ def _forward_rows_short(W, A_prev, b, i, m, Z):
     :func:`_forward_rows` would be too short to amortize their horizontal sums."""
     for a in range(m):
         Z[i + a, :] = b[i + a]
-    _axpy_rows(W, A_prev, i, m, Z, Z.dtype.type(1))
+    _axpy_rows(any_layout(W), A_prev, i, m, Z, Z.dtype.type(1))
 
 
 @fastform
@@ -388,7 +389,7 @@ def forward_fast(W, A_prev, b, Z, AT):
             _forward_rows_short(W, A_prev, b, i, min(4, S - i), Z)
         return Z
     for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
-        _transpose_block(A_prev, AT, bj)
+        _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _forward_rows(W, AT, b, i, min(4, S - i), Z)
@@ -407,7 +408,7 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     short = A_prev.shape[0] < SHORT_SUM  # short sums over j: axpy sweeps over n, no packing
     if not short:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
-            _transpose_block(A_prev, AT, bj)
+            _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
@@ -435,7 +436,7 @@ def input_grad_fast(W, H, Delta_prev):
         m = min(4, S_prev - j)
         for a in range(m):
             Delta_prev[j + a, :] = 0
-        _axpy_rows(WT, H, j, m, Delta_prev, Delta_prev.dtype.type(1))
+        _axpy_rows(any_layout(WT), H, j, m, Delta_prev, Delta_prev.dtype.type(1))
     return Delta_prev
 
 
@@ -452,9 +453,9 @@ def _weight_rows(H, A_prev, AT, i, m, eta, out):
         if eta == 0:
             for a in range(m):
                 out[i + a, :] = 0
-            _axpy_rows(H, AT, i, m, out, out.dtype.type(1))
+            _axpy_rows(any_layout(H), AT, i, m, out, out.dtype.type(1))
         else:
-            _axpy_rows(H, AT, i, m, out, out.dtype.type(-eta))
+            _axpy_rows(any_layout(H), AT, i, m, out, out.dtype.type(-eta))
         return
     for j in range(0, S_prev, 2):
         k = min(2, S_prev - j)
@@ -507,11 +508,11 @@ def weight_grad_fast(H, A_prev, dW, AT):
     S = dW.shape[0]
     if dW.size <= SMALL_WEIGHTS:  # small matrix: one dot product over n per entry
         for i in prange(S):
-            _weight_row_dots(H, A_prev, i, dW.dtype.type(0), dW)
+            _weight_row_dots(H, A_prev, np.int64(i), dW.dtype.type(0), dW)
         return dW
     if H.shape[1] < SHORT_BATCH:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
-            _transpose_block(A_prev, AT, bj)
+            _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _weight_rows(H, A_prev, AT, i, min(4, S - i), dW.dtype.type(0), dW)
@@ -529,11 +530,11 @@ def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
     S = W.shape[0]
     if W.size <= SMALL_WEIGHTS:  # small matrix: one dot product over n per entry
         for i in prange(S):
-            _weight_row_dots(H, A_prev, i, W.dtype.type(eta), W)
+            _weight_row_dots(H, A_prev, np.int64(i), W.dtype.type(eta), W)
         return W
     if H.shape[1] < SHORT_BATCH:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
-            _transpose_block(A_prev, AT, bj)
+            _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         _weight_rows(H, A_prev, AT, i, min(4, S - i), W.dtype.type(eta), W)
@@ -639,7 +640,7 @@ def _pack_transpose(M, MT):
     equation; it moves values and computes nothing."""
     R = M.shape[0]
     for ba in prange((R + 15) // 16):
-        _transpose_block(M, MT, ba)
+        _transpose_block(M, MT, 16 * ba)
     return MT
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from indexnet.kernels import conv2d, dense, losses, pooling
 from indexnet.kernels.activations import CODES, IDENTITY, activation_grad_fast
 from indexnet.nn.layers.conv import framed_shape, padded_shape
-from indexnet.nn.optim import decay_mask as _mask, flat_param_list
+from indexnet.nn.optim import decay_mask as _mask, flat_param_list, step_trusted
 from indexnet.train.fastpath import SIGMOID_BCE, SOFTMAX_CE, _output_code, _pick, _sgd_step_s
 
 KINDS = ("conv2d", "maxpool2d", "flatten", "dense")
@@ -220,7 +220,7 @@ def make_conv_step(net, optimizer, decay_mask=None):
                 _sgd_step_s(p.reshape(-1), g.reshape(-1), lr, lam if m else 0.0, p.reshape(-1))
             optimizer.t += 1
         else:
-            optimizer.step(params, grads, mask)
+            step_trusted(optimizer, params, grads, mask)
         return J
 
     step.gradients = gradients

@@ -52,7 +52,7 @@ from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
-from indexnet.nn.optim import decay_mask as _mask, flat_param_list
+from indexnet.nn.optim import decay_mask as _mask, flat_param_list, step_trusted
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
 PARALLEL_WORK = 1 << 18
@@ -409,10 +409,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             J = layers_step(X, Y, 0.0, held=True)
             hold_state()
             state["owner"] = "fast"  # Wᵗ is the live copy from here on
-            optimizer.step([state["WT"], *params[1:]], [state["dWT"], *grads[1:]], mask)
+            step_trusted(optimizer, [state["WT"], *params[1:]], [state["dWT"], *grads[1:]], mask)
             return J
         J = run(X, Y, 0.0)
-        optimizer.step(params, grads, mask)
+        step_trusted(optimizer, params, grads, mask)
         return J
 
     def gradients(X, Y):

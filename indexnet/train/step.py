@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from indexnet.nn.optim import decay_mask, flat_param_list
+from indexnet.nn.optim import decay_mask, flat_param_list, step_trusted
 from indexnet.train.convpath import make_conv_step
 from indexnet.train.fastpath import make_fast_step
 
@@ -48,7 +48,7 @@ def make_train_step(net, optimizer, engine: str = "fast",
     def step(X: np.ndarray, Y: np.ndarray) -> float:
         result = net.backward(X, Y, engine, check=False, input_grad=False)
         grads = [g[name] for layer, g in zip(net.layers, result.grads) for name in layer.param_names]
-        optimizer.step(params, grads, mask)
+        step_trusted(optimizer, params, grads, mask)
         return result.loss
 
     step.sync = lambda: None

@@ -761,11 +761,22 @@ class Trainer:
         """Compile (or load from Numba's cache) the kernels of a step and of the evaluation.
 
         Runs one step on a copy of the network and optimiser and one evaluation batch, so
-        the training state is untouched. Returns the seconds it took.
+        the training state is untouched. Returns the seconds it took. On a first run with
+        two cores the kernels those calls need are compiled in two processes first
+        (:mod:`indexnet._compile`), then the calls run and load them from the cache.
         """
-        from indexnet.train.step import make_train_step
+        from indexnet import _compile
 
         t0 = time.perf_counter()
+        if _compile.available():
+            _compile.compile_in_two_processes(_compile.record_calls(self._warm_up_calls))
+        self._warm_up_calls()
+        return time.perf_counter() - t0
+
+    def _warm_up_calls(self) -> None:
+        """One step on a copy of the network and optimiser, and one evaluation batch."""
+        from indexnet.train.step import make_train_step
+
         net = self.net.copy()
         step = make_train_step(net, self._make_optimizer(), self.engine)
         plan = self._epoch_plan_for(np.random.default_rng(0))
@@ -782,7 +793,6 @@ class Trainer:
             # evaluation uses
             evaluate(net, self.splits.validation if self.splits.validation.n_samples else self.splits.train,
                      self.engine, self.config.eval_batch_size, limit=self.config.eval_batch_size)
-        return time.perf_counter() - t0
 
     def _run_epoch(self, epoch: int) -> None:
         """One epoch's steps, then its metrics, checkpoint and log line."""
