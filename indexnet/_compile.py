@@ -243,7 +243,7 @@ def compile_in_two_processes(calls, *, parent: bool = True) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="indexnet-compile-") as folder:
         spec = {"folder": folder, "lock": os.path.join(folder, "cache.lock"), "jobs": jobs,
-                "indexnet": os.path.abspath(indexnet.__file__)}
+                "indexnet": os.path.abspath(indexnet.__file__), "parent": os.getpid()}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         if numba.config.CACHE_DIR:
             env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
@@ -299,8 +299,8 @@ def _child() -> int:
         return 1  # another copy of the package: its cache entries would not be the parent's
     with _serialised_cache(spec["lock"]):
         for k, job in reversed(spec["jobs"]):
-            if not _claim(spec["folder"], k, "child"):
-                break
+            if os.getppid() != spec["parent"] or not _claim(spec["folder"], k, "child"):
+                break  # the parent has ended (so no kernel is left running after it), or took this one
             try:
                 dispatcher, sig = _find_dispatcher(job["fn"]), tuple(_type_from(a) for a in job["args"])
             except Exception:  # noqa: BLE001 - the parent compiles it when it calls it

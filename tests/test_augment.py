@@ -275,6 +275,42 @@ def test_fused_distortion_matches_the_exact_composition(shape, N, spec, rng):
     assert not np.allclose(fast, X, atol=1e-3) or spec == "elastic:0,4"
 
 
+@pytest.mark.parametrize("C,H,W,N", [(1, 28, 28, 37), (2, 9, 13, 5)])
+def test_fused_warp_matches_T1_at_any_source_point(C, H, W, N, rng):
+    """The warp stage of T8 (bordered pixel pairs, source points clamped onto the border, 64-bit
+    gathers) against warp_loops (T1, float64) at the same source points: random points from 3
+    pixels before the grid to 2 past it, and the edge cases of the clamp and the border (−1, 0,
+    H − 1, H and just inside / outside them, far off). The points are multiples of 2⁻¹⁰, so
+    float32 holds them and every sum that forms them exactly; only the weights and the
+    products round: within 8 ulp of Σ |w A| per output pixel."""
+    A = rng.random((C, H, W, N)).astype(np.float32)
+    e = 2.0**-10
+    edges_y = np.array([-40.0, -1 - e, -1.0, -1 + e, -0.25, 0.0, H - 1.0, H - 0.75, H - e, H, H + e, H + 40.0])
+    edges_x = np.array([-40.0, -1 - e, -1.0, -1 + e, -0.25, 0.0, W - 1.0, W - 0.75, W - e, W, W + e, W + 40.0])
+    Y = np.round(rng.uniform(-3, H + 2, (H, W, N)) / e) * e
+    X = np.round(rng.uniform(-3, W + 2, (H, W, N)) / e) * e
+    Y.reshape(-1)[:edges_y.size ** 2] = np.repeat(edges_y, edges_x.size)
+    X.reshape(-1)[:edges_x.size ** 2] = np.tile(edges_x, edges_y.size)
+    L = K.LANES
+    B = -(-N // L)
+    F, S = np.empty((B, 2, H, L * W), np.float32), np.zeros((B, 2, W, L * H), np.float32)
+    M, P = np.empty((B, 6, L), np.float32), np.empty((B, 2 * C * (H + 3) * (W + 2) * L), np.float32)
+    K._draws_fast(A.reshape(-1), C, H, W, N, np.uint64(5), np.zeros(4), 0.0, F, M, P.view(np.uint64))
+    np.testing.assert_array_equal(M[:, :4], np.tile(np.array([1, 0, 0, 1], np.float32)[:, None], (B, 1, L)))
+    p = np.arange(H, dtype=np.float32)[:, None, None]
+    q = np.arange(W, dtype=np.float32)[None, :, None]
+    for d, (Z, base) in enumerate(((Y, p), (X, q))):  # S = source point − (p, q): the affine part adds (p, q) back
+        Zb = np.zeros((H, W, B * L), np.float32)
+        Zb[..., :N] = Z.astype(np.float32) - base
+        S[:, d] = Zb.reshape(H, W, B, L).transpose(2, 1, 0, 3).reshape(B, W, H * L)
+    out = np.full(A.shape, np.nan, np.float32)
+    K._warp_fast(P.view(np.uint64), S, M, C, H, W, N, out.reshape(-1))
+    want = warp("loops", A.astype(np.float64), Y, X)
+    size = warp("loops", np.abs(A).astype(np.float64), Y, X)
+    assert np.all(np.abs(out - want) <= 8 * 2.0**-24 * size + 1e-30)
+    assert np.count_nonzero(want) > 0 and np.count_nonzero(want == 0) > 0
+
+
 def test_fused_distortion_does_not_depend_on_the_thread_count(rng):
     """T8 on 1 and on 2 threads gives the same bits (each block of 16 samples is computed alone)."""
     numba = pytest.importorskip("numba")
