@@ -66,6 +66,9 @@ def test_a_child_process_compiles_into_the_cache_and_this_process_loads_it(tmp_p
     calls = _compile.record_calls(lambda: (targets.scaled(x, 2.0), targets.total(x)))
     assert [d for d, _ in calls] == [targets.scaled, targets.total]
     assert not any(_compile.is_cached(d, sig) for d, sig in calls)
+    # two serial kernels: no child (one would mostly compile what the other compiles too)
+    assert _compile.compile_in_two_processes(calls) == {"todo": 2, "parent": 0, "child": 0}
+    assert not any(_compile.is_cached(d, sig) for d, sig in calls)
     assert _compile.compile_in_two_processes(calls, parent=False) == {"todo": 2, "parent": 0, "child": 2}
     assert all(_compile.is_cached(d, sig) for d, sig in calls) and not targets.total.overloads
     assert targets.total(targets.scaled(x, 2.0)) == 20.0

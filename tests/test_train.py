@@ -12,10 +12,12 @@ from indexnet.train.trainer import Trainer, TrainingDiverged, resolve_config
 TIMING = ("seconds", "eval_seconds")
 
 
-def tiny_splits(n=90, features=6, classes=3, seed=0):
-    """A small, learnable classification set: the class is the argmax of 3 feature sums."""
+def tiny_splits(n=90, features=6, classes=3, seed=0, zeros=0.0):
+    """A small, learnable classification set: the class is the argmax of 3 feature sums
+    (with ``zeros``: about that fraction of the inputs set to 0 first)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(features, n))
+    X[rng.random(X.shape) < zeros] = 0
     labels = np.argmax(X[:classes] + 0.5 * X[classes:2 * classes], axis=0)
     parts = (np.arange(0, 60), np.arange(60, 75), np.arange(75, n))
     return make_splits(X, parts, {"method": "test"}, labels=labels, name="tiny", scaling={"method": "none"},
@@ -47,16 +49,10 @@ def assert_same_state(a: Trainer, b: Trainer):
     assert a.best == b.best
 
 
-@pytest.mark.parametrize("engine,dtype", [("numpy", "float64"), ("fast", "float32")])
-def test_resume_equals_uninterrupted_run_bit_for_bit(tmp_path, engine, dtype):
-    """4 epochs straight == 2 epochs, a crash in epoch 3, and --resume from the epoch-2 checkpoint:
-    parameters, optimiser state, generator state and history (timings aside) are identical."""
-    splits = tiny_splits()
-    cfg = config(engine=engine, dtype=dtype)
-    straight = Trainer(cfg, splits=splits, out=tmp_path / "a", log=None)
-    straight.fit()
-
-    broken = Trainer(cfg, splits=splits, out=tmp_path / "b", log=None)
+def crash_in_epoch_3_and_resume(cfg, splits, out):
+    """A run that stops with Ctrl-C in epoch 3 (after the epoch-2 checkpoint), then
+    ``Trainer.resume`` from that checkpoint run to the end: the resumed trainer."""
+    broken = Trainer(cfg, splits=splits, out=out, log=None)
     step = broken._step
     calls = []
 
@@ -69,12 +65,42 @@ def test_resume_equals_uninterrupted_run_bit_for_bit(tmp_path, engine, dtype):
     broken._step = crash_in_epoch_3
     with pytest.raises(KeyboardInterrupt):
         broken.fit()
-    assert load_checkpoint(tmp_path / "b" / "checkpoint.npz").epoch == 2
-
-    resumed = Trainer.resume(tmp_path / "b" / "checkpoint.npz", splits=splits, log=None)
+    assert load_checkpoint(out / "checkpoint.npz").epoch == 2
+    resumed = Trainer.resume(out / "checkpoint.npz", splits=splits, log=None)
     assert resumed.epoch == 2
     resumed.fit()
-    assert_same_state(straight, resumed)
+    return resumed
+
+
+@pytest.mark.parametrize("engine,dtype", [("numpy", "float64"), ("fast", "float32")])
+def test_resume_equals_uninterrupted_run_bit_for_bit(tmp_path, engine, dtype):
+    """4 epochs straight == 2 epochs, a crash in epoch 3, and --resume from the epoch-2 checkpoint:
+    parameters, optimiser state, generator state and history (timings aside) are identical."""
+    splits = tiny_splits()
+    cfg = config(engine=engine, dtype=dtype)
+    straight = Trainer(cfg, splits=splits, out=tmp_path / "a", log=None)
+    straight.fit()
+
+    assert_same_state(straight, crash_in_epoch_3_and_resume(cfg, splits, tmp_path / "b"))
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_resume_bit_for_bit_while_the_step_holds_the_first_layer_input_major(tmp_path, monkeypatch, optimizer):
+    """Inputs mostly zero (as MNIST's), the fast engine summing the first layer over their
+    support and holding W^(1) and the optimiser's state of it input-major between syncs:
+    the checkpoints written at the epochs' ends are the network's and the optimiser's own
+    order, so a crash in epoch 3 and --resume still give the uninterrupted run bit for bit."""
+    from indexnet.train import fastpath
+
+    monkeypatch.setattr(fastpath, "PARALLEL_WORK", 1)
+    monkeypatch.setattr(fastpath, "SUPPORT_DENSITY", 0.5)
+    splits = tiny_splits(features=12, zeros=0.7)
+    cfg = config(engine="fast", dtype="float32", optimizer=optimizer, lr=0.02)
+    straight = Trainer(cfg, splits=splits, out=tmp_path / "a", log=None)
+    straight.fit()
+    assert any(support for _, support in straight.net._workspaces), "the support regime did not run"
+
+    assert_same_state(straight, crash_in_epoch_3_and_resume(cfg, splits, tmp_path / "b"))
 
 
 def test_resume_refuses_options_that_change_the_run(tmp_path):

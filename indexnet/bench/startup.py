@@ -31,8 +31,10 @@ def run_child(args: list[str], env: dict | None = None, timeout: float = 900) ->
     """Run ``python -m indexnet *args`` in a child process.
 
     Returns ``{"wall_s", "cpu_s", "load", "output"}``: wall seconds, the child's CPU seconds
-    (user + system, all its threads: on a shared machine the figure that load does not
-    inflate much), the 1-minute load average before and after, and its stdout + stderr.
+    (user + system, all its threads and the processes it waited for, such as the compile
+    process of a cold start, :mod:`indexnet._compile`: on a shared machine the figure that
+    load does not inflate much), the 1-minute load average before and after, and its
+    stdout + stderr.
     Raises RuntimeError with the end of the child's stderr when it fails.
     """
     import resource

@@ -151,16 +151,36 @@ def preset_help() -> str:
             + ". Options given override only themselves")
 
 
+def others_running(samples: int = 3) -> int | None:
+    """How many processes other than this one are running now: the smallest of a few samples,
+    5 ms apart, of the running count in ``/proc/loadavg`` (so a process passing by is not
+    counted), minus this one; None where that file does not exist."""
+    try:
+        counts = []
+        for k in range(samples):
+            if k:
+                time.sleep(0.005)
+            with open("/proc/loadavg", encoding="ascii") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(min(counts) - 1, 0)
+
+
 def passive_workers_when_busy(environ=None) -> str | None:
     """On a busy machine let OpenMP's waiting workers sleep instead of spin; returns a note saying so, or None.
 
     Numba's parallel kernels run on OpenMP, whose workers spin while they wait for the next
-    parallel region. When the 1-minute load average is at least the number of cores, the
-    spinning workers take the cores the working ones need and each region waits for a worker
-    that is not running: a digits run measured 88 s wall and 37 s CPU at load average 9.6 on
-    2 cores, against 14 s and 4.4 s with ``OMP_WAIT_POLICY=passive``. So at that load this sets
-    ``OMP_WAIT_POLICY=passive`` (before OpenMP starts), unless the environment already chooses a
-    policy. An idle machine keeps OpenMP's default.
+    parallel region. When the cores are shared with other running processes, the spinning
+    workers take the cores the working ones need and each region waits for a worker that is
+    not running: a digits run measured 88 s wall and 37 s CPU at load average 9.6 on 2 cores,
+    against 14 s and 4.4 s with ``OMP_WAIT_POLICY=passive``; with one other busy process on 2
+    cores (load average 1.4-2.4), 4 of 10 digits runs had epochs ten times slower with
+    spinning workers, 0 of 5 with passive ones. So when the 1-minute load average is at
+    least the number of cores, or another process is running now (:func:`others_running`;
+    the trainer's threads take every core), this sets ``OMP_WAIT_POLICY=passive`` (before
+    OpenMP starts), unless the environment already chooses a policy. A machine with nothing
+    else running keeps OpenMP's default, which is the faster there.
     """
     import os
 
@@ -168,10 +188,15 @@ def passive_workers_when_busy(environ=None) -> str | None:
     if "OMP_WAIT_POLICY" in env or not hasattr(os, "getloadavg"):
         return None
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load < cores:
-        return None
+    if load >= cores:
+        why = f"load average {load:.1f} on {cores} cores"
+    else:
+        others = others_running()
+        if not others:
+            return None
+        why = f"{others} other running process{'es' if others > 1 else ''} on {cores} cores"
     env["OMP_WAIT_POLICY"] = "passive"
-    return (f"note: load average {load:.1f} on {cores} cores: waiting threads sleep instead of spinning "
+    return (f"note: {why}: waiting threads sleep instead of spinning "
             f"(OMP_WAIT_POLICY=passive; set OMP_WAIT_POLICY to choose)")
 
 
