@@ -22,7 +22,7 @@ its kernels need and does not find in the cache); making one process wait for th
 other's helper instead was measured (digits: the child waited 0.8 s for the axpy helper)
 and did not shorten the whole. Measured for the digits default on 2 cores with no other
 process running at the start: the compile phase 5.25 and 5.45 s wall (parent 4.2-4.4 s
-of CPU, child 5.3-5.4 s including its 0.3 s start), against about 9.5-10 s in one
+of CPU, child 5.3-5.4 s including its 0.3 s start), against 9-11 s in one
 process.
 
 Nothing here changes what is compiled or how: a kernel compiled by the child is the
