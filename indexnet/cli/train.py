@@ -153,13 +153,13 @@ def preset_help() -> str:
 
 def others_running(samples: int = 3) -> int | None:
     """How many processes other than this one are running now: the smallest of a few samples,
-    5 ms apart, of the running count in ``/proc/loadavg`` (so a process passing by is not
+    2 ms apart, of the running count in ``/proc/loadavg`` (so a process passing by is not
     counted), minus this one; None where that file does not exist."""
     try:
         counts = []
         for k in range(samples):
             if k:
-                time.sleep(0.005)
+                time.sleep(0.002)
             with open("/proc/loadavg", encoding="ascii") as f:
                 counts.append(int(f.read().split()[3].split("/")[0]))
     except (OSError, ValueError, IndexError):
