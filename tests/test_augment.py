@@ -295,7 +295,10 @@ def test_fused_warp_matches_T1_at_any_source_point(C, H, W, N, rng):
     B = -(-N // L)
     F, S = np.empty((B, 2, H, L * W), np.float32), np.zeros((B, 2, W, L * H), np.float32)
     M, P = np.empty((B, 6, L), np.float32), np.empty((B, 2 * C * (H + 3) * (W + 2) * L), np.float32)
-    K._draws_fast(A.reshape(-1), C, H, W, N, np.uint64(5), np.zeros(4), 0.0, F, M, P.view(np.uint64))
+    K._draws_fast(C, H, W, N, np.uint64(5), np.zeros(4), 0.0, F, M)  # the identity maps (no affine part)
+    g = gaussian_weights(1.0)  # with α = 0 the smoothing stage zeroes S, and makes the pixel pairs
+    K._smooth_fast(band_matrix(g, H), band_matrix(g, W), 4, np.float32(0.0), F, S, A.reshape(-1), C, N,
+                   P.view(np.uint64))
     np.testing.assert_array_equal(M[:, :4], np.tile(np.array([1, 0, 0, 1], np.float32)[:, None], (B, 1, L)))
     p = np.arange(H, dtype=np.float32)[:, None, None]
     q = np.arange(W, dtype=np.float32)[None, :, None]

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import prange
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
@@ -366,9 +367,9 @@ def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     ``M`` (B, 6, 16) the affine maps, ``P`` (B, 2 · 16 C (H + 3)(W + 2)) the blocks' images
     as pixel pairs with a zero border (:func:`_copy_pairs`). Three compiled kernels, each a
     ``prange`` over two tasks per block, so that two threads get equal shares for any B:
-    (1) :func:`_draws_fast`: the affine maps (T2), the field draws (T7), and the pairs;
-    (2) :func:`_smooth_fast`: the field smoothed down the columns (T4), transposed, and
-    along the rows (T5) times α, into S laid out (y or x, q, p, sample); (3)
+    (1) :func:`_draws_fast`: the affine maps (T2) and the field draws (T7); (2)
+    :func:`_smooth_fast`: the field smoothed down the columns (T4), transposed, and along
+    the rows (T5) times α, into S laid out (y or x, q, p, sample), and the pairs; (3)
     :func:`_warp_fast`: the affine source points added, and the warp (T1) from the pairs,
     stored into ``out``. The last block's missing samples are computed from sample N − 1
     and not stored. A block's values do not depend on the thread count. Performance
@@ -377,8 +378,8 @@ def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
     """
     C, H, W, N = A.shape
     Pu = P.view(np.uint64)
-    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, Pu)
-    _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
+    _draws_fast(C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M)
+    _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S, A.reshape(-1), C, N, Pu)
     _warp_fast(Pu, S, M, C, H, W, N, out.reshape(-1))
     return out
 
@@ -404,6 +405,23 @@ def _pair_hi(typingctx, z):
         i64 = llvm_ir.IntType(64)
         hi = builder.lshr(args[0], llvm_ir.Constant(i64, 32))
         return builder.bitcast(builder.trunc(hi, llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Ask for the cache line of ``arr[i]`` (a 1-D array) without waiting for it: LLVM's
+    ``prefetch`` (read, keep in every cache level), one ``prefetcht0`` instruction."""
+    sig = numba.types.void(arr, numba.types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = llvm_ir.IntType(8).as_pointer(), llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(builder.gep(ary.data, [args[1]]), i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -469,15 +487,12 @@ def _copy_pairs(Af, H, W, N, nb, row, Pu):
 
 
 @fastform
-def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
+def _draws_fast(C, H, W, N, key, affine, alpha, F, M):
     """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field F (T7) of each
-    block, two tasks per block (halves of the rows u); the pixel pairs of every block
-    (:func:`_copy_pairs`), rows of A split evenly over the same tasks
-    (derivations/augment.md#T8)."""
+    block, two tasks per block (halves of the rows u) (derivations/augment.md#T8)."""
     L = LANES
     nb = M.shape[0]
     H2 = (H + 1) // 2
-    R = C * (H + 3)
     theta_max, phi_max = affine[0], affine[1]
     s_max, tau_max = affine[2], affine[3]
     for t in prange(2 * nb):
@@ -507,22 +522,32 @@ def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
                         z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
                         F[blk, 0, u, v * L + k] = _hi32(z)
                         F[blk, 1, u, v * L + k] = _lo32(z)
-        for row in range(t * R // (2 * nb), (t + 1) * R // (2 * nb)):
-            _copy_pairs(Af, H, W, N, nb, row, Pu)
     return F
 
 
 @fastform
-def _smooth_fast(Gc, Gr, r, alpha, F, S):
+def _smooth_fast(Gc, Gr, r, alpha, F, S, Af, C, N, Pu):
     """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ, T4 then T5 as banded
-    sums (:func:`_band_sums`), one task per block and component (derivations/augment.md#T8)."""
+    sums (:func:`_band_sums`), one task per block and component; and the pixel pairs of every
+    block (:func:`_copy_pairs`), the rows of A split evenly over the same tasks. Each task
+    asks for its rows of A first (:func:`_prefetch`: the batch is usually not in cache),
+    smooths, and copies them last, from cache (derivations/augment.md#T8)."""
     H, W = Gc.shape[0], Gr.shape[0]
     L = LANES
     nb = S.shape[0]
     HL = H * L
+    R = C * (H + 3)
+    WN = W * N
     for t in prange(2 * nb):
         blk = t // 2
         d = t - 2 * blk
+        row0, row1 = t * R // (2 * nb), (t + 1) * R // (2 * nb)
+        for row in range(row0, row1):
+            c = row // (H + 3)
+            u = row - c * (H + 3) - 1
+            if 0 <= u < H:
+                for i in range(0, WN, 16):
+                    _prefetch(Af, (c * H + u) * WN + i)
         if alpha != 0.0:
             E = np.empty((H, W * L), np.float32)
             ET = np.empty((W, HL), np.float32)
@@ -536,6 +561,8 @@ def _smooth_fast(Gc, Gr, r, alpha, F, S):
             for q in range(W):
                 for j in range(HL):
                     S[blk, d, q, j] = 0.0
+        for row in range(row0, row1):
+            _copy_pairs(Af, H, W, N, nb, row, Pu)
     return S
 
 
