@@ -136,13 +136,19 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
 
 
+T = dense.SHORT_SUM
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("S_prev", [1, 3, 5, dense.SHORT_SUM - 1, dense.SHORT_SUM, dense.SHORT_SUM + 3])
-def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, rng):
+@pytest.mark.parametrize("S_prev,N", [(1, 37), (3, 37), (5, 37), (T - 1, 37), (T, 37), (T + 3, 37), (T, T + 5),
+                                      (2 * T, 2 * T + 1), (2 * T, 2 * T - 1), (2 * T + 1, 2 * T + 9)])
+def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, N, rng):
     """D1.4 and D1.5: the forward fast forms' two blockings (axpy sweeps without packing for
-    S_prev < dense.SHORT_SUM, packed dot products above) each equal the exact loops forms,
-    at row counts that are not multiples of the 4-row block (S = 13) and an odd batch."""
-    S, N = 13, 37
+    a short sum, dense._axpy_forward: S_prev < SHORT_SUM, or S_prev <= 2 SHORT_SUM with
+    N >= S_prev; packed dot products otherwise) each equal the exact loops forms, on both
+    sides of both bounds, at row counts that are not multiples of the 4-row block (S = 13)
+    and odd batches."""
+    S = 13
     W, A, b = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype)
     scale = np.abs(W) @ np.abs(A) + np.abs(b)[:, None]
     Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
