@@ -36,19 +36,30 @@ PARALLEL_OP = 1 << 21
 FAST_FLAGS = frozenset({"reassoc", "contract", "arcp", "nsz"})
 
 
+#: the exact builds' flags, stated rather than left unset: Numba compiles a function that
+#: another compiled function calls with the caller's ``fastmath`` and ``error_model`` when
+#: the callee leaves them unset, and registers (and caches, under a key without flags) that
+#: build as the callee's own. An exact helper (``activations.shifted_exp_sum``) first
+#: compiled for a fast form was then the fastmath build for every later exact caller in
+#: that process and in every process reading the cache: ``softmax_loops`` lost its
+#: bit-equality with ``softmax_literal`` after the fast forms' tests had filled the cache.
+EXACT_FLAGS = {"fastmath": False, "error_model": "python"}
+
+
 def literal(fn: Callable) -> numba.core.registry.CPUDispatcher:
-    """Compile the literal (reading) form: serial, exact, cached."""
-    return numba.njit(cache=True)(fn)
+    """Compile the literal (reading) form: serial, exact (:data:`EXACT_FLAGS`), cached."""
+    return numba.njit(cache=True, **EXACT_FLAGS)(fn)
 
 
 def exact(fn: Callable) -> numba.core.registry.CPUDispatcher:
-    """Compile the exact parallel build: ``prange`` over outputs, no fastmath."""
-    return numba.njit(parallel=True, cache=True)(fn)
+    """Compile the exact parallel build: ``prange`` over outputs, no fastmath (:data:`EXACT_FLAGS`)."""
+    return numba.njit(parallel=True, cache=True, **EXACT_FLAGS)(fn)
 
 
 def serial(fn: Callable) -> numba.core.registry.CPUDispatcher:
-    """Compile a small helper that is inlined into other kernels (no threads)."""
-    return numba.njit(cache=True)(fn)
+    """Compile a small exact helper called by other kernels (no threads; :data:`EXACT_FLAGS`,
+    so that a fast form calling it does not turn it into a fastmath build)."""
+    return numba.njit(cache=True, **EXACT_FLAGS)(fn)
 
 
 def renamed(fn: Callable, suffix: str) -> Callable:

@@ -9,6 +9,8 @@ of the larger value (tanh is a polynomial form, 3 ulp). Shapes are random and in
 realistic sizes (S up to 1024, N up to 512) with a small example count; the summed
 dimension stays short so that the exact forms they are checked against stay quick.
 """
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -354,3 +356,31 @@ def test_decay_is_o8_without_gradient(dtype, rng):
     want = optim.sgd_step_loops(theta, np.zeros_like(theta), lr, lam, np.empty_like(theta))
     got = optim.decay_fast(theta.copy(), dtype(1 - lr * lam))
     _ulps(got, want, dtype, 2, ref=theta)
+
+
+_FAST_FIRST = """
+import numpy as np
+from indexnet.kernels import activations as act, losses
+
+rng = np.random.default_rng(1)
+Z = rng.standard_normal((12, 40)) + 3.5
+Y = np.eye(12)[:, rng.integers(0, 12, 40)]
+A, H, per = np.empty_like(Z), np.empty_like(Z), np.empty(40)
+losses.softmax_cross_entropy_fast(Z, Y, A, H, per)  # a fast form calling the exact shifted_exp_sum, first
+assert np.array_equal(act.softmax_loops(Z, np.empty_like(Z)), act.softmax_literal(Z, np.empty_like(Z)))
+"""
+
+
+def test_a_fast_form_compiled_first_leaves_the_exact_helpers_exact(tmp_path):
+    """Numba builds a called function with its caller's fastmath unless the callee states its
+    own (_jit.EXACT_FLAGS). With a fast form compiled first, in a fresh process and an empty
+    cache (as a training run leaves them), the exact helper it shares with a loops form stays
+    exact: softmax_loops equals softmax_literal bit for bit in that process and in the next
+    one, which reads the cache."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _FAST_FIRST], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
