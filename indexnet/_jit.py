@@ -118,23 +118,33 @@ def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
     return _TWINS[dispatcher]
 
 
+def _borrowed_codegen(context, builder, sig, args):
+    """The array ``args[0]`` as ``sig.return_type`` (same data model for every layout) with a
+    null meminfo: the same data, shape and strides, no reference-count owner."""
+    view = make_array(sig.return_type)(context, builder, value=args[0])
+    view.meminfo = context.get_constant_null(_types.MemInfoPointer(_types.voidptr))
+    return view._getvalue()
+
+
+@intrinsic
+def borrowed(typingctx, arr):
+    """``arr`` without its reference-count owner, for calls from compiled code: the views a
+    callee takes of it (rows, blocks) then skip the atomic reference-count updates (about a
+    quarter of a tiny network's whole step). Only for an array the caller keeps alive for
+    the whole call and that does not escape it (is not kept or returned)."""
+    if not isinstance(arr, _types.Array):
+        return None
+    return arr(arr), _borrowed_codegen
+
+
 @intrinsic
 def any_layout(typingctx, arr):
-    """``arr`` typed as an array of any layout (``'A'``) and borrowed, for calls from
+    """``arr`` typed as an array of any layout (``'A'``) and :func:`borrowed`, for calls from
     compiled code. Numba compiles a function once per argument type, and a C-ordered
     array and a transposed view (``'F'``) are two types: a helper called with both
     compiles twice. Passing ``any_layout(P)`` at every call gives all callers one compile
-    (a helper that reads P only as scalars loses nothing by not knowing its layout).
-    Borrowed: the same data, shape and strides with no reference-count owner, so the call
-    costs no atomic reference-count updates; only for an argument that the callee does not
-    keep or return (the caller's ``arr`` keeps the data alive for the call)."""
+    (a helper that reads P only as scalars loses nothing by not knowing its layout); the
+    same conditions as :func:`borrowed` apply."""
     if not isinstance(arr, _types.Array):
         return None
-    out = arr.copy(layout="A")
-
-    def codegen(context, builder, sig, args):  # every layout has the same data model
-        view = make_array(sig.return_type)(context, builder, value=args[0])
-        view.meminfo = context.get_constant_null(_types.MemInfoPointer(_types.voidptr))
-        return view._getvalue()
-
-    return out(arr), codegen
+    return arr.copy(layout="A")(arr), _borrowed_codegen

@@ -37,7 +37,7 @@ run in one serial compiled call, :func:`small_step`, which calls the serial twin
 same fast forms: at a few microseconds per step, entering a compiled function and waking
 threads would dominate, so that call takes the parameters, the gradients and the
 workspace as three flat arrays and an offset table, and borrows them for its duration
-(:func:`_borrowed`: no reference counting of the views it and the kernels take).
+(:func:`indexnet._jit.borrowed`: no reference counting of the views it and the kernels take).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, fastserial, serial_twin
+from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, borrowed, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
@@ -121,23 +121,6 @@ def _block(typingctx, flat, offset, rows, cols):
     return view(flat, offset, rows, cols), codegen
 
 
-@intrinsic
-def _borrowed(typingctx, arr):
-    """``arr`` without its reference-count owner: the same data, shape and strides, and a
-    null meminfo, so that the views the kernels take of it (rows, blocks) skip the atomic
-    reference-count updates (measured: about a quarter of the tiny network's step). Only
-    for arrays the caller keeps alive for the whole call and that do not escape it."""
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        out = make_array(sig.return_type)(context, builder, value=args[0])
-        out.meminfo = context.get_constant_null(types.MemInfoPointer(types.voidptr))
-        return out._getvalue()
-
-    return arr(arr), codegen
-
-
 @fastserial
 def _view(flat, offset, rows, cols):
     """The (rows, cols) C-ordered block of ``flat`` starting at ``offset`` (a view)."""
@@ -158,11 +141,11 @@ def small_step(X, Y, lr, theta, grads, flat, layout, reals, code):
     squared-error scale and per layer α_l (leaky ReLU) and λ_l (weight decay of W^(l)).
     When ``lr`` > 0 the SGD step is folded into the weight gradient (D2.6; O16's decay
     factor 1 − ηλ first) and the bias step follows D2.14; otherwise every gradient is
-    written to ``grads``. The arrays are borrowed (:func:`_borrowed`) for the call.
+    written to ``grads``. The arrays are borrowed (:func:`indexnet._jit.borrowed`) for the call.
     """
     L = layout.shape[0]
     N = X.shape[1]
-    X, Y, theta, grads, flat = _borrowed(X), _borrowed(Y), _borrowed(theta), _borrowed(grads), _borrowed(flat)
+    X, Y, theta, grads, flat = borrowed(X), borrowed(Y), borrowed(theta), borrowed(grads), borrowed(flat)
     for l in range(L):  # D1.5; the output layer stores Z (its σ is the output pass's)
         S, Sp = layout[l, S_OUT], layout[l, S_IN]
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
