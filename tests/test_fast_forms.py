@@ -354,7 +354,7 @@ def test_decay_is_o8_without_gradient(dtype, rng):
     theta = rng.standard_normal(1000).astype(dtype)
     lr, lam = 0.05, 1e-3
     want = optim.sgd_step_loops(theta, np.zeros_like(theta), lr, lam, np.empty_like(theta))
-    got = optim.decay_fast(theta.copy(), dtype(1 - lr * lam))
+    got = optim.decay_fast(theta.copy(), lr, lam)
     _ulps(got, want, dtype, 2, ref=theta)
 
 

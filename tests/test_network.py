@@ -235,6 +235,9 @@ def test_parameters_are_views_of_one_flat_vector(rng):
     theta = rng.standard_normal(net.n_params)
     net.set_flat_params(theta)
     np.testing.assert_array_equal(net.params[0][0], theta[:12].reshape(4, 3))
+    grad = np.arange(net.n_params, dtype=float)  # a vector laid out as theta, viewed as params
+    assert [[g.shape for g in p] for p in net.like_theta(grad)] == [[a.shape for a in p] for p in net.params]
+    assert net.like_theta(grad)[1][1][0] == 4 * 3 + 4 + 2 * 4
     given = [tuple(a.copy() for a in p) for p in net.params]
     other = Network(net.layers, net.input_shape, "mse", params=given)
     given[0][0][:] = 0.0

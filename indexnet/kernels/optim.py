@@ -163,12 +163,14 @@ def adam_step_numpy(theta, g, m, v, t, lr, beta1, beta2, eps, weight_decay, out)
 
 
 @fastform
-def decay_fast(theta, factor):
-    """θ_i ← (1 − ηλ) θ_i with ``factor`` = 1 − ηλ, on a flat view: the decay part of a folded step. derivations/optim.md#O16
+def decay_fast(theta, lr, weight_decay):
+    """θ_i ← (1 − ηλ) θ_i on a flat view: the decay part of a folded step. derivations/optim.md#O16
 
-    ``prange`` over i; the trainer's composer applies it before the folded gradient step
-    (dense.md D2.6, D2.8) and calls its serial twin for small parameters.
+    The factor 1 − ηλ is formed once, in float64, and rounded to θ's dtype. ``prange``
+    over i; the trainer's composer applies it before the folded gradient step (dense.md
+    D2.6, D2.8) and calls its serial twin for small parameters.
     """
+    factor = theta.dtype.type(1.0 - lr * weight_decay)
     for i in prange(theta.shape[0]):
         theta[i] *= factor
     return theta

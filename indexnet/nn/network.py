@@ -191,15 +191,24 @@ class Network:
                 raise ValueError(f"params of layer {l}: expected {len(want)} arrays {layer.param_names}, got {len(p)}")
             for name, arr, w in zip(layer.param_names, p, want):
                 check_array(f"layer {l} {name}", arr, shape=w, dtype=self.dtype, min_samples=None)
+        self._shapes = [tuple(arr.shape for arr in p) for p in params]
         self.theta = np.empty(sum(a.size for p in params for a in p), self.dtype)
+        views = self.like_theta(self.theta)
+        for p, view in zip(params, views):
+            for arr, v in zip(p, view):
+                v[...] = arr
+        return views
+
+    def like_theta(self, vec: np.ndarray) -> tuple:
+        """Views of a flat vector laid out as :attr:`theta` (a gradient, an optimiser
+        state) in the shape of :attr:`params`: per layer a tuple of C-ordered arrays."""
         views, k = [], 0
-        for p in params:
+        for shapes in self._shapes:
             layer_views = []
-            for arr in p:
-                view = self.theta[k:k + arr.size].reshape(arr.shape)
-                view[...] = arr
-                layer_views.append(view)
-                k += arr.size
+            for shape in shapes:
+                size = int(np.prod(shape, dtype=np.int64))
+                layer_views.append(vec[k:k + size].reshape(shape))
+                k += size
             views.append(tuple(layer_views))
         return tuple(views)
 

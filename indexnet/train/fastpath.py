@@ -183,7 +183,7 @@ def small_step(X, Y, lr, theta, grads, flat, layout, reals, code):
         if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
-                _decay_s(W.reshape(-1), W.dtype.type(1 - lr * lam))  # O16
+                _decay_s(W.reshape(-1), lr, lam)  # O16
             _weight_grad_sgd_s(H, A_prev, lr, W, AT)
             _sgd_step_s(b, db, lr, 0.0, b)
         else:
@@ -237,9 +237,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     L = len(net.layers)
     kinds = [CODES.get(layer.activation, IDENTITY) for layer in net.layers]
     alphas = [float(layer.alpha) for layer in net.layers]
-    grad_offsets = np.cumsum([0] + [p.size for p in params]).astype(np.int64)
-    grad_flat = np.zeros(int(grad_offsets[-1]), net.dtype)
-    grads = [grad_flat[o:o + p.size].reshape(p.shape) for o, p in zip(grad_offsets, params)]
+    grad_flat = np.zeros_like(net.theta)  # laid out as θ (the workspace layout's OFF_W, OFF_B locate both)
+    grads = [g for layer in net.like_theta(grad_flat) for g in layer]
     dWs, dbs = grads[0::2], grads[1::2]
     sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
     work = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
@@ -347,7 +346,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
-                        _pick(optim.decay_fast, WT.size)(WT.reshape(-1), WT.dtype.type(1 - lr * lam))  # O16
+                        _pick(optim.decay_fast, WT.size)(WT.reshape(-1), lr, lam)  # O16
                     _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
                                                                      B.acc)
                     state["owner"] = "fast"
@@ -355,7 +354,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                         sync()
                 else:
                     if lam != 0:
-                        _pick(optim.decay_fast, W.size)(W.reshape(-1), W.dtype.type(1 - lr * lam))  # O16
+                        _pick(optim.decay_fast, W.size)(W.reshape(-1), lr, lam)  # O16
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
