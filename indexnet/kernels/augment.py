@@ -421,6 +421,27 @@ def _pair_hi(typingctx, z):
 
 
 @intrinsic
+def _copy_lanes(typingctx, dst, i, src, j):
+    """dst[i + k] = src[j + k] for k < 16 (``LANES``; 1-d float32 arrays): one vector load and one
+    vector store. The same loop written out is compiled to 16 scalar copies (LLVM unrolls it and
+    cannot prove that the stores leave the later loads alone)."""
+    if not (isinstance(dst, numba.types.Array) and isinstance(src, numba.types.Array)
+            and dst.dtype == src.dtype == numba.types.float32 and dst.ndim == src.ndim == 1):
+        return None
+    sig = numba.types.void(dst, numba.types.intp, src, numba.types.intp)
+
+    def codegen(context, builder, signature, args):
+        d, di, s, sj = args
+        ptr = llvm_ir.VectorType(llvm_ir.FloatType(), LANES).as_pointer()
+        dp = builder.gep(context.make_array(signature.args[0])(context, builder, d).data, [di])
+        sp = builder.gep(context.make_array(signature.args[2])(context, builder, s).data, [sj])
+        builder.store(builder.load(builder.bitcast(sp, ptr), align=4), builder.bitcast(dp, ptr), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _pair(typingctx, a, b):
     """The uint64 holding the bits of the float32 ``a`` (low half) and ``b`` (high half): a
     pixel pair as :func:`_pair_lo` and :func:`_pair_hi` read it back (bitcasts and a shift,
@@ -560,7 +581,8 @@ def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
     """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ as the mirrored sums
     β G′ β of derivations/augment.md#T8, one task per block and component: F holds the field
     already mirrored (β D, :func:`_draws_fast`); T4 with ``Gc`` (:func:`_band_sums`), β on its
-    rows, the transposition, β on its rows, T5 times α with ``Gr`` into S, β on S's rows."""
+    rows, the transposition (:func:`_copy_lanes`), β on its rows, T5 times α with ``Gr`` into S,
+    β on S's rows."""
     L = LANES
     nb = S.shape[0]
     H, W = S.shape[3] // L, S.shape[2]
@@ -573,10 +595,10 @@ def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
             ET = np.empty((W, HL), np.float32)
             _band_sums(Gc, Rc, F[blk, d], E, np.float32(1.0))
             _mirror_rows(E)
-            for p in range(H):
+            e, et = E.reshape(-1), ET.reshape(-1)
+            for p in range(H):  # the transposition: ET[v, p L + k] = E[p, v L + k]
                 for v in range(W):
-                    for k in range(L):
-                        ET[v, p * L + k] = E[p, v * L + k]
+                    _copy_lanes(et, (v * H + p) * L, e, (p * W + v) * L)
             _mirror_rows(ET)
             _band_sums(Gr, Rr, ET, S[blk, d], alpha)
             _mirror_rows(S[blk, d])
