@@ -382,17 +382,24 @@ def distort_fast(A, key, affine, alpha, Gc, Rc, Gr, Rr, F, S, M, P, out):
     (T4) and along the rows (T5) times α as the mirrored sums β G′ β, into S laid out
     (y or x, q, p, sample); (3)
     :func:`_warp_fast`: the affine source points added, and the warp (T1) from the pairs,
-    stored into ``out``. The last block's missing samples are computed from sample N − 1
+    stored into ``out`` (all three from one compiled call, :func:`_stages`). The last block's missing samples are computed from sample N − 1
     and not stored. A block's values do not depend on the thread count. Performance
     contract: two scratch arrays per task of the smoothing (E and its transpose,
     2 × 4 H W 16 bytes), no other allocation.
     """
     C, H, W, N = A.shape
-    Pu = P.view(np.uint64)
-    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, Pu)
-    _smooth_fast(Gc, Rc, Gr, Rr, np.float32(alpha), F, S)
-    _warp_fast(Pu, S, M, C, H, W, N, out.reshape(-1))
+    _stages(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha),
+            Gc, Rc, Gr, Rr, F, S, M, P.view(np.uint64), out.reshape(-1))
     return out
+
+
+@fastserial
+def _stages(Af, C, H, W, N, key, affine, alpha, Gc, Rc, Gr, Rr, F, S, M, Pu, out):
+    """The three stages of :func:`distort_fast` from one compiled call (one dispatch from Python
+    instead of three: microseconds per batch) (derivations/augment.md#T8)."""
+    _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu)
+    _smooth_fast(Gc, Rc, Gr, Rr, np.float32(alpha), F, S)
+    _warp_fast(Pu, S, M, C, H, W, N, out)
 
 
 @intrinsic
