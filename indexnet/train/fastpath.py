@@ -35,9 +35,10 @@ work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than 
 operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
 same fast forms: at a few microseconds per step, entering a compiled function and waking
-threads would dominate, so that call takes the parameters, the gradients and the
-workspace as three flat arrays and an offset table, and borrows them for its duration
-(:func:`indexnet._jit.borrowed`: no reference counting of the views it and the kernels take).
+threads would dominate, so that call takes only the batch as arrays (borrowed for its
+duration, :func:`indexnet._jit.borrowed`: no reference counting of the views it and the
+kernels take) and finds the parameters, the gradients, the workspace and its offset table
+through one integer, the address of its context table (:func:`step_context`).
 """
 from __future__ import annotations
 
