@@ -138,6 +138,63 @@ def borrowed(typingctx, arr):
     return arr(arr), _borrowed_codegen
 
 
+def _flat_codegen(context, builder, sig, args):
+    """The 1-D C view of all ``size`` elements of ``args[0]`` from its first element, borrowed."""
+    src = make_array(sig.args[0])(context, builder, value=args[0])
+    out = make_array(sig.return_type)(context, builder)
+    itemsize = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype)))
+    populate_array(out, data=src.data, shape=[src.nitems], strides=[itemsize], itemsize=itemsize,
+                   meminfo=context.get_constant_null(_types.MemInfoPointer(_types.voidptr)), parent=src.parent)
+    return out._getvalue()
+
+
+@intrinsic
+def flat(typingctx, arr):
+    """The elements of a 2-D array whose rows lie back to back in memory (:func:`gapless`) as
+    one 1-D view, row after row, :func:`borrowed` (the same conditions apply). An elementwise
+    formula over such a block is then one sweep instead of one short sweep per row."""
+    if not (isinstance(arr, _types.Array) and arr.ndim == 2):
+        return None
+    return _types.Array(arr.dtype, 1, "C")(arr), _flat_codegen
+
+
+@numba.njit(inline="always", cache=True)
+def gapless(M) -> bool:
+    """True when the rows of the 2-D array ``M`` are unit-stride and back to back (:func:`flat` may view it)."""
+    return M.strides[1] == M.itemsize and (M.shape[0] <= 1 or M.strides[0] == M.shape[1] * M.itemsize)
+
+
+@intrinsic
+def address_view(typingctx, address, n, like):
+    """The 1-D C array of ``n`` elements at the integer ``address``, of the element type
+    ``like`` (a NumPy scalar type, or an array whose dtype is taken), with no reference-count
+    owner. For a compiled function entered from Python often, whose long-lived buffers are
+    passed as one integer (the address of a table of their addresses) instead of as array
+    arguments: each array argument costs a reference-count owner made and released per call.
+    The caller keeps the buffers alive and of that size for as long as the address is used."""
+    if not (isinstance(address, _types.Integer) and isinstance(n, _types.Integer)):
+        return None
+    if isinstance(like, _types.Array):
+        dtype = like.dtype
+    elif isinstance(like, _types.NumberClass):
+        dtype = like.instance_type
+    else:
+        return None
+    view = _types.Array(dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        out = make_array(view)(context, builder)
+        data_t = context.get_value_type(view.dtype).as_pointer()
+        data = builder.inttoptr(context.cast(builder, args[0], sig.args[0], _types.intp), data_t)
+        itemsize = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(view.dtype)))
+        populate_array(out, data=data, shape=[context.cast(builder, args[1], sig.args[1], _types.intp)],
+                       strides=[itemsize], itemsize=itemsize,
+                       meminfo=context.get_constant_null(_types.MemInfoPointer(_types.voidptr)), parent=None)
+        return out._getvalue()
+
+    return view(address, n, like), codegen
+
+
 @intrinsic
 def any_layout(typingctx, arr):
     """``arr`` typed as an array of any layout (``'A'``) and :func:`borrowed`, for calls from

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexnet.data.augment import (Affine, Augmenter, Elastic, affine_points, band_matrix, batch_key, draws,
-                                   gaussian_weights, parse_augment)
+                                   gaussian_weights, mirror_matrix, parse_augment)
 from indexnet.kernels import augment as K
 
 FORMS = ("literal", "loops", "numpy")
@@ -334,6 +334,33 @@ def test_band_matrix_is_the_smoothing_sum():
     Gc, Gr = band_matrix(g, 9).astype(np.float64), band_matrix(g, 11).astype(np.float64)
     want = smooth("loops", D, g.astype(np.float32).astype(np.float64))
     np.testing.assert_allclose(np.einsum("pu,duvn,qv->dpqn", Gc, D, Gr), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,sigma", [(28, 4.0), (9, 1.5), (13, 2.0), (64, 4.0), (1, 1.0), (2, 3.0)])
+def test_mirror_matrix_regroups_the_band_sum(n, sigma):
+    """T8's mirrored sums: β G′ β x = G x (G_pu = g_{p−u}) for even and odd n, a band wider
+    than the image and one narrower; G′ is zero outside the column intervals its row pairs
+    declare; and it has about n²/2 nonzero terms where the band has more (n = 28, r = 16)."""
+    g = gaussian_weights(sigma)
+    Gm, R = mirror_matrix(g, n)
+    e = n // 2
+    X = np.random.default_rng(n).uniform(-1, 1, (n, 3))
+
+    def beta(Z):
+        Z = Z.copy()
+        a, b = Z[:e].copy(), Z[::-1][:e].copy()
+        Z[:e], Z[n - e:] = a + b, (a - b)[::-1]
+        return Z
+
+    want = band_matrix(g, n).astype(np.float64) @ X
+    np.testing.assert_allclose(beta(Gm.astype(np.float64) @ beta(X)), want, rtol=0, atol=3e-7 * np.abs(X).sum(0).max())
+    for i in range(R.shape[0]):
+        inside = np.zeros(n, bool)
+        inside[R[i, 0]:R[i, 1]] = inside[R[i, 2]:R[i, 3]] = True
+        rows = Gm[2 * i:2 * i + 2]
+        assert not np.any(rows[:, ~inside]), (i, R[i])
+    if n == 28:
+        assert np.count_nonzero(Gm) == 14 * 14 * 2 < np.count_nonzero(band_matrix(g, n)) == 652
 
 
 @pytest.mark.parametrize(

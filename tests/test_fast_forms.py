@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from indexnet.kernels import activations as act
@@ -115,6 +115,9 @@ def test_dense_sums_fast_equal_loops(dtype, shape, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 @few
 @given(shape=shapes, seed=st.integers(0, 2**31), kind=st.sampled_from(sorted(act.CODES.values())))
+@example(shape=(16, 16, 32), seed=3, kind=act.TANH)  # the tiny net's layers: short rows (flat σ sweep)
+@example(shape=(16, 1, 32), seed=3, kind=act.TANH)  # a sum over one j: one sweep per row
+@example(shape=(7, 3, 5), seed=4, kind=act.RELU)
 def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     """D1.5 equals D1.4 (loops) followed by A0 (loops), and D1.6, summed over the support of a
     mostly-zero A, equals the same: Z within rtol · Σ|terms|, A within that bound times the
@@ -160,6 +163,24 @@ def test_forward_blockings_on_both_sides_of_short_sum(dtype, S_prev, N, rng):
     _close(Z, Zw, scale, dtype)
     Aw = act.activation_loops(Zw, act.CODES["tanh"], 0.0, np.empty((S, N), dtype))
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_short_rows_with_gaps_take_the_row_sweeps(dtype, rng):
+    """D1.5 on rows shorter than dense.SHORT_ROW whose rows do not lie back to back (views
+    into wider arrays): σ is applied row by row rather than as one flat sweep, and Z and A
+    equal the loops forms while the elements between the rows stay untouched."""
+    S, S_prev, N = 13, 6, 20
+    W, A, b = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, S, dtype)
+    Zbuf, Abuf = np.full((S, N + 7), 7.0, dtype), np.full((S, N + 7), 7.0, dtype)
+    Z, Ao = Zbuf[:, :N], Abuf[:, :N]
+    dense.forward_activation_fast(W, A, b, act.TANH, 0.0, Z, Ao, np.empty((N, S_prev), dtype))
+    Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
+    Aw = act.activation_loops(Zw, act.TANH, 0.0, np.empty((S, N), dtype))
+    scale = np.abs(W) @ np.abs(A) + np.abs(b)[:, None]
+    _close(Z, Zw, scale, dtype)
+    _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
+    assert np.all(Zbuf[:, N:] == 7) and np.all(Abuf[:, N:] == 7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -214,15 +235,27 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     _close(WT.T, want, scale, dtype)
 
 
+def _rows(rng, shape, dtype, gaps, scale=1.0):
+    """A normal array of ``shape`` and standard deviation ``scale``; with ``gaps`` a view whose
+    rows do not lie back to back (every row followed by 7 unused elements)."""
+    if not gaps:
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+    return (rng.standard_normal((shape[0], shape[1] + 7)) * scale).astype(dtype)[:, :shape[1]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(act.CODES))
-def test_elementwise_fast_forms(dtype, name, rng):
+@pytest.mark.parametrize("rows", ["long", "short", "short with gaps"])
+def test_elementwise_fast_forms(dtype, name, rows, rng):
     """A0, A6, D2.13 and D2.14 fast forms equal their loops forms (D2.14: loops σ', H, Σ_n H)
     within 4 ulp (elementwise) and rtol · Σ|H| (the bias sum); σ' is read from the argument
-    SIGMA_PRIME_FROM declares (ulps of the size of the formula's terms)."""
+    SIGMA_PRIME_FROM declares (ulps of the size of the formula's terms). Rows of 129 samples
+    take D2.14 row by row; rows shorter than dense.SHORT_ROW whose rows lie back to back take
+    it as flat sweeps; short rows with gaps between them fall back to row by row."""
     kind = act.CODES[name]
-    Z = (rng.standard_normal((37, 129)) * 4).astype(dtype)
-    Delta = rng.standard_normal(Z.shape).astype(dtype)
+    shape = (37, 129) if rows == "long" else (37, dense.SHORT_ROW - 5)
+    Z = _rows(rng, shape, dtype, rows.endswith("gaps"), 4.0)
+    Delta = _rows(rng, shape, dtype, rows.endswith("gaps"))
     Aw = act.activation_loops(Z, kind, 0.1, np.empty_like(Z))
     _ulps(act.activation_fast(Z, kind, 0.1, np.empty_like(Z)), Aw, dtype, 4)
     dw = act.activation_grad_loops(Z, Aw, kind, 0.1, np.empty_like(Z))
@@ -230,7 +263,7 @@ def test_elementwise_fast_forms(dtype, name, rng):
     _ulps(act.activation_grad_fast(Z, Aw, kind, 0.1, np.empty_like(Z)), dw, dtype, 4, one)
     Hw = dense.hadamard_loops(Delta, dw, np.empty_like(Z))
     _ulps(dense.hadamard_fast(Delta, dw, np.empty_like(Z)), Hw, dtype, 4)
-    H, db = np.empty_like(Z), np.empty(Z.shape[0], dtype)
+    H, db = _rows(rng, shape, dtype, rows.endswith("gaps")), np.empty(Z.shape[0], dtype)
     dense.hadamard_bias_grad_fast(Delta, Z, Aw, kind, 0.1, H, db)
     _ulps(H, Hw, dtype, 8, Delta)
     _close(db, dense.bias_grad_loops(Hw, np.empty_like(db)), np.abs(Hw).sum(axis=1) * 8, dtype)
@@ -265,10 +298,12 @@ def test_tanh_fast_within_3_ulp():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("head", ["L10", "L11", "L12"])
-def test_fused_output_passes_are_their_compositions(dtype, head, rng):
+@pytest.mark.parametrize("N", [67, act.FLAT_CHUNK + 3])
+def test_fused_output_passes_are_their_compositions(dtype, head, N, rng):
     """L10 (S1, L5, L7), L11 (A4b, L8, L7b), L12 (A0, L1, L4, D2.13): A, J and H of the fused
-    pass equal the unfused loops kernels composed, within 8 ulp (A, H) and rtol Σ|terms| (J)."""
-    K, N = 10, 67
+    pass equal the unfused loops kernels composed, within 8 ulp (A, H) and rtol Σ|terms| (J),
+    for one block of samples and for more than one (L12's blocks of FLAT_CHUNK)."""
+    K = 10
     Z = (rng.standard_normal((K, N)) * 3).astype(dtype)
     A, H, ps = np.empty_like(Z), np.empty_like(Z), np.empty(N, dtype)
     if head == "L10":

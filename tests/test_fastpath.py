@@ -7,11 +7,13 @@ a full step with SGD (folded into the weight gradient, D2.6) leaves the same par
 as the generic step within the same tolerance. Both regimes (small: one serial call of
 the fast forms' serial twins; layers: one fast form per call) run.
 """
+import numba
 import numpy as np
 import pytest
 
+from indexnet._jit import address_view, flat, gapless
 from indexnet.train import fastpath
-from indexnet.nn.network import Network
+from indexnet.nn.network import LAYOUT_COLS, Network
 from indexnet.train.step import make_train_step
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-4}
@@ -223,6 +225,56 @@ def test_workspace_view_is_the_block_and_checks_its_range():
     assert V[2, 3] == -1.0 and V[0, 0] == 5.0  # the view keeps its memory alive
     with pytest.raises(IndexError, match="workspace block"):
         fastpath._view(np.zeros(10), 8, 1, 3)
+
+
+@numba.njit
+def _through_address(context, n, like, i, value):
+    """Writes ``value`` at ``i`` of the ``n`` elements at address ``context``; returns their sum."""
+    v = address_view(context, n, like)
+    v[i] = value
+    return v.sum()
+
+
+@numba.njit
+def _flat_sum(M, i, value):
+    """Writes ``value`` at ``i`` of the flat view of ``M`` if ``M`` is gapless; returns (gapless, Σ M)."""
+    if gapless(M):
+        v = flat(M)
+        v[i] = value
+        return True, v.sum()
+    return False, M.sum()
+
+
+def test_address_view_and_flat_view_the_memory_they_are_given():
+    """address_view(address, n, like) is the n elements of like's dtype at that address
+    (writes go through); flat(M) is M's elements row after row when gapless(M): rows
+    back to back, which a view with gaps between its rows, or a transposed one, is not."""
+    x = np.arange(6.0)
+    assert _through_address(x.ctypes.data, 6, x, 2, 10.0) == 0 + 1 + 10 + 3 + 4 + 5 and x[2] == 10.0
+    k = np.arange(4, dtype=np.int64)
+    assert _through_address(k.ctypes.data, 3, np.int64, 0, 7) == 7 + 1 + 2 and k[0] == 7 and k[3] == 3
+    M = np.arange(12.0).reshape(3, 4)
+    assert _flat_sum(M, 5, -5.0) == (True, 66.0 - 5 - 5) and M[1, 1] == -5.0
+    wide = np.arange(15.0).reshape(3, 5)
+    assert _flat_sum(wide[:, :4], 5, 99.0) == (False, wide[:, :4].sum()) and 99.0 not in wide
+    assert _flat_sum(np.asfortranarray(M), 0, 1.0)[0] is False
+    assert _flat_sum(M[1:2, :], 0, 3.0)[0] is True and M[1, 0] == 3.0  # one row: always back to back
+
+
+def test_step_context_checks_its_buffers():
+    """The small step's context table records each buffer's address and length, and refuses
+    buffers that do not fit the step (not contiguous, mixed dtypes, a layout of other columns)."""
+    theta, grads, flat_ = np.zeros(10), np.zeros(10), np.zeros(30)
+    reals, layout = np.zeros(5), np.zeros((2, LAYOUT_COLS), np.int64)
+    ctx = fastpath.step_context(theta, grads, flat_, reals, layout)
+    assert ctx[fastpath.CTX_THETA] == theta.ctypes.data and ctx[fastpath.CTX_THETA + 1] == 10
+    assert ctx[fastpath.CTX_LAYOUT] == layout.ctypes.data and ctx[fastpath.CTX_LAYOUT + 1] == 2
+    with pytest.raises(ValueError, match="grads must be C-contiguous"):
+        fastpath.step_context(theta, np.zeros(20)[::2], flat_, reals, layout)
+    with pytest.raises(ValueError, match="one dtype"):
+        fastpath.step_context(theta, grads, flat_.astype(np.float32), reals, layout)
+    with pytest.raises(ValueError, match="columns"):
+        fastpath.step_context(theta, grads, flat_, reals, layout[:, :4].copy())
 
 
 @pytest.mark.parametrize("make_opt", [lambda o: o.Momentum(lr=0.05, mu=0.9, weight_decay=0.01, engine="fast"),

@@ -24,7 +24,7 @@ import numpy as np
 from indexnet._validate import check_real
 
 __all__ = ["Affine", "Elastic", "Augmenter", "parse_augment", "parse_distortions", "gaussian_weights", "affine_points",
-           "band_matrix", "batch_key", "draws"]
+           "band_matrix", "batch_key", "draws", "mirror_matrix"]
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -174,11 +174,43 @@ class Elastic:
         return f"elastic:{self.alpha:g},{self.sigma:g}"
 
 
+def _taps(g: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """g_k of eq. T3 for an integer array k, zero beyond the radius (float64)."""
+    r = (g.shape[0] - 1) // 2
+    return np.where(np.abs(k) <= r, g[np.clip(k + r, 0, 2 * r)], 0.0)
+
+
 def band_matrix(g: np.ndarray, n: int) -> np.ndarray:
     """G_pu = g_{p−u} (zero beyond the radius) for p, u < n: the matrix form of eqs. T4 and T5, float32."""
-    r = (g.shape[0] - 1) // 2
-    k = np.arange(n)[:, None] - np.arange(n)[None, :]
-    return np.where(np.abs(k) <= r, g[np.clip(k + r, 0, 2 * r)], 0.0).astype(np.float32)
+    return _taps(g, np.arange(n)[:, None] - np.arange(n)[None, :]).astype(np.float32)
+
+
+def mirror_matrix(g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mirrored smoothing matrix G′ of eq. T8 and its row pairs' column intervals.
+
+    With h = ⌈n/2⌉, e = ⌊n/2⌋: ``G`` (n, n) float32 holds P_pu = (g_{p−u} + g_{p+u−n+1}) / 2 at
+    (p, u), p, u < h, and Q_pu = (g_{p−u} − g_{p+u−n+1}) / 2 at (n − 1 − p, n − 1 − u), p, u < e,
+    zero elsewhere; computed in float64 and rounded once. ``R`` (⌈n/2⌉, 4) int64: for rows 2i,
+    2i + 1 (or the last row alone), two intervals [R_i0, R_i1), [R_i2, R_i3) of columns outside
+    which both rows are zero (the columns :func:`indexnet.kernels.augment._band_sums` visits).
+    """
+    h, e = (n + 1) // 2, n // 2
+    p, u = np.arange(h)[:, None], np.arange(h)[None, :]
+    a, b = _taps(g, p - u), _taps(g, p + u - n + 1)
+    G = np.zeros((n, n))
+    G[:h, :h] = (a + b) / 2
+    G[n - 1 - p[:e], n - 1 - u[:, :e]] = ((a - b) / 2)[:e, :e]
+    R = np.zeros(((n + 1) // 2, 4), np.int64)
+    for i in range(R.shape[0]):
+        cols = np.flatnonzero((G[2 * i] != 0) | (G[min(2 * i + 1, n - 1)] != 0))
+        runs = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1) if cols.size else []
+        while len(runs) > 2:  # join the two runs with the smallest gap (the zeros between are exact zero terms)
+            gaps = [runs[j + 1][0] - runs[j][-1] for j in range(len(runs) - 1)]
+            j = int(np.argmin(gaps))
+            runs[j:j + 2] = [np.arange(runs[j][0], runs[j + 1][-1] + 1)]
+        for k, run in enumerate(runs):
+            R[i, 2 * k:2 * k + 2] = run[0], run[-1] + 1
+    return G.astype(np.float32), R
 
 
 class Augmenter:
@@ -208,8 +240,7 @@ class Augmenter:
         self.elastic = next((d for d in distortions if isinstance(d, Elastic)), None)
         _, H, W = self.image_shape
         g = gaussian_weights(self.elastic.sigma if self.elastic is not None else 1.0)
-        self._radius = (g.shape[0] - 1) // 2
-        self._Gc, self._Gr = band_matrix(g, H), band_matrix(g, W)
+        self._Gc, self._Gr = mirror_matrix(g, H), mirror_matrix(g, W)
         self._ranges = self.affine.ranges() if self.affine is not None else np.zeros(4)
         self._alpha = float(self.elastic.alpha) if self.elastic is not None else 0.0
         self._scratch: dict[int, tuple[np.ndarray, ...]] = {}
@@ -237,7 +268,7 @@ class Augmenter:
 
     def _images(self, X: np.ndarray) -> np.ndarray:
         shape = X.shape
-        if len(shape) < 2 or int(np.prod(shape[:-1])) != int(np.prod(self.image_shape)):
+        if len(shape) < 2 or math.prod(shape[:-1]) != math.prod(self.image_shape):  # (math.prod: µs per batch less)
             raise ValueError(f"X: expected a batch of images {self.image_shape} (flat or not) with samples last, "
                              f"got shape {shape}")
         return np.ascontiguousarray(X).reshape(self.image_shape + (shape[-1],))
@@ -262,7 +293,7 @@ class Augmenter:
                                 np.empty((B, 2 * C * (H + 3) * (W + 2) * LANES), np.float32))
         F, S, M, P = self._scratch[N]
         out = np.empty_like(A)
-        distort_fast(A, key, self._ranges, self._alpha, self._Gc, self._Gr, self._radius, F, S, M, P, out)
+        distort_fast(A, key, self._ranges, self._alpha, *self._Gc, *self._Gr, F, S, M, P, out)
         return out.reshape(X.shape)
 
     def reference(self, X: np.ndarray, key) -> np.ndarray:

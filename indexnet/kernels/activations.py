@@ -154,6 +154,11 @@ _sigma_inline = fastinline(renamed(sigma.py_func, "__fast"))
 _sigma_prime_inline = fastinline(renamed(sigma_prime.py_func, "__fast"))
 
 
+#: elements per ``prange`` iteration of the fast forms' flat elementwise sweeps (σ, σ' over
+#: a block of short rows, or over a block of samples)
+FLAT_CHUNK = 4096
+
+
 @fastinline
 def activate_row(z, a, kind, alpha):
     """a_n = σ(z_n) along one row (eq. A0), the branch on ``kind`` outside the loop so that
@@ -182,6 +187,15 @@ def hadamard_run(d, z, a, kind, alpha, h):
         v = d[n] * _sigma_prime_inline(z[n], a[n], kind, alpha)
         h[n] = v
         acc += v
+    return acc
+
+
+@fastinline
+def row_sum(h):
+    """Σ_n h_n along one row, vectorized (the fast forms' sum of D2.10, and of per-sample loss terms)."""
+    acc = h.dtype.type(0)
+    for n in range(h.shape[0]):
+        acc += h[n]
     return acc
 
 

@@ -318,14 +318,14 @@ def _lo32(z):
 
 
 @fastserial
-def _band_sums(G, X, Y, r, alpha):
-    """Y_pj = α Σ_u G_pu X_uj over the band |p − u| ≤ r (derivations/augment.md#T4; T5 on the
-    transposed field): two rows p, p + 1 and four terms u per pass over j, so each load of
-    X feeds eight multiply-adds; the loop over j is unit-stride. G is zero off its band,
-    so the second row may take the first row's wider range of u; with P odd the last row
-    is its own second row, with weights zero."""
+def _band_sums(G, R, X, Y, alpha):
+    """Y_pj = α Σ_u G_pu X_uj over the columns u where G may be nonzero: for the rows p, p + 1
+    (pair i = p / 2) the intervals R[i, 0] ≤ u < R[i, 1] and R[i, 2] ≤ u < R[i, 3]
+    (derivations/augment.md#T8; T4 on the mirrored field, T5 on its transposition). Two rows
+    and four terms u per pass over j (then two, then one), so each load of X feeds eight
+    multiply-adds; the loop over j is unit-stride. Terms outside a row's own support have
+    G_pu = 0, exact zeros; with P odd the last row is its own second row, with weights zero."""
     P, J = Y.shape
-    U = X.shape[0]
     for p in range(0, P, 2):
         p1 = min(p + 1, P - 1)
         beta = alpha if p1 > p else alpha - alpha
@@ -334,53 +334,72 @@ def _band_sums(G, X, Y, r, alpha):
         for j in range(J):
             y0[j] = 0.0
             y1[j] = 0.0
-        u = max(p - r, 0)
-        u1 = min(p1 + r + 1, U)
-        while u + 4 <= u1:
-            a0, a1, a2, a3 = alpha * G[p, u], alpha * G[p, u + 1], alpha * G[p, u + 2], alpha * G[p, u + 3]
-            c0, c1, c2, c3 = beta * G[p1, u], beta * G[p1, u + 1], beta * G[p1, u + 2], beta * G[p1, u + 3]
-            x0, x1, x2, x3 = X[u], X[u + 1], X[u + 2], X[u + 3]
-            for j in range(J):
-                v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
-                y0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-                y1[j] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
-            u += 4
-        while u < u1:
-            a = alpha * G[p, u]
-            c = beta * G[p1, u]
-            x = X[u]
-            for j in range(J):
-                y0[j] += a * x[j]
-                y1[j] += c * x[j]
-            u += 1
+        i = p // 2
+        for seg in range(2):
+            u = R[i, 2 * seg]
+            u1 = R[i, 2 * seg + 1]
+            while u + 4 <= u1:
+                a0, a1, a2, a3 = alpha * G[p, u], alpha * G[p, u + 1], alpha * G[p, u + 2], alpha * G[p, u + 3]
+                c0, c1, c2, c3 = beta * G[p1, u], beta * G[p1, u + 1], beta * G[p1, u + 2], beta * G[p1, u + 3]
+                x0, x1, x2, x3 = X[u], X[u + 1], X[u + 2], X[u + 3]
+                for j in range(J):
+                    v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+                    y0[j] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    y1[j] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+                u += 4
+            if u + 2 <= u1:
+                a0, a1 = alpha * G[p, u], alpha * G[p, u + 1]
+                c0, c1 = beta * G[p1, u], beta * G[p1, u + 1]
+                x0, x1 = X[u], X[u + 1]
+                for j in range(J):
+                    v0, v1 = x0[j], x1[j]
+                    y0[j] += a0 * v0 + a1 * v1
+                    y1[j] += c0 * v0 + c1 * v1
+                u += 2
+            if u < u1:
+                a = alpha * G[p, u]
+                c = beta * G[p1, u]
+                x = X[u]
+                for j in range(J):
+                    y0[j] += a * x[j]
+                    y1[j] += c * x[j]
 
 
-def distort_fast(A, key, affine, alpha, Gc, Gr, r, F, S, M, P, out):
+def distort_fast(A, key, affine, alpha, Gc, Rc, Gr, Rr, F, S, M, P, out):
     """A′ = T1 at the source points T2 + T6, all draws from T7 (key k), in float32. derivations/augment.md#T8
 
     ``affine`` = (θ_max, φ_max in radians, s_max, τ_max), zeros for no affine part; ``alpha``
-    0 for no elastic part; ``Gc`` (H, H), ``Gr`` (W, W) the banded Gaussian matrices
-    G_pu = g_{p−u} of radius ``r``, float32. Samples go in blocks of 16 (``LANES``, one
+    0 for no elastic part; ``Gc``, ``Rc`` (H) and ``Gr``, ``Rr`` (W) the mirrored Gaussian
+    matrices G′ and their row pairs' column intervals (``data.augment.mirror_matrix``),
+    float32 and int64. Samples go in blocks of 16 (``LANES``, one
     vector register of float32), stored innermost; B = ⌈N / 16⌉ blocks, float32 scratch from
     the caller: ``F`` (B, 2, H, 16 W) the field, ``S`` (B, 2, W, 16 H) the displacement,
     ``M`` (B, 6, 16) the affine maps, ``P`` (B, 2 · 16 C (H + 3)(W + 2)) the blocks' images
     as pixel pairs with a zero border (:func:`_copy_pairs`). Three compiled kernels, each a
     ``prange`` over two tasks per block, so that two threads get equal shares for any B:
-    (1) :func:`_draws_fast`: the affine maps (T2), the field draws (T7), and the pairs;
-    (2) :func:`_smooth_fast`: the field smoothed down the columns (T4), transposed, and
-    along the rows (T5) times α, into S laid out (y or x, q, p, sample); (3)
+    (1) :func:`_draws_fast`: the affine maps (T2), the field draws (T7) mirrored down the
+    columns (β), and the pairs; (2) :func:`_smooth_fast`: the field smoothed down the columns
+    (T4) and along the rows (T5) times α as the mirrored sums β G′ β, into S laid out
+    (y or x, q, p, sample); (3)
     :func:`_warp_fast`: the affine source points added, and the warp (T1) from the pairs,
-    stored into ``out``. The last block's missing samples are computed from sample N − 1
+    stored into ``out`` (all three from one compiled call, :func:`_stages`). The last block's missing samples are computed from sample N − 1
     and not stored. A block's values do not depend on the thread count. Performance
     contract: two scratch arrays per task of the smoothing (E and its transpose,
     2 × 4 H W 16 bytes), no other allocation.
     """
     C, H, W, N = A.shape
-    Pu = P.view(np.uint64)
-    _draws_fast(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha), F, M, Pu)
-    _smooth_fast(Gc, Gr, int(r), np.float32(alpha), F, S)
-    _warp_fast(Pu, S, M, C, H, W, N, out.reshape(-1))
+    _stages(A.reshape(-1), C, H, W, N, np.uint64(key), np.asarray(affine, np.float64), float(alpha),
+            Gc, Rc, Gr, Rr, F, S, M, P.view(np.uint64), out.reshape(-1))
     return out
+
+
+@fastserial
+def _stages(Af, C, H, W, N, key, affine, alpha, Gc, Rc, Gr, Rr, F, S, M, Pu, out):
+    """The three stages of :func:`distort_fast` from one compiled call (one dispatch from Python
+    instead of three: microseconds per batch) (derivations/augment.md#T8)."""
+    _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu)
+    _smooth_fast(Gc, Rc, Gr, Rr, np.float32(alpha), F, S)
+    _warp_fast(Pu, S, M, C, H, W, N, out)
 
 
 @intrinsic
@@ -404,6 +423,27 @@ def _pair_hi(typingctx, z):
         i64 = llvm_ir.IntType(64)
         hi = builder.lshr(args[0], llvm_ir.Constant(i64, 32))
         return builder.bitcast(builder.trunc(hi, llvm_ir.IntType(32)), llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _copy_lanes(typingctx, dst, i, src, j):
+    """dst[i + k] = src[j + k] for k < 16 (``LANES``; 1-d float32 arrays): one vector load and one
+    vector store. The same loop written out is compiled to 16 scalar copies (LLVM unrolls it and
+    cannot prove that the stores leave the later loads alone)."""
+    if not (isinstance(dst, numba.types.Array) and isinstance(src, numba.types.Array)
+            and dst.dtype == src.dtype == numba.types.float32 and dst.ndim == src.ndim == 1):
+        return None
+    sig = numba.types.void(dst, numba.types.intp, src, numba.types.intp)
+
+    def codegen(context, builder, signature, args):
+        d, di, s, sj = args
+        ptr = llvm_ir.VectorType(llvm_ir.FloatType(), LANES).as_pointer()
+        dp = builder.gep(context.make_array(signature.args[0])(context, builder, d).data, [di])
+        sp = builder.gep(context.make_array(signature.args[2])(context, builder, s).data, [sj])
+        builder.store(builder.load(builder.bitcast(sp, ptr), align=4), builder.bitcast(dp, ptr), align=4)
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -470,13 +510,16 @@ def _copy_pairs(Af, H, W, N, nb, row, Pu):
 
 @fastform
 def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
-    """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field F (T7) of each
-    block, two tasks per block (halves of the rows u); the pixel pairs of every block
+    """Stage (1) of :func:`distort_fast`: the affine maps M (T2) and the field of each block
+    (T7), stored mirrored down the columns: F[b, d, u] = D_u + D_{H−1−u}, F[b, d, H−1−u] =
+    D_u − D_{H−1−u} for u < H/2 (β of T8; an odd H's middle row as drawn), two tasks per
+    block (halves of the pairs u); the pixel pairs of every block
     (:func:`_copy_pairs`), rows of A split evenly over the same tasks
     (derivations/augment.md#T8)."""
     L = LANES
     nb = M.shape[0]
-    H2 = (H + 1) // 2
+    eH = H // 2
+    h2 = (eH + 1) // 2
     R = C * (H + 3)
     theta_max, phi_max = affine[0], affine[1]
     s_max, tau_max = affine[2], affine[3]
@@ -501,24 +544,55 @@ def _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu):
                 M[blk, 4, k] = tau_max * np.float64(_hi32(z2))
                 M[blk, 5, k] = tau_max * np.float64(_lo32(z2))
         if alpha != 0.0:
-            for u in range(half * H2, min(H, (half + 1) * H2)):
+            for u in range(half * h2, min(eH, (half + 1) * h2)):  # the pairs u, H − 1 − u, mirrored (β)
+                ju = FIELD_J0 + u * W
+                jm = FIELD_J0 + (H - 1 - u) * W
                 for v in range(W):
                     for k in range(L):
-                        z = _bits_fast(key, n0 + k, FIELD_J0 + u * W + v)
-                        F[blk, 0, u, v * L + k] = _hi32(z)
-                        F[blk, 1, u, v * L + k] = _lo32(z)
+                        z = _bits_fast(key, n0 + k, ju + v)
+                        zm = _bits_fast(key, n0 + k, jm + v)
+                        y, ym = _hi32(z), _hi32(zm)
+                        x, xm = _lo32(z), _lo32(zm)
+                        F[blk, 0, u, v * L + k] = y + ym
+                        F[blk, 1, u, v * L + k] = x + xm
+                        F[blk, 0, H - 1 - u, v * L + k] = y - ym
+                        F[blk, 1, H - 1 - u, v * L + k] = x - xm
+            if half == 1 and H > 2 * eH:  # an odd H's middle row, as drawn
+                ju = FIELD_J0 + eH * W
+                for v in range(W):
+                    for k in range(L):
+                        z = _bits_fast(key, n0 + k, ju + v)
+                        F[blk, 0, eH, v * L + k] = _hi32(z)
+                        F[blk, 1, eH, v * L + k] = _lo32(z)
         for row in range(t * R // (2 * nb), (t + 1) * R // (2 * nb)):
             _copy_pairs(Af, H, W, N, nb, row, Pu)
     return F
 
 
+@fastinline
+def _mirror_rows(X):
+    """β of derivations/augment.md#T8 on the rows of X, in place: (X_u, X_{n−1−u}) becomes
+    (X_u + X_{n−1−u}, X_u − X_{n−1−u}) for u < n/2; an odd n's middle row stays."""
+    n, J = X.shape
+    for u in range(n // 2):
+        a = X[u]
+        b = X[n - 1 - u]
+        for j in range(J):
+            x, y = a[j], b[j]
+            a[j] = x + y
+            b[j] = x - y
+
+
 @fastform
-def _smooth_fast(Gc, Gr, r, alpha, F, S):
-    """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ, T4 then T5 as banded
-    sums (:func:`_band_sums`), one task per block and component (derivations/augment.md#T8)."""
-    H, W = Gc.shape[0], Gr.shape[0]
+def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
+    """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ as the mirrored sums
+    β G′ β of derivations/augment.md#T8, one task per block and component: F holds the field
+    already mirrored (β D, :func:`_draws_fast`); T4 with ``Gc`` (:func:`_band_sums`), β on its
+    rows, the transposition (:func:`_copy_lanes`), β on its rows, T5 times α with ``Gr`` into S,
+    β on S's rows."""
     L = LANES
     nb = S.shape[0]
+    H, W = S.shape[3] // L, S.shape[2]
     HL = H * L
     for t in prange(2 * nb):
         blk = t // 2
@@ -526,12 +600,15 @@ def _smooth_fast(Gc, Gr, r, alpha, F, S):
         if alpha != 0.0:
             E = np.empty((H, W * L), np.float32)
             ET = np.empty((W, HL), np.float32)
-            _band_sums(Gc, F[blk, d], E, r, np.float32(1.0))
-            for p in range(H):
+            _band_sums(Gc, Rc, F[blk, d], E, np.float32(1.0))
+            _mirror_rows(E)
+            e, et = E.reshape(-1), ET.reshape(-1)
+            for p in range(H):  # the transposition: ET[v, p L + k] = E[p, v L + k]
                 for v in range(W):
-                    for k in range(L):
-                        ET[v, p * L + k] = E[p, v * L + k]
-            _band_sums(Gr, ET, S[blk, d], r, alpha)
+                    _copy_lanes(et, (v * H + p) * L, e, (p * W + v) * L)
+            _mirror_rows(ET)
+            _band_sums(Gr, Rr, ET, S[blk, d], alpha)
+            _mirror_rows(S[blk, d])
         else:
             for q in range(W):
                 for j in range(HL):

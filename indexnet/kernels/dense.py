@@ -17,9 +17,9 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, literal, local_row
+from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, flat, gapless, literal, local_row
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import activate_row, hadamard_row
+from indexnet.kernels.activations import FLAT_CHUNK, activate_row, hadamard_row, row_sum
 
 
 # ----------------------------------------------------------------------------- forward
@@ -229,6 +229,13 @@ def input_grad_numpy(W, H, Delta_prev):
 # rounding; tests/test_fast_forms.py bounds the difference by rtol · Σ|terms|). Two
 # private blocking helpers carry the register blocks; each fast form's body names its
 # sum's indices and calls them.
+@fastinline
+def _fill(c, v):
+    """c_n = v along one row (a plain loop: a slice assignment costs about 6 ns of set-up per row)."""
+    for n in range(c.shape[0]):
+        c[n] = v
+
+
 @fastserial
 def _axpy_rows(P, Q, r0, m, C, scale):
     """C_{r0+a, n} += scale · Σ_k P_{r0+a, k} Q_{kn} for a < m <= 4: the axpy blocking of D2.25 (and of D2.5, D2.6 for short batches).
@@ -378,8 +385,21 @@ def _forward_rows_short(W, A_prev, b, i, m, Z):
     Z_i· = b_i, then 4 values of j at a time add W_ij A_j· to the rows Z_i· as unit-stride
     sweeps over n (:func:`_axpy_rows`). A_prev is read in place; the dot products of
     :func:`_forward_rows` would be too short to amortize their horizontal sums."""
+    K = A_prev.shape[0]
+    if K < 4:  # the whole sum in one sweep per row, padded to three terms of weight 0
+        z0 = W.dtype.type(0)
+        q0, q1, q2 = A_prev[0], A_prev[min(1, K - 1)], A_prev[min(2, K - 1)]
+        for a in range(m):
+            w0 = W[i + a, 0]
+            w1 = W[i + a, 1] if K > 1 else z0
+            w2 = W[i + a, 2] if K > 2 else z0
+            bi = b[i + a]
+            z = Z[i + a]
+            for n in range(z.shape[0]):
+                z[n] = bi + (w0 * q0[n] + w1 * q1[n] + w2 * q2[n])
+        return
     for a in range(m):
-        Z[i + a, :] = b[i + a]
+        _fill(Z[i + a], b[i + a])
     _axpy_rows(any_layout(W), A_prev, i, m, Z, Z.dtype.type(1))
 
 
@@ -424,6 +444,8 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     if not short:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
             _transpose_block(A_prev, AT, 16 * bj)
+    N = Z.shape[1]
+    rowwise = not (N < SHORT_ROW and gapless(Z) and gapless(A))
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
@@ -431,8 +453,15 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
             _forward_rows_short(W, A_prev, b, i, m, Z)
         else:
             _forward_rows(W, AT, b, i, m, Z)
-        for a in range(m):
-            activate_row(Z[i + a], A[i + a], kind, alpha)
+        if rowwise:
+            for a in range(m):
+                activate_row(Z[i + a], A[i + a], kind, alpha)
+    if not rowwise:  # short rows: A0 as flat sweeps
+        z, a = flat(Z), flat(A)
+        for c in prange((S * N + FLAT_CHUNK - 1) // FLAT_CHUNK):
+            lo = c * FLAT_CHUNK
+            hi = min(lo + FLAT_CHUNK, S * N)
+            activate_row(z[lo:hi], a[lo:hi], kind, alpha)
     return A
 
 
@@ -450,7 +479,7 @@ def input_grad_fast(W, H, Delta_prev):
         j = 4 * blk
         m = min(4, S_prev - j)
         for a in range(m):
-            Delta_prev[j + a, :] = 0
+            _fill(Delta_prev[j + a], 0)
         _axpy_rows(any_layout(WT), H, j, m, Delta_prev, Delta_prev.dtype.type(1))
     return Delta_prev
 
@@ -467,7 +496,7 @@ def _weight_rows(H, A_prev, AT, i, m, eta, out):
     if N < SHORT_BATCH:
         if eta == 0:
             for a in range(m):
-                out[i + a, :] = 0
+                _fill(out[i + a], 0)
             _axpy_rows(any_layout(H), AT, i, m, out, out.dtype.type(1))
         else:
             _axpy_rows(any_layout(H), AT, i, m, out, out.dtype.type(-eta))
@@ -556,18 +585,20 @@ def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
     return W
 
 
+#: rows shorter than this take the elementwise passes of the fast forms as flat sweeps over
+#: the whole block (when its rows lie back to back): each row's own sweep would cost more
+#: in set-up than in arithmetic
+SHORT_ROW = 64
+
+
 @fastform
 def bias_grad_fast(H, db):
     """∂J/∂b_i = Σ_n H_in, ``prange`` over i, the sum over n vectorized. derivations/dense.md#D2.10
 
     Performance contract: no allocation, inner loop over n unit-stride.
     """
-    S, N = H.shape
-    for i in prange(S):
-        acc = db.dtype.type(0)
-        for n in range(N):
-            acc += H[i, n]
-        db[i] = acc
+    for i in prange(H.shape[0]):
+        db[i] = row_sum(H[i])
     return db
 
 
@@ -590,7 +621,17 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     σ's kind outside the loop over n). ``prange`` over rows i; performance contract: no
     allocation, one pass over Δ, inner loop over n unit-stride and vectorized.
     """
-    for i in prange(Delta.shape[0]):
+    S, N = Delta.shape
+    if N < SHORT_ROW and gapless(Delta) and gapless(Z) and gapless(A) and gapless(H):
+        d, z, a, h = flat(Delta), flat(Z), flat(A), flat(H)
+        for c in prange((S * N + FLAT_CHUNK - 1) // FLAT_CHUNK):  # D2.13 as flat sweeps
+            lo = c * FLAT_CHUNK
+            hi = min(lo + FLAT_CHUNK, S * N)
+            hadamard_row(d[lo:hi], z[lo:hi], a[lo:hi], kind, alpha, h[lo:hi])
+        for i in prange(S):  # D2.10
+            db[i] = row_sum(H[i])
+        return H
+    for i in prange(S):
         db[i] = hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
     return H
 

@@ -23,9 +23,10 @@ import math
 import numpy as np
 from numba import prange
 
-from indexnet._jit import exact, fastform, fastserial, literal, serial
+from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import activate_row, logistic, shifted_exp_sum, sigma_prime_inlined, softplus
+from indexnet.kernels.activations import (FLAT_CHUNK, activate_row, hadamard_row, logistic, row_sum, shifted_exp_sum,
+                                          softplus)
 
 
 @serial
@@ -403,15 +404,10 @@ def binary_cross_entropy_delta_from_z_numpy(Z, Y, c, Delta):
 # ======================================================== fused output passes (trainer)
 # One pass over the output layer's Z gives A^(L), J and H^(L) = ∂J/∂Z^(L). Each is a
 # numbered equation composed of the ones it fuses (losses.md L10-L12); the per-sample
-# terms go to ``per_sample`` (no allocation) and are summed in sample order, as the
-# value kernels do. ``prange`` over samples n; the trainer calls the serial twin when
+# terms go to ``per_sample`` (no allocation) and are summed after the parallel loop
+# (``activations.row_sum``: vectorized, so not in sample order; the value does not depend
+# on the thread count). ``prange`` over samples n; the trainer calls the serial twin when
 # the output layer is small (every classifier here).
-@fastserial
-def _sample_order_sum(per_sample):
-    total = per_sample.dtype.type(0)
-    for n in range(per_sample.shape[0]):
-        total += per_sample[n]
-    return total
 
 
 @fastform
@@ -435,7 +431,7 @@ def softmax_cross_entropy_fast(Z, Y, S, H, per_sample):
             if Y[i, n] != 0:
                 acc -= Y[i, n] * (Z[i, n] - lse)
         per_sample[n] = acc
-    return _sample_order_sum(per_sample) / N
+    return row_sum(per_sample) / N
 
 
 @fastform
@@ -455,7 +451,7 @@ def sigmoid_binary_cross_entropy_fast(Z, Y, A, H, per_sample):
             H[i, n] = (a - Y[i, n]) * inv_n
             acc += softplus(z) - Y[i, n] * z
         per_sample[n] = acc
-    return _sample_order_sum(per_sample) / N
+    return row_sum(per_sample) / N
 
 
 @fastform
@@ -467,13 +463,23 @@ def squared_error_output_fast(Z, Y, kind, alpha, scale, A, H, per_sample):
     """
     K, N = Z.shape
     two_scale = Z.dtype.type(2 * scale)
-    for i in range(K):  # σ row by row (vectorized), then the per-sample terms
-        activate_row(Z[i], A[i], kind, alpha)
-    for n in prange(N):
-        acc = Z.dtype.type(0)
+    for c in prange((N + FLAT_CHUNK - 1) // FLAT_CHUNK):  # blocks of samples; in each, row by row (vectorized)
+        lo = c * FLAT_CHUNK
+        hi = min(lo + FLAT_CHUNK, N)
+        for n in range(lo, hi):
+            per_sample[n] = 0
         for i in range(K):
-            d = A[i, n] - Y[i, n]
-            acc += d * d
-            H[i, n] = two_scale * d * sigma_prime_inlined(Z[i, n], A[i, n], kind, alpha)
-        per_sample[n] = acc
-    return _sample_order_sum(per_sample) * scale
+            z, a, h = Z[i, lo:hi], A[i, lo:hi], H[i, lo:hi]
+            activate_row(z, a, kind, alpha)
+            _error_row(a, Y[i, lo:hi], two_scale, h, per_sample[lo:hi])
+            hadamard_row(h, z, a, kind, alpha, h)
+    return row_sum(per_sample) * scale
+
+
+@fastinline
+def _error_row(a, y, two_scale, h, per_sample):
+    """Along one row i of L12: d_n = A_in − Y_in, per_sample_n += d_n² (L1's term), h_n = 2·scale·d_n (L4)."""
+    for n in range(a.shape[0]):
+        d = a[n] - y[n]
+        per_sample[n] += d * d
+        h[n] = two_scale * d

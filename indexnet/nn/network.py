@@ -44,6 +44,8 @@ class Backprop:
 
 #: columns of :attr:`Workspace.layout` (one row per layer l = 1..L)
 S_IN, S_OUT, KIND, OFF_Z, OFF_A, OFF_H, OFF_D, OFF_T, OFF_W, OFF_B = range(10)
+#: the number of those columns
+LAYOUT_COLS = 10
 
 
 class Workspace:

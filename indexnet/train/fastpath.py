@@ -35,9 +35,10 @@ work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than 
 operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
 same fast forms: at a few microseconds per step, entering a compiled function and waking
-threads would dominate, so that call takes the parameters, the gradients and the
-workspace as three flat arrays and an offset table, and borrows them for its duration
-(:func:`indexnet._jit.borrowed`: no reference counting of the views it and the kernels take).
+threads would dominate, so that call takes only the batch as arrays (borrowed for its
+duration, :func:`indexnet._jit.borrowed`: no reference counting of the views it and the
+kernels take) and finds the parameters, the gradients, the workspace and its offset table
+through one integer, the address of its context table (:func:`step_context`).
 """
 from __future__ import annotations
 
@@ -48,10 +49,10 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, borrowed, fastserial, serial_twin
+from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, address_view, borrowed, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
 from indexnet.kernels.activations import CODES, IDENTITY
-from indexnet.nn.network import KIND, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
+from indexnet.nn.network import KIND, LAYOUT_COLS, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list, step_trusted
 
 #: weights × batch of the largest layer at or above which the step runs layer by layer
@@ -129,23 +130,59 @@ def _view(flat, offset, rows, cols):
     return _block(flat, offset, rows, cols)
 
 
+#: entries of the small step's context table (int64, :func:`step_context`): address and
+#: length of θ, of the gradient vector, of the workspace's flat buffer and of the real
+#: parameters, then the address and row count of the workspace layout
+CTX_THETA, CTX_GRADS, CTX_FLAT, CTX_REALS, CTX_LAYOUT, CTX_SIZE = 0, 2, 4, 6, 8, 10
+
+
+def step_context(theta, grads, flat, reals, layout):
+    """The context table of :func:`small_step` for these buffers (all C-contiguous; θ, the
+    gradients and the workspace of one dtype, ``reals`` float64, ``layout`` int64 with the
+    workspace layout's columns). The caller keeps the buffers and the table alive while
+    the table's address is passed."""
+    for name, a in (("theta", theta), ("grads", grads), ("flat", flat), ("reals", reals), ("layout", layout)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+    if not (grads.dtype == flat.dtype == theta.dtype and grads.size == theta.size):
+        raise ValueError("theta, grads and flat must share one dtype, grads laid out as theta")
+    if reals.dtype != np.float64 or layout.dtype != np.int64 or layout.ndim != 2 or layout.shape[1] != LAYOUT_COLS:
+        raise ValueError(f"reals must be float64 and layout an int64 table of {LAYOUT_COLS} columns")
+    ctx = np.zeros(CTX_SIZE, np.int64)
+    for k, a in ((CTX_THETA, theta), (CTX_GRADS, grads), (CTX_FLAT, flat), (CTX_REALS, reals)):
+        ctx[k], ctx[k + 1] = a.ctypes.data, a.size
+    ctx[CTX_LAYOUT], ctx[CTX_LAYOUT + 1] = layout.ctypes.data, layout.shape[0]
+    return ctx
+
+
 @fastserial
-def small_step(X, Y, lr, theta, grads, flat, layout, reals, code):
+def small_step(X, Y, lr, context, code):
     """One whole step of a small dense network in one serial call; returns J.
 
-    ``theta`` is the network's flat parameter vector (:attr:`indexnet.nn.network.Network.theta`),
-    ``grads`` a flat vector laid out alike, ``flat`` and ``layout`` the workspace's
-    (:class:`indexnet.nn.network.Workspace`: its columns OFF_W and OFF_B locate W^(l)
-    and b^(l) in both); six arrays in all, since entering a compiled function costs about
-    0.03 µs per array argument but about 0.4 µs per tuple of arrays. ``reals`` holds the
-    squared-error scale and per layer α_l (leaky ReLU) and λ_l (weight decay of W^(l)).
-    When ``lr`` > 0 the SGD step is folded into the weight gradient (D2.6; O16's decay
-    factor 1 − ηλ first) and the bias step follows D2.14; otherwise every gradient is
-    written to ``grads``. The arrays are borrowed (:func:`indexnet._jit.borrowed`) for the call.
+    ``context`` is the address of the step's context table (:func:`step_context`): where
+    θ (the network's flat parameter vector, :attr:`indexnet.nn.network.Network.theta`),
+    the gradient vector laid out alike, the workspace's flat buffer and layout
+    (:class:`indexnet.nn.network.Workspace`: its columns OFF_W and OFF_B locate W^(l) and
+    b^(l) in θ and in the gradients) and the real parameters lie. Entering a compiled
+    function from Python costs a reference-count owner made and released per array
+    argument (about 0.03 µs each) and about 0.4 µs per tuple of arrays, so the long-lived
+    buffers come as one integer (:func:`indexnet._jit.address_view`) and only the batch as
+    arrays. ``reals`` holds the squared-error scale and per layer α_l (leaky ReLU) and
+    λ_l (weight decay of W^(l)). When ``lr`` > 0 the SGD step is folded into the weight
+    gradient (D2.6; O16's decay factor 1 − ηλ first) and the bias step follows D2.14;
+    otherwise every gradient is written to ``grads``. The batch arrays are borrowed
+    (:func:`indexnet._jit.borrowed`) for the call.
     """
+    ctx = address_view(context, CTX_SIZE, np.int64)
+    theta = address_view(ctx[CTX_THETA], ctx[CTX_THETA + 1], X)
+    grads = address_view(ctx[CTX_GRADS], ctx[CTX_GRADS + 1], X)
+    flat = address_view(ctx[CTX_FLAT], ctx[CTX_FLAT + 1], X)
+    reals = address_view(ctx[CTX_REALS], ctx[CTX_REALS + 1], np.float64)
+    layout = _block(address_view(ctx[CTX_LAYOUT], ctx[CTX_LAYOUT + 1] * LAYOUT_COLS, np.int64), 0,
+                    ctx[CTX_LAYOUT + 1], LAYOUT_COLS)
     L = layout.shape[0]
     N = X.shape[1]
-    X, Y, theta, grads, flat = borrowed(X), borrowed(Y), borrowed(theta), borrowed(grads), borrowed(flat)
+    X, Y = borrowed(X), borrowed(Y)
     for l in range(L):  # D1.5; the output layer stores Z (its σ is the output pass's)
         S, Sp = layout[l, S_OUT], layout[l, S_IN]
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
@@ -377,13 +414,14 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             if len(small_args) >= 4:  # as Network.workspace, a few batch sizes are kept
                 small_args.pop(next(iter(small_args)))
             B = net.workspace(N)
-            args = small_args[N] = (net.theta, grad_flat, B.flat, B.layout, reals(N), code)
-        return float(small_step(X, Y, lr, *args))
+            ctx = step_context(net.theta, grad_flat, B.flat, reals(N), B.layout)
+            args = small_args[N] = (ctx.ctypes.data, code, ctx, B)  # the table and the workspace kept alive
+        return float(small_step(X, Y, lr, args[0], args[1]))
 
     def step(X, Y):
         if fused_sgd:
             args = small_args.get(X.shape[1])  # the small regime's call inlined here: one Python frame less
-            J = float(small_step(X, Y, float(optimizer.lr), *args)) if args else run(X, Y, float(optimizer.lr))
+            J = small_step(X, Y, float(optimizer.lr), args[0], args[1]) if args else run(X, Y, float(optimizer.lr))
             optimizer.t += 1
             return J
         if hold_other and work * X.shape[1] >= PARALLEL_WORK and use_support(X):
