@@ -428,21 +428,28 @@ def _pair_hi(typingctx, z):
 
 
 @intrinsic
-def _copy_lanes(typingctx, dst, i, src, j):
-    """dst[i + k] = src[j + k] for k < 16 (``LANES``; 1-d float32 arrays): one vector load and one
-    vector store. The same loop written out is compiled to 16 scalar copies (LLVM unrolls it and
-    cannot prove that the stores leave the later loads alone)."""
+def _butterfly_lanes(typingctx, dst, d00, d01, d10, d11, src, s00, s01, s10, s11):
+    """The two mirror steps β of T8 on a 2 × 2 block of 16-lane vectors (``LANES``; 1-d float32
+    arrays): with a, b, c, e = src[s00 + k], src[s01 + k], src[s10 + k], src[s11 + k] (the
+    block [[a, b], [c, e]], rows p and H − 1 − p, columns v and W − 1 − v), β down the rows,
+    (a + c, b + e; a − c, b − e), then β along them: dst[d00] = (a + c) + (b + e),
+    dst[d01] = (a + c) − (b + e), dst[d10] = (a − c) + (b − e), dst[d11] = (a − c) − (b − e),
+    each 16 lanes from one vector load, add and store."""
     if not (isinstance(dst, numba.types.Array) and isinstance(src, numba.types.Array)
             and dst.dtype == src.dtype == numba.types.float32 and dst.ndim == src.ndim == 1):
         return None
-    sig = numba.types.void(dst, numba.types.intp, src, numba.types.intp)
+    ip = numba.types.intp
+    sig = numba.types.void(dst, ip, ip, ip, ip, src, ip, ip, ip, ip)
 
     def codegen(context, builder, signature, args):
-        d, di, s, sj = args
         ptr = llvm_ir.VectorType(llvm_ir.FloatType(), LANES).as_pointer()
-        dp = builder.gep(context.make_array(signature.args[0])(context, builder, d).data, [di])
-        sp = builder.gep(context.make_array(signature.args[2])(context, builder, s).data, [sj])
-        builder.store(builder.load(builder.bitcast(sp, ptr), align=4), builder.bitcast(dp, ptr), align=4)
+        dd = context.make_array(signature.args[0])(context, builder, args[0]).data
+        sd = context.make_array(signature.args[5])(context, builder, args[5]).data
+        a, b, c, e = (builder.load(builder.bitcast(builder.gep(sd, [i]), ptr), align=4) for i in args[6:10])
+        r0, r1 = builder.fadd(a, c), builder.fadd(b, e)
+        r2, r3 = builder.fsub(a, c), builder.fsub(b, e)
+        for i, x in zip(args[1:5], (builder.fadd(r0, r1), builder.fsub(r0, r1), builder.fadd(r2, r3), builder.fsub(r2, r3))):
+            builder.store(x, builder.bitcast(builder.gep(dd, [i]), ptr), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -587,12 +594,13 @@ def _mirror_rows(X):
 def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
     """Stage (2) of :func:`distort_fast`: S[b, d] = α (G F[b, d] Gᵀ)ᵀ as the mirrored sums
     β G′ β of derivations/augment.md#T8, one task per block and component: F holds the field
-    already mirrored (β D, :func:`_draws_fast`); T4 with ``Gc`` (:func:`_band_sums`), β on its
-    rows, the transposition (:func:`_copy_lanes`), β on its rows, T5 times α with ``Gr`` into S,
-    β on S's rows."""
+    already mirrored (β D, :func:`_draws_fast`); T4 with ``Gc`` (:func:`_band_sums`); β on its
+    rows, the transposition and β on the transposed rows in one pass (:func:`_butterfly_lanes`);
+    T5 times α with ``Gr`` into S, β on S's rows."""
     L = LANES
     nb = S.shape[0]
     H, W = S.shape[3] // L, S.shape[2]
+    hH, hW = (H + 1) // 2, (W + 1) // 2
     HL = H * L
     for t in prange(2 * nb):
         blk = t // 2
@@ -601,12 +609,25 @@ def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
             E = np.empty((H, W * L), np.float32)
             ET = np.empty((W, HL), np.float32)
             _band_sums(Gc, Rc, F[blk, d], E, np.float32(1.0))
-            _mirror_rows(E)
             e, et = E.reshape(-1), ET.reshape(-1)
-            for p in range(H):  # the transposition: ET[v, p L + k] = E[p, v L + k]
-                for v in range(W):
-                    _copy_lanes(et, (v * H + p) * L, e, (p * W + v) * L)
-            _mirror_rows(ET)
+            for p in range(hH):  # β down E's columns, the transposition, β down ET's: ET = β (β E)ᵀ
+                p2 = H - 1 - p
+                for v in range(hW):
+                    v2 = W - 1 - v
+                    if p < p2 and v < v2:
+                        _butterfly_lanes(et, (v * H + p) * L, (v2 * H + p) * L, (v * H + p2) * L, (v2 * H + p2) * L,
+                                         e, (p * W + v) * L, (p * W + v2) * L, (p2 * W + v) * L, (p2 * W + v2) * L)
+                    else:  # the middle row or column of an odd H or W: β leaves it
+                        for k in range(L):
+                            a, b = E[p, v * L + k], E[p, v2 * L + k]
+                            c, x = E[p2, v * L + k], E[p2, v2 * L + k]
+                            if p < p2:
+                                a, c = a + c, a - c  # b, x are a, c (v = v2)
+                                ET[v, p * L + k], ET[v, p2 * L + k] = a, c
+                            elif v < v2:
+                                ET[v, p * L + k], ET[v2, p * L + k] = a + b, a - b
+                            else:
+                                ET[v, p * L + k] = a
             _band_sums(Gr, Rr, ET, S[blk, d], alpha)
             _mirror_rows(S[blk, d])
         else:
