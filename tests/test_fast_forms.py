@@ -56,7 +56,7 @@ def _support(A):
     S_prev, N = A.shape
     buf = (np.zeros(N + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype),
            np.zeros(S_prev + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype))
-    nnz = dense.support_of(A, *buf)
+    nnz = dense.support_of(A, *buf, np.zeros((dense.SUPPORT_FILL_BLOCKS, N), np.int64))
     assert nnz == np.count_nonzero(A)
     return buf
 

@@ -646,6 +646,8 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
 #: blocks that the support forms' ``prange`` splits their samples or rows j into (enough
 #: for an even share per thread when the supports differ in length)
 SUPPORT_BLOCKS = 32
+#: blocks of rows j that :func:`support_of` fills in parallel (rows of its ``starts``)
+SUPPORT_FILL_BLOCKS = 8
 #: bytes of the register block of D1.6's sums: the partial sums of this many bytes of
 #: consecutive rows i (400 float32, 200 float64: 25 of the 32 AVX-512 registers) are held in
 #: registers for a whole sum over a support (:func:`_support_sum`)
@@ -655,41 +657,70 @@ SUPPORT_FORWARD_BYTES = 1600
 SUPPORT_GRAD_BYTES = 640
 
 
-@fastserial
-def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
+@fastform
+def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val, starts):
     """The support {(j, n) : A_jn ≠ 0} of A, listed by sample and by row, for the sums of derivations/dense.md#D1.6
 
     By sample n: j = ``col_j[col_ptr[n]:col_ptr[n+1]]`` with A_jn = ``col_val[...]``
     (increasing j); by row j: n = ``row_n[row_ptr[j]:row_ptr[j+1]]`` with values
     ``row_val`` (increasing n). Arrays of at least A.size entries (and N+1, S_prev+1
-    pointers) come from the caller; returns the number of nonzeros.
+    pointers) come from the caller, with ``starts`` (blocks × N, int64; its rows set the
+    number of blocks, :data:`SUPPORT_FILL_BLOCKS` in the trainer's workspace) the scratch
+    of the fill; returns the number of nonzeros.
+
+    Two ``prange`` passes over blocks of rows j, reading A in memory order: the first
+    counts the nonzeros of each row j and, per block, of each sample n; between them the
+    counts become the list pointers and each block's first fill position in every
+    sample's list (after the earlier blocks' entries, so each list stays in increasing
+    j); the second writes each row's list branch-free (every value is written, the
+    position advances past nonzeros only; a zero's write goes to the buffers' last
+    entry, which no list reaches when A has a zero) and then the row's entries into
+    their samples' lists.
     """
     S_prev, N = A.shape
-    for n in range(N + 1):
-        col_ptr[n] = 0
-    nnz = 0
-    for j in range(S_prev):  # by row, reading A in memory order; col_ptr[n+1] counts sample n
-        row_ptr[j] = nnz
-        for n in range(N):  # branch-free: every value is written, the count advances past nonzeros only
-            v = A[j, n]
-            nz = 1 if v != 0 else 0
-            row_n[nnz] = n
-            row_val[nnz] = v
-            nnz += nz
-            col_ptr[n + 1] += nz
-    row_ptr[S_prev] = nnz
-    for n in range(N):
-        col_ptr[n + 1] += col_ptr[n]
-    for j in range(S_prev):  # col_ptr[n] runs as the fill position of sample n, shifted back below
-        for t in range(row_ptr[j], row_ptr[j + 1]):
-            n = row_n[t]
-            col_j[col_ptr[n]] = j
-            col_val[col_ptr[n]] = row_val[t]
-            col_ptr[n] += 1
-    for n in range(N, 0, -1):  # undo the fill shift
-        col_ptr[n] = col_ptr[n - 1]
+    nb = max(1, min(starts.shape[0], S_prev))
+    for blk in prange(nb):  # count: row_ptr[j+1] = nonzeros of row j, starts[blk, n] = of sample n in the block
+        c = starts[blk]
+        for n in range(N):
+            c[n] = 0
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+            a = A[j]
+            k = 0
+            for n in range(N):
+                nz = 1 if a[n] != 0 else 0
+                c[n] += nz
+                k += nz
+            row_ptr[j + 1] = k
+    row_ptr[0] = 0
+    for j in range(S_prev):
+        row_ptr[j + 1] += row_ptr[j]
     col_ptr[0] = 0
-    return nnz
+    for n in range(N):  # each block's first position in sample n's list, after the earlier blocks' entries
+        t = col_ptr[n]
+        for blk in range(nb):
+            c = starts[blk, n]
+            starts[blk, n] = t
+            t += c
+        col_ptr[n + 1] = t
+    spare = row_n.shape[0] - 1  # past every list when A has a zero (the only case a zero is written)
+    for blk in prange(nb):  # fill: each row's list, then its entries into the sample lists
+        pos = starts[blk]
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+            a = A[j]
+            k = row_ptr[j]
+            for n in range(N):
+                v = a[n]
+                at = k if v != 0 else spare
+                row_n[at] = n
+                row_val[at] = v
+                k += 1 if v != 0 else 0
+            for t in range(row_ptr[j], k):
+                n = row_n[t]
+                p = pos[n]
+                col_j[p] = j
+                col_val[p] = row_val[t]
+                pos[n] = p + 1
+    return row_ptr[S_prev]
 
 
 @fastform

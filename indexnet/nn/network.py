@@ -66,6 +66,7 @@ class Workspace:
 
     def __init__(self, net: "Network", N: int, support: bool = False):
         from indexnet.kernels.activations import CODES, IDENTITY
+        from indexnet.kernels.dense import SUPPORT_FILL_BLOCKS
         dt = net.dtype
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
         L = len(net.layers)
@@ -95,6 +96,7 @@ class Workspace:
             self.col_ptr, self.row_ptr = np.zeros(N + 1, np.int64), np.zeros(S0 + 1, np.int64)
             self.col_j, self.row_n = np.zeros(S0 * N, np.int64), np.zeros(S0 * N, np.int64)
             self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
+            self.starts = np.zeros((SUPPORT_FILL_BLOCKS, N), np.int64)  # support_of's fill positions
             self.HT = np.zeros((N, S1), dt)  # H^(1) sample-major (D2.7, D2.8)
             self.ZT = np.zeros((N, S1), dt)  # Z^(1) sample-major (D1.6's sums)
             self.dWT = np.zeros((S0, S1), dt)  # ∂J/∂W^(1) input-major (D2.7)

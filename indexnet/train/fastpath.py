@@ -66,6 +66,10 @@ PARALLEL_OP = _PARALLEL_OP
 #: and they break even near 40 %. The digits set (51 %) stays dense.
 SUPPORT_DENSITY = 0.3
 
+#: operations per input value that :func:`indexnet.kernels.dense.support_of` does (a count
+#: and a branch-free fill: read, compare, two stores): its work for :func:`_pick`
+SUPPORT_OF_WORK = 32
+
 # output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
 
@@ -351,7 +355,8 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             kind = IDENTITY if l == L - 1 else kinds[l]
             A_out = B.Z[l] if l == L - 1 else B.A[l]
             if l == 0 and sup:
-                dense.support_of(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n, B.row_val)
+                _pick(dense.support_of, X.size * SUPPORT_OF_WORK)(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n,
+                                                                 B.row_val, B.starts)
                 _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
                                                               B.Z[l], A_out, B.ZT)
             else:
