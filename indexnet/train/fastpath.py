@@ -353,7 +353,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             if l == 0 and sup:
                 dense.support_of(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n, B.row_val)
                 _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
-                                                              B.Z[l], A_out, B.acc)
+                                                              B.Z[l], A_out, B.ZT)
             else:
                 _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
                                                                B.Z[l], A_out, B.AT[l])
@@ -384,8 +384,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
                         _pick(optim.decay_fast, WT.size)(WT.reshape(-1), lr, lam)  # O16
-                    _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
-                                                                     B.acc)
+                    _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT)
                     state["owner"] = "fast"
                     if not defer_sync:
                         sync()
@@ -395,7 +394,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT)
                 if held:  # the optimiser updates Wᵗ from it (step)
                     state["dWT"] = B.dWT
                 else:
