@@ -21,6 +21,7 @@ import types
 from typing import Callable
 
 import numba
+from numba.core import cgutils
 from numba.core import types as _types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
@@ -205,3 +206,31 @@ def any_layout(typingctx, arr):
     if not isinstance(arr, _types.Array):
         return None
     return arr.copy(layout="A")(arr), _borrowed_codegen
+
+
+@intrinsic
+def local_row(typingctx, like, nbytes):
+    """A 1-D C-ordered array of ``nbytes // like.itemsize`` elements of ``like``'s dtype in the
+    calling compiled function's stack frame (allocated once, in its entry block; contents
+    undefined; no reference-count owner), ``nbytes`` a compile-time integer. Its length is
+    a constant of the compiled code and nothing else can point into it, so a loop over all
+    of its elements inside a loop that only reads other arrays keeps the row in vector
+    registers for the outer loop's whole length (the register blocks of
+    ``dense._support_sum``). Valid until the calling function returns; never return it."""
+    if not (isinstance(like, _types.Array) and isinstance(nbytes, _types.IntegerLiteral)):
+        return None
+    size = max(1, nbytes.literal_value // (like.dtype.bitwidth // 8))
+    row = _types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        ll = context.get_data_type(like.dtype)
+        data = cgutils.alloca_once(builder, ll, size=size)
+        data.align = 64
+        itemsize = context.get_abi_sizeof(ll)
+        out = make_array(row)(context, builder)
+        populate_array(out, data=data, shape=[context.get_constant(_types.intp, size)],
+                       strides=[context.get_constant(_types.intp, itemsize)],
+                       itemsize=context.get_constant(_types.intp, itemsize), meminfo=None)
+        return out._getvalue()
+
+    return row(like, nbytes), codegen

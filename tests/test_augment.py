@@ -275,14 +275,17 @@ def test_fused_distortion_matches_the_exact_composition(shape, N, spec, rng):
     assert not np.allclose(fast, X, atol=1e-3) or spec == "elastic:0,4"
 
 
+@pytest.mark.parametrize("ident", [False, True])
 @pytest.mark.parametrize("C,H,W,N", [(1, 28, 28, 37), (2, 9, 13, 5)])
-def test_fused_warp_matches_T1_at_any_source_point(C, H, W, N, rng):
+def test_fused_warp_matches_T1_at_any_source_point(C, H, W, N, ident, rng):
     """The warp stage of T8 (bordered pixel pairs, source points clamped onto the border, 64-bit
     gathers) against warp_loops (T1, float64) at the same source points: random points from 3
     pixels before the grid to 2 past it, and the edge cases of the clamp and the border (−1, 0,
     H − 1, H and just inside / outside them, far off). The points are multiples of 2⁻¹⁰, so
     float32 holds them and every sum that forms them exactly; only the weights and the
-    products round: within 8 ulp of Σ |w A| per output pixel."""
+    products round: within 8 ulp of Σ |w A| per output pixel. The affine maps are the identity
+    (zero ranges), so the warp's general path and its path without an affine part (``ident``)
+    must both give them."""
     A = rng.random((C, H, W, N)).astype(np.float32)
     e = 2.0**-10
     edges_y = np.array([-40.0, -1 - e, -1.0, -1 + e, -0.25, 0.0, H - 1.0, H - 0.75, H - e, H, H + e, H + 40.0])
@@ -304,7 +307,7 @@ def test_fused_warp_matches_T1_at_any_source_point(C, H, W, N, rng):
         Zb[..., :N] = Z.astype(np.float32) - base
         S[:, d] = Zb.reshape(H, W, B, L).transpose(2, 1, 0, 3).reshape(B, W, H * L)
     out = np.full(A.shape, np.nan, np.float32)
-    K._warp_fast(P.view(np.uint64), S, M, C, H, W, N, out.reshape(-1))
+    K._warp_fast(P.view(np.uint64), S, M, ident, C, H, W, N, out.reshape(-1))
     want = warp("loops", A.astype(np.float64), Y, X)
     size = warp("loops", np.abs(A).astype(np.float64), Y, X)
     assert np.all(np.abs(out - want) <= 8 * 2.0**-24 * size + 1e-30)

@@ -56,7 +56,7 @@ def _support(A):
     S_prev, N = A.shape
     buf = (np.zeros(N + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype),
            np.zeros(S_prev + 1, np.int64), np.zeros(A.size, np.int64), np.zeros(A.size, A.dtype))
-    nnz = dense.support_of(A, *buf)
+    nnz = dense.support_of(A, *buf, np.zeros((dense.SUPPORT_FILL_BLOCKS, N), np.int64))
     assert nnz == np.count_nonzero(A)
     return buf
 
@@ -83,13 +83,12 @@ def test_support_lists(shape, rng):
 
 
 def _support_operands(M, dtype):
-    """Mᵗ as the support forms read it (packed by ``dense._pack_transpose``) and a buffer of
-    partial sums, one row of M's length per block."""
+    """Mᵗ as the support forms read it (packed by ``dense._pack_transpose``)."""
     R, C = M.shape
     MT = np.full((C, R), np.nan, dtype)
     dense._pack_transpose(M, MT)
     assert np.array_equal(MT, M.T), "_pack_transpose is not the transpose"
-    return MT, np.zeros((dense.SUPPORT_BLOCKS, R), dtype)
+    return MT
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -135,8 +134,8 @@ def test_fused_forward_is_forward_then_activation(dtype, shape, seed, kind):
     _close(Ao, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
     col_ptr, col_j, col_val = _support(A)[:3]
     Z2, A2 = np.empty((S, N), dtype), np.empty((S, N), dtype)
-    WT, acc = _support_operands(W, dtype)
-    dense.forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, 0.1, Z2, A2, acc)
+    WT = _support_operands(W, dtype)
+    dense.forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, 0.1, Z2, A2, np.full((N, S), np.nan, dtype))
     _close(Z2, Zw, scale, dtype)
     _close(A2, Aw, scale + 4 * np.spacing(np.abs(Aw)) / RTOL[dtype], dtype)
 
@@ -227,12 +226,12 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     scale = np.abs(W) + eta * terms
     _close(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype)), want, scale, dtype)
     _, _, _, row_ptr, row_n, row_val = _support(A)
-    HT, acc = _support_operands(H, dtype)
+    HT = _support_operands(H, dtype)
     dWT = np.full((S_prev, S), np.nan, dtype)
-    dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc)
+    dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT)
     _close(dWT.T, g, terms, dtype)
-    WT = _support_operands(W, dtype)[0]
-    dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc)
+    WT = _support_operands(W, dtype)
+    dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT)
     _close(WT.T, want, scale, dtype)
 
 

@@ -399,7 +399,8 @@ def _stages(Af, C, H, W, N, key, affine, alpha, Gc, Rc, Gr, Rr, F, S, M, Pu, out
     instead of three: microseconds per batch) (derivations/augment.md#T8)."""
     _draws_fast(Af, C, H, W, N, key, affine, alpha, F, M, Pu)
     _smooth_fast(Gc, Rc, Gr, Rr, np.float32(alpha), F, S)
-    _warp_fast(Pu, S, M, C, H, W, N, out)
+    ident = affine[0] == 0.0 and affine[1] == 0.0 and affine[2] == 0.0 and affine[3] == 0.0
+    _warp_fast(Pu, S, M, ident, C, H, W, N, out)
 
 
 @intrinsic
@@ -638,7 +639,7 @@ def _smooth_fast(Gc, Rc, Gr, Rr, alpha, F, S):
 
 
 @fastform
-def _warp_fast(Pu, S, M, C, H, W, N, out):
+def _warp_fast(Pu, S, M, ident, C, H, W, N, out):
     """Stage (3) of :func:`distort_fast`: the affine source points (T2) plus the displacement,
     and the warp (T1) from the pixel pairs (``Pu``: P viewed as uint64, one pair each),
     stored into ``out`` (flat); two tasks per block, columns q split in halves
@@ -651,7 +652,8 @@ def _warp_fast(Pu, S, M, C, H, W, N, out):
     the weights are κ(y − u₀) = 1 − (y − u₀), κ(y − u₀ − 1) = y − u₀ with no test. The
     pairs' flat indices are computed in float32 (exact: integers below 2²⁴) and converted
     once each, unsigned with the sign bit masked, so that the two gathers take 32-bit
-    indices."""
+    indices. With ``ident`` (no affine part: M = I and τ = 0 exactly, the draws times zero
+    ranges) T2's point c + M((p, q) − c − τ) is (p, q) itself and is not formed."""
     L = LANES
     nb = S.shape[0]
     Hp, Wp = H + 3, W + 2
@@ -660,9 +662,6 @@ def _warp_fast(Pu, S, M, C, H, W, N, out):
     W2 = (W + 1) // 2
     cy = np.float32(0.5 * (H - 1))
     cx = np.float32(0.5 * (W - 1))
-    lo, hy, hx = np.float32(-1.0), np.float32(H), np.float32(W)
-    one = np.float32(1.0)
-    mask = np.uint32(0x7FFFFFFF)
     for t in prange(2 * nb):
         blk = t // 2
         half = t - 2 * blk
@@ -675,22 +674,40 @@ def _warp_fast(Pu, S, M, C, H, W, N, out):
                 for p in range(H):
                     ry0 = np.float32(p) - cy
                     o = ((c * H + p) * W + q) * N + n0
-                    for k in range(L):
-                        ry = ry0 - M[blk, 4, k]
-                        rx = rx0 - M[blk, 5, k]
-                        y = S[blk, 0, q, p * L + k] + (cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx)
-                        x = S[blk, 1, q, p * L + k] + (cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx)
-                        y = min(max(y, lo), hy)
-                        x = min(max(x, lo), hx)
-                        fy = np.floor(y)
-                        fx = np.floor(x)
-                        ty = y - fy
-                        tx = x - fx
-                        f0 = fy * WpL + fx * Lf + (base + np.float32(k))
-                        z0 = Pu[blk, np.uint32(f0) & mask]
-                        z1 = Pu[blk, np.uint32(f0 + WpL) & mask]
-                        val = ((one - ty) * ((one - tx) * _pair_lo(z0) + tx * _pair_hi(z0))
-                               + ty * ((one - tx) * _pair_lo(z1) + tx * _pair_hi(z1)))
-                        if k < m:
-                            out[np.uint64(o + k)] = val
+                    if ident:  # no affine part: T2's point is (p, q) itself
+                        for k in range(L):
+                            y = S[blk, 0, q, p * L + k] + np.float32(p)
+                            x = S[blk, 1, q, p * L + k] + np.float32(q)
+                            val = _bilinear_pairs(Pu, blk, y, x, base + np.float32(k), H, W, WpL, Lf)
+                            if k < m:
+                                out[np.uint64(o + k)] = val
+                    else:
+                        for k in range(L):
+                            ry = ry0 - M[blk, 4, k]
+                            rx = rx0 - M[blk, 5, k]
+                            y = S[blk, 0, q, p * L + k] + (cy + M[blk, 0, k] * ry + M[blk, 1, k] * rx)
+                            x = S[blk, 1, q, p * L + k] + (cx + M[blk, 2, k] * ry + M[blk, 3, k] * rx)
+                            val = _bilinear_pairs(Pu, blk, y, x, base + np.float32(k), H, W, WpL, Lf)
+                            if k < m:
+                                out[np.uint64(o + k)] = val
     return out
+
+
+@fastinline
+def _bilinear_pairs(Pu, blk, y, x, bk, H, W, WpL, Lf):
+    """T1 at the source point (y, x) from block ``blk``'s pixel pairs, ``bk`` the flat index of
+    the lane's pixel (0, 0): the point clamped onto [−1, H] × [−1, W], two 64-bit gathers and
+    the four weights (see :func:`_warp_fast`; derivations/augment.md#T8)."""
+    one = np.float32(1.0)
+    y = min(max(y, np.float32(-1.0)), np.float32(H))
+    x = min(max(x, np.float32(-1.0)), np.float32(W))
+    fy = np.floor(y)
+    fx = np.floor(x)
+    ty = y - fy
+    tx = x - fx
+    f0 = fy * WpL + fx * Lf + bk
+    mask = np.uint32(0x7FFFFFFF)
+    z0 = Pu[blk, np.uint32(f0) & mask]
+    z1 = Pu[blk, np.uint32(f0 + WpL) & mask]
+    return ((one - ty) * ((one - tx) * _pair_lo(z0) + tx * _pair_hi(z0))
+            + ty * ((one - tx) * _pair_lo(z1) + tx * _pair_hi(z1)))

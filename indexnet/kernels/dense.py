@@ -17,7 +17,7 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, flat, gapless, literal
+from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, flat, gapless, literal, local_row
 from indexnet.kernels._delta import kron
 from indexnet.kernels.activations import FLAT_CHUNK, activate_row, hadamard_row, row_sum
 
@@ -677,50 +677,84 @@ def hadamard_bias_sgd_fast(Delta, Z, A, kind, alpha, eta, H, b):
 # :func:`_pack_transpose` packs them; the trainer keeps the first layer's W input-major
 # between synchronisations (indexnet/train/fastpath.py).
 
-#: support entries summed per pass of :func:`_support_sum` (its partial sums are loaded
-#: and stored once per this many multiply-adds)
-SUPPORT_UNROLL = 8
 #: blocks that the support forms' ``prange`` splits their samples or rows j into (enough
-#: for an even share per thread when the supports differ in length); their partial-sum
-#: buffer ``acc`` has this many rows
+#: for an even share per thread when the supports differ in length)
 SUPPORT_BLOCKS = 32
+#: blocks of rows j that :func:`support_of` fills in parallel (rows of its ``starts``)
+SUPPORT_FILL_BLOCKS = 8
+#: bytes of the register block of D1.6's sums: the partial sums of this many bytes of
+#: consecutive rows i (400 float32, 200 float64: 25 of the 32 AVX-512 registers) are held in
+#: registers for a whole sum over a support (:func:`_support_sum`)
+SUPPORT_FORWARD_BYTES = 1600
+#: bytes of the register block of D2.7's and D2.8's sums (160 float32, 80 float64: 10
+#: registers; narrower than the forward's, so that the rows of Hᵗ a block reads stay in L1/L2)
+SUPPORT_GRAD_BYTES = 640
 
 
-@fastserial
-def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val):
+@fastform
+def support_of(A, col_ptr, col_j, col_val, row_ptr, row_n, row_val, starts):
     """The support {(j, n) : A_jn ≠ 0} of A, listed by sample and by row, for the sums of derivations/dense.md#D1.6
 
     By sample n: j = ``col_j[col_ptr[n]:col_ptr[n+1]]`` with A_jn = ``col_val[...]``
     (increasing j); by row j: n = ``row_n[row_ptr[j]:row_ptr[j+1]]`` with values
     ``row_val`` (increasing n). Arrays of at least A.size entries (and N+1, S_prev+1
-    pointers) come from the caller; returns the number of nonzeros.
+    pointers) come from the caller, with ``starts`` (blocks × N, int64; its rows set the
+    number of blocks, :data:`SUPPORT_FILL_BLOCKS` in the trainer's workspace) the scratch
+    of the fill; returns the number of nonzeros.
+
+    Two ``prange`` passes over blocks of rows j, reading A in memory order: the first
+    counts the nonzeros of each row j and, per block, of each sample n; between them the
+    counts become the list pointers and each block's first fill position in every
+    sample's list (after the earlier blocks' entries, so each list stays in increasing
+    j); the second writes each row's list branch-free (every value is written, the
+    position advances past nonzeros only; a zero's write goes to the buffers' last
+    entry, which no list reaches when A has a zero) and then the row's entries into
+    their samples' lists.
     """
     S_prev, N = A.shape
-    for n in range(N + 1):
-        col_ptr[n] = 0
-    nnz = 0
-    for j in range(S_prev):  # by row, reading A in memory order; col_ptr[n+1] counts sample n
-        row_ptr[j] = nnz
-        for n in range(N):  # branch-free: every value is written, the count advances past nonzeros only
-            v = A[j, n]
-            nz = 1 if v != 0 else 0
-            row_n[nnz] = n
-            row_val[nnz] = v
-            nnz += nz
-            col_ptr[n + 1] += nz
-    row_ptr[S_prev] = nnz
-    for n in range(N):
-        col_ptr[n + 1] += col_ptr[n]
-    for j in range(S_prev):  # col_ptr[n] runs as the fill position of sample n, shifted back below
-        for t in range(row_ptr[j], row_ptr[j + 1]):
-            n = row_n[t]
-            col_j[col_ptr[n]] = j
-            col_val[col_ptr[n]] = row_val[t]
-            col_ptr[n] += 1
-    for n in range(N, 0, -1):  # undo the fill shift
-        col_ptr[n] = col_ptr[n - 1]
+    nb = max(1, min(starts.shape[0], S_prev))
+    for blk in prange(nb):  # count: row_ptr[j+1] = nonzeros of row j, starts[blk, n] = of sample n in the block
+        c = starts[blk]
+        for n in range(N):
+            c[n] = 0
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+            a = A[j]
+            k = 0
+            for n in range(N):
+                nz = 1 if a[n] != 0 else 0
+                c[n] += nz
+                k += nz
+            row_ptr[j + 1] = k
+    row_ptr[0] = 0
+    for j in range(S_prev):
+        row_ptr[j + 1] += row_ptr[j]
     col_ptr[0] = 0
-    return nnz
+    for n in range(N):  # each block's first position in sample n's list, after the earlier blocks' entries
+        t = col_ptr[n]
+        for blk in range(nb):
+            c = starts[blk, n]
+            starts[blk, n] = t
+            t += c
+        col_ptr[n + 1] = t
+    spare = row_n.shape[0] - 1  # past every list when A has a zero (the only case a zero is written)
+    for blk in prange(nb):  # fill: each row's list, then its entries into the sample lists
+        pos = starts[blk]
+        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+            a = A[j]
+            k = row_ptr[j]
+            for n in range(N):
+                v = a[n]
+                at = k if v != 0 else spare
+                row_n[at] = n
+                row_val[at] = v
+                k += 1 if v != 0 else 0
+            for t in range(row_ptr[j], k):
+                n = row_n[t]
+                p = pos[n]
+                col_j[p] = j
+                col_val[p] = row_val[t]
+                pos[n] = p + 1
+    return row_ptr[S_prev]
 
 
 @fastform
@@ -735,104 +769,129 @@ def _pack_transpose(M, MT):
 
 
 @fastinline
-def _support_sum(PT, ptr, idx, val, t, acc):
-    """acc_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], r] for every r < len(acc): one sum
-    over the support for all rows r at once (the loop over r vectorizes; each row of PT
-    read is contiguous; the partial sums stay in L1). :data:`SUPPORT_UNROLL` entries per
-    pass, so the partial sums are loaded and stored once per 8 multiply-adds; passes in
-    support order."""
-    m = acc.shape[0]
+def _support_sum(PT, ptr, idx, val, t, i0, a):
+    """a_r = Σ_{s = ptr[t]}^{ptr[t+1]-1} val[s] · PT[idx[s], i0 + r] for every r < len(a): one sum
+    over the support for the rows i0 .. i0 + len(a) − 1 at once, in support order (the loop
+    over r vectorizes; each piece of a row of PT read is contiguous). With ``a`` a
+    :func:`indexnet._jit.local_row` (a length fixed at compile time, in no other array) the
+    partial sums stay in vector registers for the whole sum: one load of PT's row piece and
+    one multiply-add per register and entry; a view of it (a block's last, shorter piece)
+    runs the same loop on the stack row in L1."""
+    m = a.shape[0]
     for r in range(m):
-        acc[r] = 0
-    s0 = ptr[t]
-    s1 = ptr[t + 1]
-    q = (s1 - s0) // SUPPORT_UNROLL
-    for u in range(q):
-        s = s0 + SUPPORT_UNROLL * u
-        v0, v1, v2, v3 = val[s], val[s + 1], val[s + 2], val[s + 3]
-        v4, v5, v6, v7 = val[s + 4], val[s + 5], val[s + 6], val[s + 7]
-        p0, p1, p2, p3 = PT[idx[s]], PT[idx[s + 1]], PT[idx[s + 2]], PT[idx[s + 3]]
-        p4, p5, p6, p7 = PT[idx[s + 4]], PT[idx[s + 5]], PT[idx[s + 6]], PT[idx[s + 7]]
-        for r in range(m):
-            acc[r] += ((v0 * p0[r] + v1 * p1[r]) + (v2 * p2[r] + v3 * p3[r])) + \
-                ((v4 * p4[r] + v5 * p5[r]) + (v6 * p6[r] + v7 * p7[r]))
-    for s in range(s0 + SUPPORT_UNROLL * q, s1):
+        a[r] = 0
+    for s in range(ptr[t], ptr[t + 1]):
         v = val[s]
-        p = PT[idx[s]]
+        p = PT[idx[s], i0:i0 + m]
         for r in range(m):
-            acc[r] += v * p[r]
+            a[r] += v * p[r]
 
 
 @fastform
-def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, acc):
+def forward_support_fast(WT, b, col_ptr, col_j, col_val, kind, alpha, Z, A, ZT):
     """Z_in = Σ_{j : A_jn ≠ 0} W_ij A_jn + b_i and A_in = σ(Z_in): D1.5 summed over the support of A^(l-1). derivations/dense.md#D1.6
 
     W is given input-major, ``WT`` (S_{l-1} × S_l) with WT_ji = W_ij; the support by
-    sample comes from :func:`support_of`. Blocking: ``prange`` over ``acc.shape[0]``
-    blocks of samples n (``acc``: one row of S_l partial sums per block); for each n the
-    S_l sums over the support of column n are formed together, each entry (j, n) adding
-    A_jn times the contiguous row WT_j· (:func:`_support_sum`, the rows streamed from
-    L2/L3 by the prefetcher), then Z_·n = sums + b and A_·n = σ(Z_·n) are stored (σ by
-    ``activations.activate_row`` on the contiguous partial sums).
-    Performance contract: no allocation; work proportional to the nonzeros of A, not to
-    its size (MNIST's pixels: about 19 %).
+    sample comes from :func:`support_of`. Blocking: ``prange`` over pairs (block of rows i,
+    block of samples n), the rows in blocks of :data:`SUPPORT_FORWARD_BYTES` (400 float32),
+    the samples in :data:`SUPPORT_BLOCKS` blocks; for each sample n the block's sums over the
+    support of column n are formed in registers, each entry (j, n) adding A_jn times the
+    contiguous piece of row WT_j· (:func:`_support_sum`), and Z_·n = sums + b is stored
+    sample-major into ``ZT`` (N × S_l, contiguous). A second ``prange`` over blocks of 16
+    rows i turns ZT around into Z (its 16 columns read from L1 while their rows are
+    written) and stores A_i· = σ(Z_i·) (``activations.activate_row``, vectorized).
+    Performance contract: no allocation (``ZT`` from the caller; the register block is on
+    the stack); work proportional to the nonzeros of A, not to its size (MNIST's pixels:
+    about 19 %).
     """
     S, N = Z.shape
-    nb = acc.shape[0]
-    for blk in prange(nb):  # block blk: samples blk·N/nb up to (blk+1)·N/nb, as even as can be
-        a = acc[blk]
-        for n in range(blk * N // nb, (blk + 1) * N // nb):
-            _support_sum(WT, col_ptr, col_j, col_val, n, a)
-            for i in range(S):
-                a[i] += b[i]
-                Z[i, n] = a[i]
-            activate_row(a, a, kind, alpha)
-            for i in range(S):
-                A[i, n] = a[i]
+    width = SUPPORT_FORWARD_BYTES // WT.itemsize
+    ni = (S + width - 1) // width
+    ns = min(N, SUPPORT_BLOCKS)
+    for q in prange(ni * ns):  # rows i0 .. i0+m−1, samples blk·N/ns up to (blk+1)·N/ns
+        i0 = (q // ns) * width
+        m = min(width, S - i0)
+        blk = q % ns
+        a = local_row(WT, SUPPORT_FORWARD_BYTES)
+        for n in range(blk * N // ns, (blk + 1) * N // ns):
+            if m == width:
+                _support_sum(WT, col_ptr, col_j, col_val, n, i0, a)
+            else:
+                _support_sum(WT, col_ptr, col_j, col_val, n, i0, a[:m])
+            z = ZT[n, i0:i0 + m]
+            for r in range(m):
+                z[r] = a[r] + b[i0 + r]
+    for blk in prange((S + 15) // 16):  # Z = ZTᵗ, A = σ(Z), 16 rows i at a time
+        for i in range(16 * blk, min(S, 16 * blk + 16)):
+            z = Z[i]
+            for n in range(N):
+                z[n] = ZT[n, i]
+            activate_row(z, A[i], kind, alpha)
     return A
 
 
 @fastform
-def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT, acc):
+def weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT):
     """∂J/∂W_ij = Σ_{n : A_jn ≠ 0} H_in A_jn: D2.5 summed over the support of A^(l-1). derivations/dense.md#D2.7
 
     Written input-major, ``dWT`` (S_{l-1} × S_l) with dWT_ji = ∂J/∂W_ij (``_pack_transpose``
     turns it around); H is read sample-major, ``HT`` (N × S_l) with HT_ni = H_in; the
-    support by row j comes from :func:`support_of`. Blocking: ``prange`` over
-    ``acc.shape[0]`` blocks of rows j (``acc`` only sets their number here); for each j
-    the S_l sums over the samples with A_jn ≠ 0 are formed at once into the row dWT_j·
-    (:func:`_support_sum` on the rows HT_n·). Performance contract: no allocation; work
-    proportional to the nonzeros of A.
+    support by row j comes from :func:`support_of`. Blocking: ``prange`` over pairs (block
+    of rows i, block of rows j), the rows i in blocks of :data:`SUPPORT_GRAD_BYTES` (160
+    float32; a thread works through one block of i at a time, so the pieces of Hᵗ it reads
+    stay in cache), the rows j in :data:`SUPPORT_BLOCKS` blocks; for each j the block's sums
+    over the samples with A_jn ≠ 0 are formed in registers (:func:`_support_sum` on the rows
+    HT_n·) and stored into the row dWT_j· (0 for a row j with an empty support).
+    Performance contract: no allocation; work proportional to the nonzeros of A.
     """
-    S_prev = dWT.shape[0]
-    nb = acc.shape[0]
-    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
-        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
-            _support_sum(HT, row_ptr, row_n, row_val, j, dWT[j])
+    S_prev, S = dWT.shape
+    width = SUPPORT_GRAD_BYTES // dWT.itemsize
+    ni = (S + width - 1) // width
+    nj = min(S_prev, SUPPORT_BLOCKS)
+    for q in prange(ni * nj):  # rows i0 .. i0+m−1, rows j blk·S_prev/nj up to (blk+1)·S_prev/nj
+        i0 = (q // nj) * width
+        m = min(width, S - i0)
+        blk = q % nj
+        a = local_row(dWT, SUPPORT_GRAD_BYTES)
+        for j in range(blk * S_prev // nj, (blk + 1) * S_prev // nj):
+            if m == width:
+                _support_sum(HT, row_ptr, row_n, row_val, j, i0, a)
+            else:
+                _support_sum(HT, row_ptr, row_n, row_val, j, i0, a[:m])
+            g = dWT[j, i0:i0 + m]
+            for r in range(m):
+                g[r] = a[r]
     return dWT
 
 
 @fastform
-def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT, acc):
+def weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, eta, WT):
     """W_ij ← W_ij − η Σ_{n : A_jn ≠ 0} H_in A_jn: D2.6 summed over the support of A^(l-1). derivations/dense.md#D2.8
 
     W is updated input-major, ``WT`` (S_{l-1} × S_l) with WT_ji = W_ij, and H read
-    sample-major, ``HT`` (N × S_l). Blocking: ``prange`` over ``acc.shape[0]`` blocks of
-    rows j (``acc``: one row of S_l partial sums per block); for each j with a nonempty
-    support the S_l sums over the samples with A_jn ≠ 0 are formed at once
-    (:func:`_support_sum` on the rows HT_n·, read from L2; the partial sums stay in L1)
-    and η times them is subtracted from the row WT_j·. A row j with A_jn = 0 for every n
-    has all sums 0 and is left as it is. Performance contract: no allocation; work
-    proportional to the nonzeros of A.
+    sample-major, ``HT`` (N × S_l). Blocking as :func:`weight_grad_support_fast`: for each
+    row j with a nonempty support the block's sums over the samples with A_jn ≠ 0 are
+    formed in registers (:func:`_support_sum` on the rows HT_n·) and η times them is
+    subtracted from the piece of row WT_j·. A row j with A_jn = 0 for every n has all sums
+    0 and is left as it is. Performance contract: no allocation; work proportional to the
+    nonzeros of A.
     """
     S_prev, S = WT.shape
-    nb = acc.shape[0]
-    for blk in prange(nb):  # block blk: rows blk·S_prev/nb up to (blk+1)·S_prev/nb
-        a = acc[blk]
-        for j in range(blk * S_prev // nb, (blk + 1) * S_prev // nb):
+    width = SUPPORT_GRAD_BYTES // WT.itemsize
+    ni = (S + width - 1) // width
+    nj = min(S_prev, SUPPORT_BLOCKS)
+    for q in prange(ni * nj):  # rows i0 .. i0+m−1, rows j blk·S_prev/nj up to (blk+1)·S_prev/nj
+        i0 = (q // nj) * width
+        m = min(width, S - i0)
+        blk = q % nj
+        a = local_row(WT, SUPPORT_GRAD_BYTES)
+        for j in range(blk * S_prev // nj, (blk + 1) * S_prev // nj):
             if row_ptr[j + 1] > row_ptr[j]:
-                _support_sum(HT, row_ptr, row_n, row_val, j, a)
-                w = WT[j]
-                for i in range(S):
-                    w[i] -= eta * a[i]
+                if m == width:
+                    _support_sum(HT, row_ptr, row_n, row_val, j, i0, a)
+                else:
+                    _support_sum(HT, row_ptr, row_n, row_val, j, i0, a[:m])
+                w = WT[j, i0:i0 + m]
+                for r in range(m):
+                    w[r] -= eta * a[r]
     return WT

@@ -60,14 +60,13 @@ class Workspace:
     S_l, activation code, the offsets of Z, A, H, Δ and the packing buffer in ``flat``, and
     the offsets of W^(l) and b^(l) in the network's flat parameter vector
     :attr:`Network.theta`, which a flat gradient vector shares). With ``support=True`` it also
-    holds the support lists of the input (``dense.support_of``), H^(1) sample-major and
-    the partial-sum rows of the support forms (D1.6-D2.8).
+    holds the support lists of the input (``dense.support_of``), and Z^(1) and H^(1)
+    sample-major (the support forms' D1.6 sums, D2.7 and D2.8's operand).
     """
 
     def __init__(self, net: "Network", N: int, support: bool = False):
         from indexnet.kernels.activations import CODES, IDENTITY
-        from indexnet.kernels.dense import SUPPORT_BLOCKS
-
+        from indexnet.kernels.dense import SUPPORT_FILL_BLOCKS
         dt = net.dtype
         sizes = [net.input_shape[0]] + [layer.units for layer in net.layers]
         L = len(net.layers)
@@ -97,8 +96,9 @@ class Workspace:
             self.col_ptr, self.row_ptr = np.zeros(N + 1, np.int64), np.zeros(S0 + 1, np.int64)
             self.col_j, self.row_n = np.zeros(S0 * N, np.int64), np.zeros(S0 * N, np.int64)
             self.col_val, self.row_val = np.zeros(S0 * N, dt), np.zeros(S0 * N, dt)
+            self.starts = np.zeros((SUPPORT_FILL_BLOCKS, N), np.int64)  # support_of's fill positions
             self.HT = np.zeros((N, S1), dt)  # H^(1) sample-major (D2.7, D2.8)
-            self.acc = np.zeros((SUPPORT_BLOCKS, S1), dt)  # partial sums per block of samples or rows j
+            self.ZT = np.zeros((N, S1), dt)  # Z^(1) sample-major (D1.6's sums)
             self.dWT = np.zeros((S0, S1), dt)  # ∂J/∂W^(1) input-major (D2.7)
 
 

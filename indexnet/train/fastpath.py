@@ -66,6 +66,10 @@ PARALLEL_OP = _PARALLEL_OP
 #: and they break even near 40 %. The digits set (51 %) stays dense.
 SUPPORT_DENSITY = 0.3
 
+#: operations per input value that :func:`indexnet.kernels.dense.support_of` does (a count
+#: and a branch-free fill: read, compare, two stores): its work for :func:`_pick`
+SUPPORT_OF_WORK = 32
+
 # output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
 
@@ -357,9 +361,10 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             kind = IDENTITY if l == L - 1 else kinds[l]
             A_out = B.Z[l] if l == L - 1 else B.A[l]
             if l == 0 and sup:
-                dense.support_of(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n, B.row_val)
+                _pick(dense.support_of, X.size * SUPPORT_OF_WORK)(X, B.col_ptr, B.col_j, B.col_val, B.row_ptr, B.row_n,
+                                                                 B.row_val, B.starts)
                 _pick(dense.forward_support_fast, W.size * N)(WT, b, B.col_ptr, B.col_j, B.col_val, kind, alphas[l],
-                                                              B.Z[l], A_out, B.acc)
+                                                              B.Z[l], A_out, B.ZT)
             else:
                 _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
                                                                B.Z[l], A_out, B.AT[l])
@@ -390,8 +395,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
                         _pick(optim.decay_fast, WT.size)(WT.reshape(-1), lr, lam)  # O16
-                    _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT,
-                                                                     B.acc)
+                    _pick(dense.weight_grad_support_sgd_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, lr, WT)
                     state["owner"] = "fast"
                     if not defer_sync:
                         sync()
@@ -401,7 +405,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
-                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT, B.acc)
+                _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT)
                 if held:  # the optimiser updates Wᵗ from it (step)
                     state["dWT"] = B.dWT
                 else:
