@@ -226,7 +226,8 @@ def test_unknown_engine_is_refused(clf):
 def test_parameters_are_views_of_one_flat_vector(rng):
     """Network.theta holds every parameter in flat_params order and each array of params is a
     view of it: writing either changes both; set_flat_params writes theta; parameters given
-    to the constructor are copied (changing the caller's arrays afterwards changes nothing)."""
+    to the constructor are copied (changing the caller's arrays afterwards changes nothing);
+    neither params nor theta can be reassigned."""
     net = Network.from_sizes([3, 4, 2], ["relu", "identity"], "mse", seed=1)
     np.testing.assert_array_equal(net.flat_params(), net.theta)
     assert all(np.shares_memory(a, net.theta) and a.flags.c_contiguous for p in net.params for a in p)
@@ -246,3 +247,5 @@ def test_parameters_are_views_of_one_flat_vector(rng):
         net.params[0] = given[0]
     with pytest.raises(AttributeError):
         net.params = given
+    with pytest.raises(AttributeError):  # the fast step holds theta's address: it stays the same array
+        net.theta = theta

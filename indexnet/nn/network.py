@@ -194,8 +194,8 @@ class Network:
             for name, arr, w in zip(layer.param_names, p, want):
                 check_array(f"layer {l} {name}", arr, shape=w, dtype=self.dtype, min_samples=None)
         self._shapes = [tuple(arr.shape for arr in p) for p in params]
-        self.theta = np.empty(sum(a.size for p in params for a in p), self.dtype)
-        views = self.like_theta(self.theta)
+        self._theta = np.empty(sum(a.size for p in params for a in p), self.dtype)
+        views = self.like_theta(self._theta)
         for p, view in zip(params, views):
             for arr, v in zip(p, view):
                 v[...] = arr
@@ -213,6 +213,14 @@ class Network:
                 k += size
             views.append(tuple(layer_views))
         return tuple(views)
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Every parameter in one flat vector (layer by layer, W before b, row-major), the
+        memory :attr:`params` views. The same array for the network's life (not
+        assignable): the fast step and the optimisers hold on to it; write into it, or use
+        :meth:`set_flat_params`."""
+        return self._theta
 
     @property
     def params(self) -> tuple:

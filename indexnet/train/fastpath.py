@@ -426,7 +426,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 small_args.pop(next(iter(small_args)))
             B = net.workspace(N)
             ctx = step_context(net.theta, grad_flat, B.flat, reals(N), B.layout)
-            args = small_args[N] = (ctx.ctypes.data, code, ctx, B)  # the table and the workspace kept alive
+            args = small_args[N] = (ctx.ctypes.data, code, ctx, B, net.theta)  # what the table points to, kept alive
         return float(small_step(X, Y, lr, args[0], args[1]))
 
     def step(X, Y):
