@@ -26,13 +26,13 @@ MISSING_FORMS_ALLOWED = {
     "losses.binary_cross_entropy_value": {"literal"},
 }
 
-#: Fused and support equations (dense.md D1.5, D1.6, D2.6-D2.8, D2.14; losses.md
+#: Fused and support equations (dense.md D1.5, D1.6, D2.6-D2.8, D2.14, D2.15; losses.md
 #: L10-L12; conv2d.md C12; pooling.md P8; augment.md T8) are compositions of equations that
 #: have all three exact forms; only the trainer runs them, so they have a fast form alone, and
 #: tests/test_fast_forms.py (tests/test_fast_conv.py for C12 and P8, tests/test_augment.py for
 #: T8) checks each against the composition of the exact forms it fuses.
 FAST_ONLY = {"dense.forward_activation", "dense.forward_support", "dense.weight_grad_sgd",
-             "dense.weight_grad_support", "dense.weight_grad_support_sgd", "dense.hadamard_bias_grad",
+             "dense.weight_grad_support", "dense.weight_grad_support_sgd", "dense.hadamard_bias_grad", "dense.hadamard_bias_sgd",
              "optim.decay", "losses.softmax_cross_entropy", "losses.sigmoid_binary_cross_entropy", "losses.squared_error_output",
              "conv2d.forward_activation", "pooling.maxpool_backward_hadamard_bias", "augment.distort"}
 

@@ -280,7 +280,8 @@ def _rows(rng, shape, dtype, gaps, scale=1.0):
 @pytest.mark.parametrize("name", sorted(act.CODES))
 @pytest.mark.parametrize("rows", ["long", "short", "short with gaps"])
 def test_elementwise_fast_forms(dtype, name, rows, rng):
-    """A0, A6, D2.13 and D2.14 fast forms equal their loops forms (D2.14: loops σ', H, Σ_n H)
+    """A0, A6, D2.13, D2.14 and D2.15 fast forms equal their loops forms (D2.14: loops σ', H, Σ_n H;
+    D2.15: b − η Σ_n H)
     within 4 ulp (elementwise) and rtol · Σ|H| (the bias sum); σ' is read from the argument
     SIGMA_PRIME_FROM declares (ulps of the size of the formula's terms). Rows of 129 samples
     take D2.14 row by row; rows shorter than dense.SHORT_ROW whose rows lie back to back take
@@ -299,7 +300,14 @@ def test_elementwise_fast_forms(dtype, name, rows, rng):
     H, db = _rows(rng, shape, dtype, rows.endswith("gaps")), np.empty(Z.shape[0], dtype)
     dense.hadamard_bias_grad_fast(Delta, Z, Aw, kind, 0.1, H, db)
     _ulps(H, Hw, dtype, 8, Delta)
-    _close(db, dense.bias_grad_loops(Hw, np.empty_like(db)), np.abs(Hw).sum(axis=1) * 8, dtype)
+    dbw = dense.bias_grad_loops(Hw, np.empty_like(db))
+    _close(db, dbw, np.abs(Hw).sum(axis=1) * 8, dtype)
+    # D2.15: D2.14 with the SGD step folded in, b − η·D2.10 (loops)
+    b, eta = rng.standard_normal(Z.shape[0]).astype(dtype), 0.3
+    H2, b2 = _rows(rng, shape, dtype, rows.endswith("gaps")), b.copy()
+    dense.hadamard_bias_sgd_fast(Delta, Z, Aw, kind, 0.1, eta, H2, b2)
+    _ulps(H2, Hw, dtype, 8, Delta)
+    _close(b2, b - dtype(eta) * dbw, np.abs(b) + eta * np.abs(Hw).sum(axis=1) * 8, dtype)
 
 
 @pytest.mark.parametrize("name", sorted(act.CODES))

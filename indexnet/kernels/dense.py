@@ -612,27 +612,61 @@ def hadamard_fast(Delta, dsig, H):
     return H
 
 
+@fastinline
+def _short_rows(Delta, Z, A, H):
+    """True when D2.13 runs as flat sweeps: rows shorter than :data:`SHORT_ROW`, each array's rows back to back."""
+    return Delta.shape[1] < SHORT_ROW and gapless(Delta) and gapless(Z) and gapless(A) and gapless(H)
+
+
+@fastinline
+def _hadamard_chunk(Delta, Z, A, kind, alpha, H, c):
+    """Elements c·FLAT_CHUNK … (c+1)·FLAT_CHUNK − 1 of D2.13 over the whole block, as one flat sweep."""
+    lo = c * FLAT_CHUNK
+    hi = min(lo + FLAT_CHUNK, Delta.size)
+    hadamard_row(flat(Delta)[lo:hi], flat(Z)[lo:hi], flat(A)[lo:hi], kind, alpha, flat(H)[lo:hi])
+
+
+@fastinline
+def _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written):
+    """Σ_n H_in for row i (D2.10), row i of H written here by D2.13 unless the flat sweeps have
+    ``written`` it (``activations.hadamard_row``, the branch on σ's kind outside the loop over n)."""
+    if written:
+        return row_sum(H[i])
+    return hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
+
+
 @fastform
 def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
     D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
-    followed by D2.10 on the row just written (``activations.hadamard_row``, the branch on
-    σ's kind outside the loop over n). ``prange`` over rows i; performance contract: no
-    allocation, one pass over Δ, inner loop over n unit-stride and vectorized.
+    followed by D2.10 on the row just written. ``prange`` over rows i; performance contract:
+    no allocation, one pass over Δ, inner loop over n unit-stride and vectorized. Short rows
+    lying back to back (N < :data:`SHORT_ROW`): D2.13 as flat sweeps (``prange`` over
+    chunks), then the row sums.
     """
-    S, N = Delta.shape
-    if N < SHORT_ROW and gapless(Delta) and gapless(Z) and gapless(A) and gapless(H):
-        d, z, a, h = flat(Delta), flat(Z), flat(A), flat(H)
-        for c in prange((S * N + FLAT_CHUNK - 1) // FLAT_CHUNK):  # D2.13 as flat sweeps
-            lo = c * FLAT_CHUNK
-            hi = min(lo + FLAT_CHUNK, S * N)
-            hadamard_row(d[lo:hi], z[lo:hi], a[lo:hi], kind, alpha, h[lo:hi])
-        for i in prange(S):  # D2.10
-            db[i] = row_sum(H[i])
-        return H
-    for i in prange(S):
-        db[i] = hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
+    written = _short_rows(Delta, Z, A, H)
+    if written:
+        for c in prange((Delta.size + FLAT_CHUNK - 1) // FLAT_CHUNK):
+            _hadamard_chunk(Delta, Z, A, kind, alpha, H, c)
+    for i in prange(Delta.shape[0]):
+        db[i] = _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written)
+    return H
+
+
+@fastform
+def hadamard_bias_sgd_fast(Delta, Z, A, kind, alpha, eta, H, b):
+    """H_in = Δ_in σ'(Z_in) and b_i ← b_i − η Σ_n H_in: D2.14 with the SGD step O2 folded into its bias store. derivations/dense.md#D2.15
+
+    Sweeps and contract as :func:`hadamard_bias_grad_fast`; the sum is subtracted from b
+    where D2.14 would store it, so ∂J/∂b is never written.
+    """
+    written = _short_rows(Delta, Z, A, H)
+    if written:
+        for c in prange((Delta.size + FLAT_CHUNK - 1) // FLAT_CHUNK):
+            _hadamard_chunk(Delta, Z, A, kind, alpha, H, c)
+    for i in prange(Delta.shape[0]):
+        b[i] -= eta * _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written)
     return H
 
 

@@ -94,6 +94,7 @@ _weight_grad_s = _twin(dense.weight_grad_fast)
 _weight_grad_sgd_s = _twin(dense.weight_grad_sgd_fast)
 _input_grad_s = _twin(dense.input_grad_fast)
 _hadamard_bias_s = _twin(dense.hadamard_bias_grad_fast)
+_hadamard_bias_sgd_s = _twin(dense.hadamard_bias_sgd_fast)
 _softmax_ce_s = _twin(losses.softmax_cross_entropy_fast)
 _sigmoid_bce_s = _twin(losses.sigmoid_binary_cross_entropy_fast)
 _squared_s = _twin(losses.squared_error_output_fast)
@@ -173,7 +174,7 @@ def small_step(X, Y, lr, context, code):
     buffers come as one integer (:func:`indexnet._jit.address_view`) and only the batch as
     arrays. ``reals`` holds the squared-error scale and per layer α_l (leaky ReLU) and
     λ_l (weight decay of W^(l)). When ``lr`` > 0 the SGD step is folded into the weight
-    gradient (D2.6; O16's decay factor 1 − ηλ first) and the bias step follows D2.14;
+    gradient (D2.6; O16's decay factor 1 − ηλ first) and into the bias sums (D2.15);
     otherwise every gradient is written to ``grads``. The batch arrays are borrowed
     (:func:`indexnet._jit.borrowed`) for the call.
     """
@@ -210,23 +211,28 @@ def small_step(X, Y, lr, context, code):
         W = _view(theta, layout[l, OFF_W], S, Sp)
         b = theta[layout[l, OFF_B]:layout[l, OFF_B] + S]
         H = _view(flat, layout[l, OFF_H], S, N)
-        db = grads[layout[l, OFF_B]:layout[l, OFF_B] + S]
-        if l == L - 1:  # ∂J/∂b^(L) = Σ_n H^(L) (D2.10 as D2.14 with σ' = 1, in place)
-            _hadamard_bias_s(H, H, H, IDENTITY, 0.0, H, db)
+        if l == L - 1:  # ∂J/∂b^(L) = Σ_n H^(L): D2.14 with σ' = 1, in place (D2.15 when stepping)
+            if lr > 0:
+                _hadamard_bias_sgd_s(H, H, H, IDENTITY, 0.0, lr, H, b)
+            else:
+                _hadamard_bias_s(H, H, H, IDENTITY, 0.0, H, grads[layout[l, OFF_B]:layout[l, OFF_B] + S])
         A_prev = X if l == 0 else _view(flat, layout[l - 1, OFF_A], Sp, N)
-        if l > 0:  # D2.25 with the old W, then D2.14 for layer l-1
+        if l > 0:  # D2.25 with the old W, then D2.14 for layer l-1 (D2.15 when stepping: b^(l-1) is read no more)
             D_prev = _view(flat, layout[l - 1, OFF_D], Sp, N)
             _input_grad_s(W, H, D_prev)
-            _hadamard_bias_s(D_prev, _view(flat, layout[l - 1, OFF_Z], Sp, N), A_prev, layout[l - 1, KIND],
-                             reals[PER_LAYER + 2 * (l - 1)], _view(flat, layout[l - 1, OFF_H], Sp, N),
-                             grads[layout[l - 1, OFF_B]:layout[l - 1, OFF_B] + Sp])
+            Z_prev, H_prev = _view(flat, layout[l - 1, OFF_Z], Sp, N), _view(flat, layout[l - 1, OFF_H], Sp, N)
+            kind, alpha = layout[l - 1, KIND], reals[PER_LAYER + 2 * (l - 1)]
+            b_prev = layout[l - 1, OFF_B]
+            if lr > 0:
+                _hadamard_bias_sgd_s(D_prev, Z_prev, A_prev, kind, alpha, lr, H_prev, theta[b_prev:b_prev + Sp])
+            else:
+                _hadamard_bias_s(D_prev, Z_prev, A_prev, kind, alpha, H_prev, grads[b_prev:b_prev + Sp])
         AT = _view(flat, layout[l, OFF_T], N, Sp)
-        if lr > 0:  # D2.6, and b ← b − η ∂J/∂b
+        if lr > 0:  # D2.6 (the biases were stepped by D2.15)
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
                 _decay_s(W.reshape(-1), lr, lam)  # O16
             _weight_grad_sgd_s(H, A_prev, lr, W, AT)
-            _sgd_step_s(b, db, lr, 0.0, b)
         else:
             _weight_grad_s(H, A_prev, _view(grads, layout[l, OFF_W], S, Sp), AT)
     return J
