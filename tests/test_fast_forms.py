@@ -235,6 +235,39 @@ def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):
     _close(WT.T, want, scale, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("blocks", [(0, 1), (1, -1), (1, 0), (1, 1), (2, 3)])
+def test_support_forms_at_register_block_edges(dtype, blocks, rng):
+    """D1.6, D2.7 and D2.8 at row counts S on both sides of their register blocks' widths
+    (dense.SUPPORT_FORWARD_BYTES, SUPPORT_GRAD_BYTES: whole blocks held in registers, a
+    shorter last block summed on the stack row) equal D1.5 and D2.5 (loops) within
+    rtol · Σ|terms|; a row j of A with no nonzero leaves its row of W unchanged."""
+    S_prev, N = 37, 9
+    for nbytes in (dense.SUPPORT_FORWARD_BYTES, dense.SUPPORT_GRAD_BYTES):
+        width = nbytes // np.dtype(dtype).itemsize
+        S = blocks[0] * width + blocks[1] if blocks[0] else blocks[1]
+        W, A, b, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype, zeros=0.8), \
+            _rand(rng, S, dtype), _rand(rng, (S, N), dtype)
+        A[5] = 0
+        col_ptr, col_j, col_val, row_ptr, row_n, row_val = _support(A)
+        Zw = dense.forward_loops(W, A, b, np.empty((S, N), dtype))
+        Z, Ao = np.full((S, N), np.nan, dtype), np.full((S, N), np.nan, dtype)
+        dense.forward_support_fast(_support_operands(W, dtype), b, col_ptr, col_j, col_val, act.CODES["relu"], 0.0,
+                                   Z, Ao, np.full((N, S), np.nan, dtype))
+        _close(Z, Zw, np.abs(W) @ np.abs(A) + np.abs(b)[:, None], dtype)
+        assert np.array_equal(Ao, np.maximum(Z, 0))
+        g = dense.weight_grad_loops(H, A, np.empty((S, S_prev), dtype))
+        terms = np.abs(H) @ np.abs(A).T
+        HT = _support_operands(H, dtype)
+        dWT = np.full((S_prev, S), np.nan, dtype)
+        dense.weight_grad_support_fast(HT, row_ptr, row_n, row_val, dWT)
+        _close(dWT.T, g, terms, dtype)
+        WT = _support_operands(W, dtype)
+        dense.weight_grad_support_sgd_fast(HT, row_ptr, row_n, row_val, 0.25, WT)
+        _close(WT.T, W - dtype(0.25) * g, np.abs(W) + 0.25 * terms, dtype)
+        assert np.array_equal(WT[5], W[:, 5])
+
+
 def _rows(rng, shape, dtype, gaps, scale=1.0):
     """A normal array of ``shape`` and standard deviation ``scale``; with ``gaps`` a view whose
     rows do not lie back to back (every row followed by 7 unused elements)."""
