@@ -138,32 +138,6 @@ def borrowed(typingctx, arr):
     return arr(arr), _borrowed_codegen
 
 
-def _flat_codegen(context, builder, sig, args):
-    """The 1-D C view of all ``size`` elements of ``args[0]`` from its first element, borrowed."""
-    src = make_array(sig.args[0])(context, builder, value=args[0])
-    out = make_array(sig.return_type)(context, builder)
-    itemsize = context.get_constant(_types.intp, context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype)))
-    populate_array(out, data=src.data, shape=[src.nitems], strides=[itemsize], itemsize=itemsize,
-                   meminfo=context.get_constant_null(_types.MemInfoPointer(_types.voidptr)), parent=src.parent)
-    return out._getvalue()
-
-
-@intrinsic
-def flat(typingctx, arr):
-    """The elements of a 2-D array whose rows lie back to back in memory (:func:`gapless`) as
-    one 1-D view, row after row, :func:`borrowed` (the same conditions apply). An elementwise
-    formula over such a block is then one sweep instead of one short sweep per row."""
-    if not (isinstance(arr, _types.Array) and arr.ndim == 2):
-        return None
-    return _types.Array(arr.dtype, 1, "C")(arr), _flat_codegen
-
-
-@numba.njit(inline="always", cache=True)
-def gapless(M) -> bool:
-    """True when the rows of the 2-D array ``M`` are unit-stride and back to back (:func:`flat` may view it)."""
-    return M.strides[1] == M.itemsize and (M.shape[0] <= 1 or M.strides[0] == M.shape[1] * M.itemsize)
-
-
 @intrinsic
 def address_view(typingctx, address, n, like):
     """The 1-D C array of ``n`` elements at the integer ``address``, of the element type

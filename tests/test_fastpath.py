@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from indexnet._jit import address_view, flat, gapless
+from indexnet._jit import address_view
 from indexnet.train import fastpath
 from indexnet.nn.network import LAYOUT_COLS, Network
 from indexnet.train.step import make_train_step
@@ -235,30 +235,13 @@ def _through_address(context, n, like, i, value):
     return v.sum()
 
 
-@numba.njit
-def _flat_sum(M, i, value):
-    """Writes ``value`` at ``i`` of the flat view of ``M`` if ``M`` is gapless; returns (gapless, Σ M)."""
-    if gapless(M):
-        v = flat(M)
-        v[i] = value
-        return True, v.sum()
-    return False, M.sum()
-
-
-def test_address_view_and_flat_view_the_memory_they_are_given():
-    """address_view(address, n, like) is the n elements of like's dtype at that address
-    (writes go through); flat(M) is M's elements row after row when gapless(M): rows
-    back to back, which a view with gaps between its rows, or a transposed one, is not."""
+def test_address_view_is_the_memory_at_the_address():
+    """address_view(address, n, like) is the n elements of like's dtype (an array's, or a
+    NumPy scalar type's) at that address: reads and writes go through to the array there."""
     x = np.arange(6.0)
     assert _through_address(x.ctypes.data, 6, x, 2, 10.0) == 0 + 1 + 10 + 3 + 4 + 5 and x[2] == 10.0
     k = np.arange(4, dtype=np.int64)
     assert _through_address(k.ctypes.data, 3, np.int64, 0, 7) == 7 + 1 + 2 and k[0] == 7 and k[3] == 3
-    M = np.arange(12.0).reshape(3, 4)
-    assert _flat_sum(M, 5, -5.0) == (True, 66.0 - 5 - 5) and M[1, 1] == -5.0
-    wide = np.arange(15.0).reshape(3, 5)
-    assert _flat_sum(wide[:, :4], 5, 99.0) == (False, wide[:, :4].sum()) and 99.0 not in wide
-    assert _flat_sum(np.asfortranarray(M), 0, 1.0)[0] is False
-    assert _flat_sum(M[1:2, :], 0, 3.0)[0] is True and M[1, 0] == 3.0  # one row: always back to back
 
 
 def test_step_context_checks_its_buffers():

@@ -154,8 +154,8 @@ _sigma_inline = fastinline(renamed(sigma.py_func, "__fast"))
 _sigma_prime_inline = fastinline(renamed(sigma_prime.py_func, "__fast"))
 
 
-#: elements per ``prange`` iteration of the fast forms' flat elementwise sweeps (σ, σ' over
-#: a block of short rows, or over a block of samples)
+#: samples per ``prange`` iteration of the fused squared-error pass (losses.md L12), which
+#: sweeps each output row over a block of samples
 FLAT_CHUNK = 4096
 
 

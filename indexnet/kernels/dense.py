@@ -17,9 +17,9 @@ only add exact zeros and the surviving terms are summed in the same order).
 import numpy as np
 from numba import prange
 
-from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, flat, gapless, literal, local_row
+from indexnet._jit import any_layout, exact, fastform, fastinline, fastserial, literal, local_row
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import FLAT_CHUNK, activate_row, hadamard_row, row_sum
+from indexnet.kernels.activations import activate_row, hadamard_row, row_sum
 
 
 # ----------------------------------------------------------------------------- forward
@@ -385,19 +385,6 @@ def _forward_rows_short(W, A_prev, b, i, m, Z):
     Z_i· = b_i, then 4 values of j at a time add W_ij A_j· to the rows Z_i· as unit-stride
     sweeps over n (:func:`_axpy_rows`). A_prev is read in place; the dot products of
     :func:`_forward_rows` would be too short to amortize their horizontal sums."""
-    K = A_prev.shape[0]
-    if K < 4:  # the whole sum in one sweep per row, padded to three terms of weight 0
-        z0 = W.dtype.type(0)
-        q0, q1, q2 = A_prev[0], A_prev[min(1, K - 1)], A_prev[min(2, K - 1)]
-        for a in range(m):
-            w0 = W[i + a, 0]
-            w1 = W[i + a, 1] if K > 1 else z0
-            w2 = W[i + a, 2] if K > 2 else z0
-            bi = b[i + a]
-            z = Z[i + a]
-            for n in range(z.shape[0]):
-                z[n] = bi + (w0 * q0[n] + w1 * q1[n] + w2 * q2[n])
-        return
     for a in range(m):
         _fill(Z[i + a], b[i + a])
     _axpy_rows(any_layout(W), A_prev, i, m, Z, Z.dtype.type(1))
@@ -444,8 +431,6 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
     if not short:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
             _transpose_block(A_prev, AT, 16 * bj)
-    N = Z.shape[1]
-    rowwise = not (N < SHORT_ROW and gapless(Z) and gapless(A))
     for blk in prange((S + 3) // 4):
         i = 4 * blk
         m = min(4, S - i)
@@ -453,15 +438,8 @@ def forward_activation_fast(W, A_prev, b, kind, alpha, Z, A, AT):
             _forward_rows_short(W, A_prev, b, i, m, Z)
         else:
             _forward_rows(W, AT, b, i, m, Z)
-        if rowwise:
-            for a in range(m):
-                activate_row(Z[i + a], A[i + a], kind, alpha)
-    if not rowwise:  # short rows: A0 as flat sweeps
-        z, a = flat(Z), flat(A)
-        for c in prange((S * N + FLAT_CHUNK - 1) // FLAT_CHUNK):
-            lo = c * FLAT_CHUNK
-            hi = min(lo + FLAT_CHUNK, S * N)
-            activate_row(z[lo:hi], a[lo:hi], kind, alpha)
+        for a in range(m):
+            activate_row(Z[i + a], A[i + a], kind, alpha)
     return A
 
 
@@ -585,10 +563,6 @@ def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
     return W
 
 
-#: rows shorter than this take the elementwise passes of the fast forms as flat sweeps over
-#: the whole block (when its rows lie back to back): each row's own sweep would cost more
-#: in set-up than in arithmetic
-SHORT_ROW = 64
 
 
 @fastform
@@ -613,26 +587,15 @@ def hadamard_fast(Delta, dsig, H):
 
 
 @fastinline
-def _short_rows(Delta, Z, A, H):
-    """True when D2.13 runs as flat sweeps: rows shorter than :data:`SHORT_ROW`, each array's rows back to back."""
-    return Delta.shape[1] < SHORT_ROW and gapless(Delta) and gapless(Z) and gapless(A) and gapless(H)
-
-
-@fastinline
-def _hadamard_chunk(Delta, Z, A, kind, alpha, H, c):
-    """Elements c·FLAT_CHUNK … (c+1)·FLAT_CHUNK − 1 of D2.13 over the whole block, as one flat sweep."""
-    lo = c * FLAT_CHUNK
-    hi = min(lo + FLAT_CHUNK, Delta.size)
-    hadamard_row(flat(Delta)[lo:hi], flat(Z)[lo:hi], flat(A)[lo:hi], kind, alpha, flat(H)[lo:hi])
-
-
-@fastinline
-def _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written):
-    """Σ_n H_in for row i (D2.10), row i of H written here by D2.13 unless the flat sweeps have
-    ``written`` it (``activations.hadamard_row``, the branch on σ's kind outside the loop over n)."""
-    if written:
-        return row_sum(H[i])
-    return hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
+def _hadamard_bias_row(Delta, Z, A, kind, alpha, H, i, eta, out):
+    """Row i of D2.13 into H and its sum Σ_n H_in (``activations.hadamard_row``, the branch on
+    σ's kind outside the loop over n), stored in out_i (eta = 0: D2.14's ∂J/∂b_i) or
+    subtracted η times from it (D2.15's b_i)."""
+    total = hadamard_row(Delta[i], Z[i], A[i], kind, alpha, H[i])
+    if eta == 0:
+        out[i] = total
+    else:
+        out[i] -= eta * total
 
 
 @fastform
@@ -640,17 +603,12 @@ def hadamard_bias_grad_fast(Delta, Z, A, kind, alpha, H, db):
     """H_in = Δ_in σ'(Z_in) and ∂J/∂b_i = Σ_n H_in in one pass. derivations/dense.md#D2.14
 
     D2.13 (σ' from Z or A as ``activations.SIGMA_PRIME_FROM_FAST`` declares, both passed)
-    followed by D2.10 on the row just written. ``prange`` over rows i; performance contract:
-    no allocation, one pass over Δ, inner loop over n unit-stride and vectorized. Short rows
-    lying back to back (N < :data:`SHORT_ROW`): D2.13 as flat sweeps (``prange`` over
-    chunks), then the row sums.
+    followed by D2.10 on the row just written (:func:`_hadamard_bias_row`). ``prange`` over
+    rows i; performance contract: no allocation, one pass over Δ, inner loop over n
+    unit-stride and vectorized.
     """
-    written = _short_rows(Delta, Z, A, H)
-    if written:
-        for c in prange((Delta.size + FLAT_CHUNK - 1) // FLAT_CHUNK):
-            _hadamard_chunk(Delta, Z, A, kind, alpha, H, c)
     for i in prange(Delta.shape[0]):
-        db[i] = _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written)
+        _hadamard_bias_row(Delta, Z, A, kind, alpha, H, i, db.dtype.type(0), db)
     return H
 
 
@@ -661,12 +619,8 @@ def hadamard_bias_sgd_fast(Delta, Z, A, kind, alpha, eta, H, b):
     Sweeps and contract as :func:`hadamard_bias_grad_fast`; the sum is subtracted from b
     where D2.14 would store it, so ∂J/∂b is never written.
     """
-    written = _short_rows(Delta, Z, A, H)
-    if written:
-        for c in prange((Delta.size + FLAT_CHUNK - 1) // FLAT_CHUNK):
-            _hadamard_chunk(Delta, Z, A, kind, alpha, H, c)
     for i in prange(Delta.shape[0]):
-        b[i] -= eta * _hadamard_row_sum(Delta, Z, A, kind, alpha, H, i, written)
+        _hadamard_bias_row(Delta, Z, A, kind, alpha, H, i, b.dtype.type(eta), b)
     return H
 
 
