@@ -192,7 +192,7 @@ def hadamard_run(d, z, a, kind, alpha, h):
 
 @fastinline
 def row_sum(h):
-    """Σ_n h_n along one row, vectorized (the fast forms' sum of D2.10, and of per-sample loss terms)."""
+    """Σ_n h_n along one row, vectorized: the fast forms' sum of D2.10 (derivations/dense.md#D2.10), and of per-sample loss terms."""
     acc = h.dtype.type(0)
     for n in range(h.shape[0]):
         acc += h[n]
