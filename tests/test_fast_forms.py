@@ -320,11 +320,11 @@ def test_tanh_fast_within_3_ulp():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("head", ["L10", "L11", "L12"])
-@pytest.mark.parametrize("N", [67, act.FLAT_CHUNK + 3])
+@pytest.mark.parametrize("N", [67, losses.SAMPLE_BLOCK + 3])
 def test_fused_output_passes_are_their_compositions(dtype, head, N, rng):
     """L10 (S1, L5, L7), L11 (A4b, L8, L7b), L12 (A0, L1, L4, D2.13): A, J and H of the fused
     pass equal the unfused loops kernels composed, within 8 ulp (A, H) and rtol Σ|terms| (J),
-    for one block of samples and for more than one (L12's blocks of FLAT_CHUNK)."""
+    for one block of samples and for more than one (L12's blocks of SAMPLE_BLOCK)."""
     K = 10
     Z = (rng.standard_normal((K, N)) * 3).astype(dtype)
     A, H, ps = np.empty_like(Z), np.empty_like(Z), np.empty(N, dtype)

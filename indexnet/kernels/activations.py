@@ -154,11 +154,6 @@ _sigma_inline = fastinline(renamed(sigma.py_func, "__fast"))
 _sigma_prime_inline = fastinline(renamed(sigma_prime.py_func, "__fast"))
 
 
-#: samples per ``prange`` iteration of the fused squared-error pass (losses.md L12), which
-#: sweeps each output row over a block of samples
-FLAT_CHUNK = 4096
-
-
 @fastinline
 def activate_row(z, a, kind, alpha):
     """a_n = σ(z_n) along one row (eq. A0), the branch on ``kind`` outside the loop so that

@@ -25,8 +25,7 @@ from numba import prange
 
 from indexnet._jit import exact, fastform, fastinline, fastserial, literal, serial
 from indexnet.kernels._delta import kron
-from indexnet.kernels.activations import (FLAT_CHUNK, activate_row, hadamard_row, logistic, row_sum, shifted_exp_sum,
-                                          softplus)
+from indexnet.kernels.activations import activate_row, hadamard_row, logistic, row_sum, shifted_exp_sum, softplus
 
 
 @serial
@@ -454,6 +453,11 @@ def sigmoid_binary_cross_entropy_fast(Z, Y, A, H, per_sample):
     return row_sum(per_sample) / N
 
 
+#: samples per ``prange`` iteration of L12's fast form, which sweeps each output row over a
+#: block of samples
+SAMPLE_BLOCK = 4096
+
+
 @fastform
 def squared_error_output_fast(Z, Y, kind, alpha, scale, A, H, per_sample):
     """A = σ(Z) (A0), J = L1 and H = 2·scale·(A − Y) ⊙ σ'(Z) (L4, D2.13) in one pass; returns J. derivations/losses.md#L12
@@ -463,9 +467,9 @@ def squared_error_output_fast(Z, Y, kind, alpha, scale, A, H, per_sample):
     """
     K, N = Z.shape
     two_scale = Z.dtype.type(2 * scale)
-    for c in prange((N + FLAT_CHUNK - 1) // FLAT_CHUNK):  # blocks of samples; in each, row by row (vectorized)
-        lo = c * FLAT_CHUNK
-        hi = min(lo + FLAT_CHUNK, N)
+    for c in prange((N + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK):  # blocks of samples; in each, row by row (vectorized)
+        lo = c * SAMPLE_BLOCK
+        hi = min(lo + SAMPLE_BLOCK, N)
         for n in range(lo, hi):
             per_sample[n] = 0
         for i in range(K):
