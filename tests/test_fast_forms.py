@@ -194,6 +194,31 @@ def test_weight_grad_blockings_on_both_sides_of_small_weights(dtype, S, S_prev, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("S,S_prev,N", [(40, 200, 50), (10, 800, 100), (33, 130, 7)])
+def test_weight_grad_reads_the_forwards_packing(dtype, S, S_prev, N, rng):
+    """packed=True: D2.5 and D2.6 read A_prevᵗ from the AT that D1.5's fast form packed in
+    the same step (dense.forward_packs) and equal their results with their own packing, bit
+    for bit (the same values summed in the same order). Shapes where the forward packs (long
+    sums over j), the batch is short (the weight gradient's axpy blocking reads AT) and W is
+    above the small-size variant. A doubled AT doubles the result: the given AT is read, not
+    packed again."""
+    assert dense.forward_packs(S_prev, N) and N < dense.SHORT_BATCH and S * S_prev > dense.SMALL_WEIGHTS
+    W, A, H = _rand(rng, (S, S_prev), dtype), _rand(rng, (S_prev, N), dtype), _rand(rng, (S, N), dtype)
+    b = _rand(rng, (S,), dtype)
+    AT = np.full((N, S_prev), np.nan, dtype)
+    dense.forward_activation_fast(W, A, b, act.TANH, 0.0, np.empty((S, N), dtype), np.empty((S, N), dtype), AT)
+    assert np.array_equal(AT, A.T)
+    own = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), np.empty((N, S_prev), dtype))
+    assert np.array_equal(dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), AT, True), own)
+    eta = 0.3
+    own = dense.weight_grad_sgd_fast(H, A, eta, W.copy(), np.empty((N, S_prev), dtype))
+    assert np.array_equal(dense.weight_grad_sgd_fast(H, A, eta, W.copy(), AT, True), own)
+    # and AT is read as given, not packed again: a doubled AT doubles the sums (exact in binary)
+    twice = dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), 2 * AT, True)
+    assert np.array_equal(twice, 2 * dense.weight_grad_fast(H, A, np.empty((S, S_prev), dtype), AT, True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @few
 @given(shape=shapes, seed=st.integers(0, 2**31), eta=st.floats(1e-3, 1.0))
 def test_folded_sgd_and_support_weight_grads(dtype, shape, seed, eta):

@@ -379,6 +379,14 @@ def _axpy_forward(S_prev, N):
     return S_prev < SHORT_SUM or (S_prev <= 2 * SHORT_SUM and N >= S_prev)
 
 
+def forward_packs(S_prev: int, N: int) -> bool:
+    """True when the dense forward fast forms (D1.4, D1.5) pack A_prevᵗ (S_{l-1} × N) into
+    their ``AT``: the sums over j are long (:func:`_axpy_forward` is False). A composer
+    that keeps ``AT`` untouched until the same layer's weight gradient passes
+    ``packed=True`` there, so that A_prevᵗ is packed once per step."""
+    return not _axpy_forward(S_prev, N)
+
+
 @fastserial
 def _forward_rows_short(W, A_prev, b, i, m, Z):
     """Rows i..i+m−1 (m <= 4) of D1.4 for a short sum over j (:func:`_axpy_forward`):
@@ -515,7 +523,7 @@ def _weight_row_dots(H, A_prev, i, eta, out):
 
 
 @fastform
-def weight_grad_fast(H, A_prev, dW, AT):
+def weight_grad_fast(H, A_prev, dW, AT, packed=False):
     """∂J/∂W_ij = Σ_n H_in A_jn, register-blocked. derivations/dense.md#D2.5
 
     Blocking: ``prange`` over blocks of 4 rows i. For N >= :data:`SHORT_BATCH`, 4 × 2
@@ -525,14 +533,16 @@ def weight_grad_fast(H, A_prev, dW, AT):
     H_in AT_n· to 4 rows of ∂J/∂W, the inner loop over j unit-stride
     (:func:`_weight_rows`). Small-size variant: a matrix of at most :data:`SMALL_WEIGHTS`
     entries takes one plain dot product over n per entry (:func:`_weight_row_dots`), no
-    packing. Performance contract: no allocation (``AT`` from the caller).
+    packing. ``packed``: ``AT`` already holds A_prevᵗ (the same step's forward packed it,
+    :func:`forward_packs`) and is not packed again. Performance contract: no allocation
+    (``AT`` from the caller).
     """
     S = dW.shape[0]
     if dW.size <= SMALL_WEIGHTS:  # small matrix: one dot product over n per entry
         for i in prange(S):
             _weight_row_dots(H, A_prev, np.int64(i), dW.dtype.type(0), dW)
         return dW
-    if H.shape[1] < SHORT_BATCH:
+    if H.shape[1] < SHORT_BATCH and not packed:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
             _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):
@@ -542,19 +552,19 @@ def weight_grad_fast(H, A_prev, dW, AT):
 
 
 @fastform
-def weight_grad_sgd_fast(H, A_prev, eta, W, AT):
+def weight_grad_sgd_fast(H, A_prev, eta, W, AT, packed=False):
     """W_ij ← W_ij − η Σ_n H_in A_jn: D2.5 with the SGD step O2 folded into its store. derivations/dense.md#D2.6
 
-    Blocking and contract as :func:`weight_grad_fast`; the sum is subtracted from W
-    where D2.5 would store it (short batches: added with weight −η by the axpy sweeps),
-    so ∂J/∂W is never written.
+    Blocking, ``packed`` and contract as :func:`weight_grad_fast`; the sum is subtracted
+    from W where D2.5 would store it (short batches: added with weight −η by the axpy
+    sweeps), so ∂J/∂W is never written.
     """
     S = W.shape[0]
     if W.size <= SMALL_WEIGHTS:  # small matrix: one dot product over n per entry
         for i in prange(S):
             _weight_row_dots(H, A_prev, np.int64(i), W.dtype.type(eta), W)
         return W
-    if H.shape[1] < SHORT_BATCH:
+    if H.shape[1] < SHORT_BATCH and not packed:
         for bj in prange((A_prev.shape[0] + 15) // 16):  # pack A_prevᵗ
             _transpose_block(A_prev, AT, 16 * bj)
     for blk in prange((S + 3) // 4):

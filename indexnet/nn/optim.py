@@ -52,11 +52,11 @@ def _fast_kernel(rule: str):
 
 def _kernel(rule: str, engine: str, elements: int = 0) -> Callable:
     """The kernel form of ``rule`` that ``engine`` names. For ``fast``, updates whose largest
-    array has ``elements`` × 8 below :data:`indexnet._jit.PARALLEL_OP` (the fast step's rule)
+    array has ``elements`` × :data:`indexnet._jit.ELEMENT_WORK` below :data:`indexnet._jit.PARALLEL_OP` (the fast step's rule)
     run the serial twin of the loops form (the fast build's flags, no threads): waking
     threads costs more than such an update, and a run compiles one build, not two."""
     if engine == "fast":
-        if elements * 8 < _jit.PARALLEL_OP:
+        if elements * _jit.ELEMENT_WORK < _jit.PARALLEL_OP:
             return _jit.serial_twin(getattr(kernels, f"{rule}_loops"))
         return _fast_kernel(rule)
     return getattr(kernels, f"{rule}_{engine}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from indexnet._jit import ELEMENT_WORK
 from indexnet.kernels import conv2d, dense, losses, pooling
 from indexnet.kernels.activations import CODES, IDENTITY, activation_grad_fast
 from indexnet.nn.layers.conv import framed_shape, padded_shape
@@ -149,7 +150,7 @@ def make_conv_step(net, optimizer, decay_mask=None):
 
     def output(Y, B):
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
-        work = Z.size * 8
+        work = Z.size * ELEMENT_WORK
         if code == SOFTMAX_CE:  # L10
             return _pick(losses.softmax_cross_entropy_fast, work)(Z, Y, A, H, B.per_sample)
         if code == SIGMOID_BCE:  # L11
@@ -169,14 +170,14 @@ def make_conv_step(net, optimizer, decay_mask=None):
                 H = B.H[l]
                 wwork = W.size * B.N
                 if have_H[l]:  # the output layer: ∂J/∂b = Σ_n H (D2.10 as D2.14 with σ' = 1)
-                    _pick(dense.hadamard_bias_grad_fast, H.size * 8)(H, H, H, IDENTITY, 0.0, H, db)
+                    _pick(dense.hadamard_bias_grad_fast, H.size * ELEMENT_WORK)(H, H, H, IDENTITY, 0.0, H, db)
                 else:  # D2.14
-                    _pick(dense.hadamard_bias_grad_fast, H.size * 8)(B.D[l], B.Z[l], B.A[l], kinds[l], alphas[l], H,
+                    _pick(dense.hadamard_bias_grad_fast, H.size * ELEMENT_WORK)(B.D[l], B.Z[l], B.A[l], kinds[l], alphas[l], H,
                                                                      db)
                 A2 = A_prev.reshape(-1, A_prev.shape[-1])
                 if l > 0:  # D2.25 into Δ^(l-1) (a view of the image layer's Δ below a flatten)
                     _pick(dense.input_grad_fast, wwork)(W, H, B.D[l - 1].reshape(A2.shape))
-                _pick(dense.weight_grad_fast, wwork)(H, A2, dW, B.AT[l])  # D2.5
+                _pick(dense.weight_grad_fast, wwork)(H, A2, dW, B.AT[l], dense.forward_packs(A2.shape[0], B.N))  # D2.5
             elif kind == "maxpool2d":
                 if l == 0:
                     continue
@@ -194,14 +195,14 @@ def make_conv_step(net, optimizer, decay_mask=None):
                 H = B.H[l]
                 if not have_H[l]:  # D2.14 on the flattened rows would sum per row, so A6, D2.13 and C8
                     H2, D2 = H.reshape(-1, B.N), B.D[l].reshape(-1, B.N)
-                    _pick(dense.hadamard_fast, H.size * 8)(D2, _sigma_prime(B, l, H2), H2)
+                    _pick(dense.hadamard_fast, H.size * ELEMENT_WORK)(D2, _sigma_prime(B, l, H2), H2)
                     conv2d.bias_grad_fast(H, db)
                 if l > 0:  # C9 (by C10) with the old K
                     conv2d.input_grad_fast(K, H, layer.stride, layer.pad, B.D[l - 1], B.G[l])
                 conv2d.kernel_grad_fast(H, A_prev, layer.stride, layer.pad, dK, B.P[l], True)  # C7 (P from C12)
 
     def _sigma_prime(B, l, out):  # A6 into ``out``
-        return _pick(activation_grad_fast, out.size * 8)(B.Z[l].reshape(out.shape), B.A[l].reshape(out.shape),
+        return _pick(activation_grad_fast, out.size * ELEMENT_WORK)(B.Z[l].reshape(out.shape), B.A[l].reshape(out.shape),
                                                          kinds[l], alphas[l], out)
 
     def gradients(X, Y):

@@ -30,9 +30,13 @@ D2.5-D2.8; D2.25) of every layer run in parallel when the largest weights × bat
 the layers the kernel runs on (all; layers 2..L) reaches :data:`PARALLEL_OP`, else as
 serial twins: one build of each kernel per network (and batch size), since every build is a compile of its own on a first run (digits'
 10 × 800 output layer would otherwise compile serial twins beside the parallel forms of
-its 800 × 64 layer). The elementwise passes (output, D2.14) run in parallel when their own
-work reaches :data:`PARALLEL_OP`, else serially (waking threads costs more than a small
-operation). A smaller network (seed 000's 1-16-16-1) is
+its 800 × 64 layer). D2.14, the elementwise pass between the products, takes the
+products' build: the threads are awake from the product before them,
+and a pass of a few thousand elements already gains from them (D2.14 on 800 × 100
+float32: 66 µs serially, 16 µs on 2 threads). The first layer's transpositions (Wᵗ,
+Hᵗ) take one build by the size of W^(1). The output pass runs in parallel when its
+own work (elements × :data:`indexnet._jit.ELEMENT_WORK`) reaches :data:`PARALLEL_OP`, else
+serially (waking threads costs more than a small operation). A smaller network (seed 000's 1-16-16-1) is
 run in one serial compiled call, :func:`small_step`, which calls the serial twins of the
 same fast forms: at a few microseconds per step, entering a compiled function and waking
 threads would dominate, so that call takes only the batch as arrays (borrowed for its
@@ -49,8 +53,9 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from indexnet._jit import PARALLEL_OP as _PARALLEL_OP, address_view, borrowed, fastserial, serial_twin
+from indexnet._jit import ELEMENT_WORK, PARALLEL_OP as _PARALLEL_OP, address_view, borrowed, fastserial, serial_twin
 from indexnet.kernels import dense, losses, optim
+from indexnet.kernels.dense import _axpy_forward
 from indexnet.kernels.activations import CODES, IDENTITY
 from indexnet.nn.network import KIND, LAYOUT_COLS, OFF_A, OFF_B, OFF_D, OFF_H, OFF_T, OFF_W, OFF_Z, S_IN, S_OUT
 from indexnet.nn.optim import decay_mask as _mask, flat_param_list, step_trusted
@@ -228,13 +233,14 @@ def small_step(X, Y, lr, context, code):
             else:
                 _hadamard_bias_s(D_prev, Z_prev, A_prev, kind, alpha, H_prev, grads[b_prev:b_prev + Sp])
         AT = _view(flat, layout[l, OFF_T], N, Sp)
+        packed = not _axpy_forward(Sp, N)  # the forward left A_prevᵗ in AT
         if lr > 0:  # D2.6 (the biases were stepped by D2.15)
             lam = reals[PER_LAYER + 2 * l + 1]
             if lam != 0:
                 _decay_s(W.reshape(-1), lr, lam)  # O16
-            _weight_grad_sgd_s(H, A_prev, lr, W, AT)
+            _weight_grad_sgd_s(H, A_prev, lr, W, AT, packed)
         else:
-            _weight_grad_s(H, A_prev, _view(grads, layout[l, OFF_W], S, Sp), AT)
+            _weight_grad_s(H, A_prev, _view(grads, layout[l, OFF_W], S, Sp), AT, packed)
     return J
 
 
@@ -293,11 +299,13 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
-    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False}
+    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False, "packed": {}}
     # another optimiser than SGD holds W^(1) input-major too when the sync is deferred: it
     # updates Wᵗ from D2.7's input-major gradient, its state of W^(1) held alike (hold_state)
     hold_other = defer_sync and not fused_sgd
     S1 = Ws[0].shape[0]
+    # the first layer's transpositions (Wᵗ, Hᵗ, the optimiser's state) take one build, by the size of W^(1)
+    pack_work = Ws[0].size * ELEMENT_WORK
 
     def reals(N):
         if N not in state["reals"]:
@@ -322,7 +330,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         if state["WT"] is None:
             state["WT"] = np.zeros((Ws[0].shape[1], S1), net.dtype)
         if state["owner"] == "net":
-            _pick(dense._pack_transpose, Ws[0].size)(Ws[0], state["WT"])
+            _pick(dense._pack_transpose, pack_work)(Ws[0], state["WT"])
         return state["WT"]
 
     def turn_state():
@@ -330,7 +338,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         for arrays in optimizer.state.values():
             if arrays:
                 turned = np.empty(arrays[0].shape[::-1], arrays[0].dtype)
-                _pick(dense._pack_transpose, turned.size)(arrays[0], turned)
+                _pick(dense._pack_transpose, pack_work)(arrays[0], turned)
                 arrays[0] = turned
 
     def hold_state():
@@ -345,11 +353,19 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         """Write W^(1) held input-major (and the optimiser's state of it) back into the
         network's (the optimiser's) arrays."""
         if state["owner"] == "fast":
-            _pick(dense._pack_transpose, Ws[0].size)(state["WT"], Ws[0])
+            _pick(dense._pack_transpose, pack_work)(state["WT"], Ws[0])
             state["owner"] = "net"
         if state["state_held"]:
             turn_state()
             state["state_held"] = False
+
+    def forward_packed(N, sup):
+        """Per layer: its dense forward leaves A_prevᵗ in the workspace's AT (``packed`` of
+        the weight-gradient forms; the first layer's support forms pack nothing)."""
+        key = (N, sup)
+        if key not in state["packed"]:
+            state["packed"][key] = [dense.forward_packs(sizes[l], N) and not (l == 0 and sup) for l in range(L)]
+        return state["packed"][key]
 
     def layers_step(X, Y, lr, held=False):
         N = X.shape[1]
@@ -357,6 +373,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         B = net.workspace(N, support=sup)
         r = reals(N)
         WT = first_t() if sup else None
+        packed = forward_packed(N, sup)
         for l, (W, b) in enumerate(zip(Ws, bs)):  # forward: D1.5 (D1.6 on the support of X)
             kind = IDENTITY if l == L - 1 else kinds[l]
             A_out = B.Z[l] if l == L - 1 else B.A[l]
@@ -369,7 +386,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
                                                                B.Z[l], A_out, B.AT[l])
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
-        out_work = Z.size * 8
+        out_work = Z.size * ELEMENT_WORK
         if code == SOFTMAX_CE:
             J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Y, A, H, B.per_sample)
         elif code == SIGMOID_BCE:
@@ -377,19 +394,19 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
         else:
             J = _pick(losses.squared_error_output_fast, out_work)(Z, Y, kinds[L - 1], alphas[L - 1], r[SCALE], A, H,
                                                                   B.per_sample)
-        _pick(dense.hadamard_bias_grad_fast, H.size * 8)(H, H, H, IDENTITY, 0.0, H, dbs[L - 1])
+        wwork = work * N  # the largest layer's: one build per kernel (module docstring)
+        _pick(dense.hadamard_bias_grad_fast, wwork)(H, H, H, IDENTITY, 0.0, H, dbs[L - 1])
         for l in range(L - 1, -1, -1):  # backward
             W, b = Ws[l], bs[l]
             H = B.H[l]
             A_prev = X if l == 0 else B.A[l - 1]
-            wwork = work * N  # the largest layer's: one build per kernel (module docstring)
             if l > 0:  # D2.25 with the old W, then D2.14
                 _pick(dense.input_grad_fast, input_work * N)(W, H, B.D[l - 1])
-                _pick(dense.hadamard_bias_grad_fast, B.D[l - 1].size * 8)(
+                _pick(dense.hadamard_bias_grad_fast, wwork)(
                     B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
             if sparse:
-                _pick(dense._pack_transpose, H.size)(H, B.HT)
+                _pick(dense._pack_transpose, pack_work)(H, B.HT)
             if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
@@ -402,7 +419,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 else:
                     if lam != 0:
                         _pick(optim.decay_fast, W.size)(W.reshape(-1), lr, lam)  # O16
-                    _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l])
+                    _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l], packed[l])
                 _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
                 _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT)
@@ -411,7 +428,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 else:
                     _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
             else:
-                _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l])
+                _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l], packed[l])
         return float(J)
 
     small_args = {}  # N -> small_step's arguments after (X, Y, lr), built once per batch size
@@ -505,7 +522,7 @@ def make_fast_forward(net):
                                                            alphas[l], Z, A, bufs["T"][:sizes[l] * N].reshape(N, sizes[l]))
             A_prev = A
         A, H, per_sample = view(f"X{L}", sizes[-1], N), view("H", sizes[-1], N), bufs["per_sample"][:N]
-        out_work = Z.size * 8
+        out_work = Z.size * ELEMENT_WORK
         if code == SOFTMAX_CE:
             J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
         elif code == SIGMOID_BCE:
