@@ -104,7 +104,7 @@ _softmax_ce_s = _twin(losses.softmax_cross_entropy_fast)
 _sigmoid_bce_s = _twin(losses.sigmoid_binary_cross_entropy_fast)
 _squared_s = _twin(losses.squared_error_output_fast)
 _decay_s = _twin(optim.decay_fast)
-_sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the bias step
+_sgd_step_s = _twin(optim.sgd_step_loops)  # O8's fast build, serial: the conv path's bias step
 
 # entries of the small step's real parameters: the loss scale, then per layer α_l and λ_l
 SCALE, PER_LAYER = 0, 1
@@ -395,19 +395,25 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
             J = _pick(losses.squared_error_output_fast, out_work)(Z, Y, kinds[L - 1], alphas[L - 1], r[SCALE], A, H,
                                                                   B.per_sample)
         wwork = work * N  # the largest layer's: one build per kernel (module docstring)
-        _pick(dense.hadamard_bias_grad_fast, wwork)(H, H, H, IDENTITY, 0.0, H, dbs[L - 1])
+        if lr > 0:  # ∂J/∂b^(L) = Σ_n H^(L) (D2.14 with σ' = 1), stepped as it is summed (D2.15)
+            _pick(dense.hadamard_bias_sgd_fast, wwork)(H, H, H, IDENTITY, 0.0, lr, H, bs[L - 1])
+        else:
+            _pick(dense.hadamard_bias_grad_fast, wwork)(H, H, H, IDENTITY, 0.0, H, dbs[L - 1])
         for l in range(L - 1, -1, -1):  # backward
-            W, b = Ws[l], bs[l]
+            W = Ws[l]
             H = B.H[l]
             A_prev = X if l == 0 else B.A[l - 1]
-            if l > 0:  # D2.25 with the old W, then D2.14
+            if l > 0:  # D2.25 with the old W, then D2.14 (D2.15 when stepping: b^(l-1) is read no more)
                 _pick(dense.input_grad_fast, input_work * N)(W, H, B.D[l - 1])
-                _pick(dense.hadamard_bias_grad_fast, wwork)(
-                    B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1], B.H[l - 1], dbs[l - 1])
+                below = (B.D[l - 1], B.Z[l - 1], B.A[l - 1], kinds[l - 1], alphas[l - 1])
+                if lr > 0:
+                    _pick(dense.hadamard_bias_sgd_fast, wwork)(*below, lr, B.H[l - 1], bs[l - 1])
+                else:
+                    _pick(dense.hadamard_bias_grad_fast, wwork)(*below, B.H[l - 1], dbs[l - 1])
             sparse = l == 0 and sup
             if sparse:
                 _pick(dense._pack_transpose, pack_work)(H, B.HT)
-            if lr > 0:  # D2.6 / D2.8, then b ← b − η ∂J/∂b
+            if lr > 0:  # D2.6 / D2.8 (the biases were stepped by D2.15)
                 lam = r[PER_LAYER + 2 * l + 1]
                 if sparse:  # on W^(1) held input-major
                     if lam != 0:
@@ -420,13 +426,12 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                     if lam != 0:
                         _pick(optim.decay_fast, W.size)(W.reshape(-1), lr, lam)  # O16
                     _pick(dense.weight_grad_sgd_fast, wwork)(H, A_prev, lr, W, B.AT[l], packed[l])
-                _sgd_step_s(b, dbs[l], lr, 0.0, b)  # O8 with λ = 0 (a bias is not decayed)
             elif sparse:  # D2.7 input-major, then turned around into the gradient array
                 _pick(dense.weight_grad_support_fast, wwork)(B.HT, B.row_ptr, B.row_n, B.row_val, B.dWT)
                 if held:  # the optimiser updates Wᵗ from it (step)
                     state["dWT"] = B.dWT
                 else:
-                    _pick(dense._pack_transpose, wwork)(B.dWT, dWs[l])
+                    _pick(dense._pack_transpose, pack_work)(B.dWT, dWs[l])
             else:
                 _pick(dense.weight_grad_fast, wwork)(H, A_prev, dWs[l], B.AT[l], packed[l])
         return float(J)
