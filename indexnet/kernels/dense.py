@@ -383,8 +383,10 @@ def forward_packs(S_prev: int, N: int) -> bool:
     """True when the dense forward fast forms (D1.4, D1.5) pack A_prevᵗ (S_{l-1} × N) into
     their ``AT``: the sums over j are long (:func:`_axpy_forward` is False). A composer
     that keeps ``AT`` untouched until the same layer's weight gradient passes
-    ``packed=True`` there, so that A_prevᵗ is packed once per step."""
-    return not _axpy_forward(S_prev, N)
+    ``packed=True`` there, so that A_prevᵗ is packed once per step. Plain Python (the inlined
+    rule's own source, ``py_func``): calling the compiled rule from Python would compile it
+    in every process, about 0.5 s."""
+    return not _axpy_forward.py_func(S_prev, N)
 
 
 @fastserial
