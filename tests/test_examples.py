@@ -1,4 +1,7 @@
-"""The foreign-project examples (also the README's "Use indexnet as an oracle" examples) run green."""
+"""The foreign-project examples (also the README's "Use indexnet as an oracle" examples) run green, each
+in a pytest process of its own: an in-process run forgets the modules it imported first,
+and a second import of one of Numba's typing modules fails (test_explain before this file
+showed it)."""
 from pathlib import Path
 
 pytest_plugins = ["pytester"]
@@ -14,7 +17,7 @@ def test_foreign_project_example_passes(pytester):
     through the entry point, the hand-written gradients match the oracle, a planted bug is
     caught and named, and the finite-difference check passes."""
     pytester.makepyfile(test_my_layer=EXAMPLE.read_text(encoding="utf-8"))
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
 
 
@@ -24,5 +27,5 @@ def test_pytorch_style_example_passes(pytester):
     session: its gradients, ∂J/∂X and intermediates match the oracle called with PyTorch's
     names and no rescaling, a forgotten ReLU' is caught and named, finite differences pass."""
     pytester.makepyfile(test_my_convnet=PYTORCH_STYLE.read_text(encoding="utf-8"))
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
