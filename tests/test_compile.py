@@ -1,5 +1,6 @@
 """indexnet._compile: recording the compiled calls of a warm-up, and compiling them in a child process."""
 import importlib
+import subprocess
 import sys
 
 import numba
@@ -84,3 +85,16 @@ def test_parallel_kernels_stand_alternately_at_the_front_and_the_back():
     p1, p2, p3, s1, s2 = Kernel(True), Kernel(True), Kernel(True), Kernel(False), Kernel(False)
     todo = [(s1, "s1"), (p1, "p1"), (s2, "s2"), (p2, "p2"), (p3, "p3")]
     assert [name for _, name in _compile._spread(todo)] == ["p1", "p3", "s1", "s2", "p2"]
+
+
+def test_asking_whether_the_forward_packs_compiles_nothing():
+    """dense.forward_packs, which the trainer asks once per layer and batch size, evaluates the
+    forward's rule in plain Python: in a fresh process the compiled rule (dense._axpy_forward)
+    has no build after it answers. It used to call the compiled rule, which compiled it in
+    every process (about 0.5 s of every run)."""
+    code = ("from indexnet.kernels import dense\n"
+            "assert dense.forward_packs(800, 100) and not dense.forward_packs(16, 32)\n"
+            "print(len(dense._axpy_forward.overloads))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
