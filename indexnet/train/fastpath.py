@@ -299,7 +299,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     fused_sgd = type(optimizer).__name__ == "SGD" and hasattr(optimizer, "weight_decay")
     Ws = tuple(p[0] for p in net.params)
     bs = tuple(p[1] for p in net.params)
-    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False, "packed": {}}
+    state = {"reals": {}, "support": None, "WT": None, "owner": "net", "state_held": False}
     # another optimiser than SGD holds W^(1) input-major too when the sync is deferred: it
     # updates Wᵗ from D2.7's input-major gradient, its state of W^(1) held alike (hold_state)
     hold_other = defer_sync and not fused_sgd
@@ -362,10 +362,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
     def forward_packed(N, sup):
         """Per layer: its dense forward leaves A_prevᵗ in the workspace's AT (``packed`` of
         the weight-gradient forms; the first layer's support forms pack nothing)."""
-        key = (N, sup)
-        if key not in state["packed"]:
-            state["packed"][key] = [dense.forward_packs(sizes[l], N) and not (l == 0 and sup) for l in range(L)]
-        return state["packed"][key]
+        return [dense.forward_packs(sizes[l], N) and not (l == 0 and sup) for l in range(L)]
 
     def layers_step(X, Y, lr, held=False):
         N = X.shape[1]
