@@ -43,6 +43,29 @@ def test_blocked_runs_each_contender_in_a_row():
     assert calls == ["a"] * 4 + ["b"] * 4 and sleeps == [1.0, 1.0] and len(t["b"].times) == 3
 
 
+def test_paired_runs_contenders_back_to_back_and_pauses_between_rounds():
+    """Warm-up rounds untimed; in each timed round every contender once, in turn; one pause
+    before each round, none between the contenders of a round."""
+    calls, sleeps = [], []
+    c = {k: (lambda k=k: calls.append(k)) for k in "ab"}
+    t = timing.paired(c, rounds=3, warmup=1, pause=0.5, sleep=sleeps.append)
+    assert calls == ["a", "b"] * 4 and sleeps == [0.5] * 3
+    assert len(t["a"].times) == len(t["b"].times) == 3
+
+
+def test_paired_ratios_divide_round_by_round():
+    """A contender always 30x the reference in its own round gives 30 in every round, although
+    the speed of both changes 1.5x from round to round (the ratio of medians would not be 30)."""
+    t = {"fast": timing.Timing([1.0, 1.5, 1.5, 1.0, 1.5]), "pytorch": timing.Timing([30.0, 45.0, 45.0, 30.0, 45.0])}
+    t["pytorch"].times[1] = 40.0  # one round at another speed: 26.7
+    r = timing.paired_ratios(t, "fast")
+    assert r["fast"]["median"] == 1.0 and r["pytorch"]["median"] == pytest.approx(30.0)
+    assert r["pytorch"]["min"] == pytest.approx(40.0 / 1.5) and r["pytorch"]["max"] == pytest.approx(30.0)
+    assert r["pytorch"]["ratios"][1] == pytest.approx(40.0 / 1.5)
+    with pytest.raises(ValueError, match="rounds"):
+        timing.paired_ratios({"fast": timing.Timing([1.0]), "x": timing.Timing([1.0, 2.0])}, "fast")
+
+
 @pytest.mark.parametrize("kw, word", [({"repeats": 0}, "repeats"), ({"repeats": 1, "pause": -1.0}, "pause"),
                                       ({"repeats": 1, "warmup": -1}, "warmup")])
 def test_timing_rejects_bad_counts(kw, word):
@@ -154,15 +177,23 @@ def test_run_without_torch_and_jax_skips_them_and_says_why(monkeypatch):
 
 
 def test_tiny_step_smoke():
-    """The tiny-net row: both indexnet engines (and PyTorch when installed) time a few steps."""
+    """The tiny-net row: both indexnet engines (and PyTorch when installed) time a few steps in
+    paired rounds; the row keeps each round's ratios, and the tiny target reads their median."""
     torch = contenders.load("torch")[0]
-    r = workloads.tiny_step(steps=2, repeats=1, torch=torch)
+    r = workloads.tiny_step(rounds=2, round_s=1e-9, torch=torch)
     assert {"fast", "numpy"} <= set(r["contenders"]) and r["contenders"]["fast"]["vs_ref"] == 1.0
     assert r["contenders"]["numpy"]["median_s"] > 0
+    assert set(r["steps_per_round"]) == set(r["contenders"]) and min(r["steps_per_round"].values()) == 1
+    assert set(r["paired"]) == set(r["contenders"]) and len(r["paired"]["numpy"]["ratios"]) == 2
+    with pytest.raises(ValueError, match="round_s"):
+        workloads.tiny_step(rounds=1, round_s=0.0)
     # per-step thread CPU time of every timed contender, and its line in the report
     assert set(r["thread_cpu_s"]) == set(r["contenders"]) and all(v > 0 for v in r["thread_cpu_s"].values())
     text = report.format_report(report.Report(config={}, tiny=r))
-    assert "thread CPU per step (median): fast " in text
+    assert "thread CPU per step (median): fast " in text and "ratio per round, median" in text
+    if torch is not None:
+        tiny = {t["target"]: t["value"] for t in report.check_targets(report.Report(config={}, tiny=r))}["tiny"]
+        assert tiny == round(r["paired"]["pytorch"]["median"], 3)
 
 
 def test_cnn_epoch_smoke():

@@ -13,7 +13,8 @@ Sections, in the order they run:
 
 Numba, OpenBLAS and PyTorch use the same thread count (2 by default); XLA takes every
 core (recorded). Before each contender's turn the bench sleeps ``pause`` seconds so the
-previous contender's spinning threads park (:mod:`indexnet.bench.timing`).
+previous contender's spinning threads park (:mod:`indexnet.bench.timing`); the tiny step's
+contenders run back to back in short rounds, with the pause between rounds.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def run(sections=SECTIONS, quick: bool = False, threads: int = 2, data_dir: str 
 
     ``quick``: fewer repeats, a 6 000-sample epoch, no exact ``loops`` kernel build, no cold
     compile. ``sizes`` overrides shapes and counts (the tests use it to stay tiny): keys
-    ``epoch_samples``, ``Ns``, ``S``, ``S_prev``, ``dtypes``, ``conv``, ``tiny_steps``,
+    ``epoch_samples``, ``Ns``, ``S``, ``S_prev``, ``dtypes``, ``conv``, ``tiny_round_s``,
     ``blas_n``.
     """
     unknown = [s for s in sections if s not in SECTIONS]
@@ -87,7 +88,8 @@ def run(sections=SECTIONS, quick: bool = False, threads: int = 2, data_dir: str 
                                           skipped=skipped | ({"jax": why_jax} if why_jax else {}))
     if "tiny" in sections:
         log("tiny net ...")
-        rep.tiny = workloads.tiny_step(steps=sizes.get("tiny_steps", 300 if quick else 2000), repeats=reps,
+        rep.tiny = workloads.tiny_step(rounds=repeats or (5 if quick else 15),
+                                       round_s=sizes.get("tiny_round_s", workloads.TINY_ROUND_S),
                                        pause=pause, torch=torch, skipped=skipped)
     if "cnn" in sections:
         log("small CNN epoch ...")

@@ -1,12 +1,23 @@
 """How the bench times things: warm-up, repeats, median and range, pauses, load average.
 
-Two orders of timing. :func:`interleaved` runs every contender once per repeat, in turn,
-so a burst of load from another process hits all of them alike (used for epochs and
-steps, where one call lasts long enough). :func:`blocked` runs all repeats of one
-contender, then the next (used for kernels, where a call lasts milliseconds). Both sleep
-``pause`` seconds before each contender's turn: Numba's OpenMP workers and OpenBLAS's
-threads spin for a while after a parallel region ends, and a contender that starts while
-the previous one's threads still spin runs on a busy core. The pause lets them park.
+Three orders of timing. :func:`interleaved` runs every contender once per repeat, in turn,
+so a burst of load from another process hits all of them alike (used for epochs, where
+one call lasts long enough). :func:`blocked` runs all repeats of one contender, then the
+next (used for kernels, where a call lasts milliseconds). Both sleep ``pause`` seconds
+before each contender's turn: Numba's OpenMP workers and OpenBLAS's threads spin for a
+while after a parallel region ends, and a contender that starts while the previous one's
+threads still spin runs on a busy core. The pause lets them park.
+
+:func:`paired` runs many short rounds, every contender back to back inside a round and
+the pause only between rounds, and keeps each round's ratios (used for the tiny-net step,
+whose contenders run on the calling thread alone). On this shared virtual machine the
+speed of one core changes over seconds, and not alike for every program (measured on the
+tiny step, 2026-12-03: indexnet's step took 4.4-4.9 µs or 6.5-7.5 µs, pinned to either
+core, switching within a second; PyTorch's took 155-185 µs or 290-330 µs in the same
+spells). A repeat of a few milliseconds sees one speed, and the next contender's repeat,
+two seconds later, may see the other, so the ratio of two medians mixes spells. Inside
+one short round both contenders see the same spell; the rounds' ratios and their range
+show the spells the run met (about 32-36 in the fast spell, 40-47 in the slow one).
 """
 from __future__ import annotations
 
@@ -58,6 +69,26 @@ def _check_counts(repeats: int, warmup: int, pause: float) -> None:
         raise ValueError(f"pause: expected seconds >= 0, got {pause}")
 
 
+def _rounds(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int, pause: float,
+            sleep: Callable[[float], None], pause_each: bool) -> dict[str, Timing]:
+    """``warmup`` untimed rounds, then ``rounds`` timed rounds each calling every callable once,
+    in turn; ``pause`` seconds slept before each call (``pause_each``) or before each round."""
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        if pause and not pause_each:
+            sleep(pause)
+        for name, fn in contenders.items():
+            if pause and pause_each:
+                sleep(pause)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: Timing(ts) for name, ts in times.items()}
+
+
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
                 pause: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> dict[str, Timing]:
     """Time each callable ``repeats`` times, in turn, after ``warmup`` untimed rounds.
@@ -65,18 +96,32 @@ def interleaved(contenders: dict[str, Callable[[], object]], repeats: int, warmu
     ``pause`` seconds are slept before each timed call (not counted).
     """
     _check_counts(repeats, warmup, pause)
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    times: dict[str, list] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            if pause:
-                sleep(pause)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: Timing(ts) for name, ts in times.items()}
+    return _rounds(contenders, repeats, warmup, pause, sleep, pause_each=True)
+
+
+def paired(contenders: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
+           pause: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> dict[str, Timing]:
+    """Time ``rounds`` rounds, each running every callable once, back to back, after
+    ``warmup`` untimed rounds; sleep ``pause`` seconds before each round (not counted).
+
+    Repeat r of every returned :class:`Timing` comes from round r, so
+    :func:`paired_ratios` can divide them round by round.
+    """
+    _check_counts(rounds, warmup, pause)
+    return _rounds(contenders, rounds, warmup, pause, sleep, pause_each=False)
+
+
+def paired_ratios(timings: dict[str, Timing], ref: str) -> dict[str, dict]:
+    """Per contender, the ratios of its time to ``ref``'s round by round (timings from
+    :func:`paired`): ``median``, ``min``, ``max`` and every round's ``ratios``."""
+    base = timings[ref].times
+    out = {}
+    for name, t in timings.items():
+        if len(t.times) != len(base):
+            raise ValueError(f"paired_ratios: {name!r} has {len(t.times)} rounds, {ref!r} has {len(base)}")
+        r = [a / b for a, b in zip(t.times, base)]
+        out[name] = {"median": float(statistics.median(r)), "min": min(r), "max": max(r), "ratios": r}
+    return out
 
 
 def blocked(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,

@@ -10,7 +10,8 @@ same batches in the same order.
             batch 100, SGD lr 0.05: 550 steps on MNIST's 55 000 training images; beside it,
             the distortions of ``--augment affine`` and ``--augment elastic`` alone over the
             same batches (what they add to an augmented epoch).
-``tiny``    one step of seed 000/003's 1-16-16-1 tanh net (MSE) on x², batch 32, float64.
+``tiny``    one step of seed 000/003's 1-16-16-1 tanh net (MSE) on x², batch 32, float64,
+            in paired rounds (the row's ratio is the median of the rounds' ratios).
 ``cnn``     one epoch of preset ``cnn`` (conv8@3x3/p1 ReLU, max-pool 2, conv16@3x3/p1 ReLU,
             max-pool 2, dense 10 softmax) on MNIST images (1, 28, 28), batch 100, float32.
 
@@ -158,39 +159,61 @@ def mnist_epoch(X, Y, data: str, batch: int = 100, repeats: int = 3, pause: floa
                samples=len(Xb) * batch, batch=batch, steps=len(Xb))
 
 
-def tiny_step(steps: int = 2000, repeats: int = 5, pause: float = 0.0, torch=None, skipped: dict | None = None,
-              engines=("fast", "numpy")) -> dict:
+#: seconds each contender runs per round of the tiny-net row (its step count is set from a
+#: calibration run so that every contender's turn lasts about this long)
+TINY_ROUND_S = 0.02
+
+
+def tiny_step(rounds: int = 15, round_s: float = TINY_ROUND_S, pause: float = 0.0, torch=None,
+              skipped: dict | None = None, engines=("fast", "numpy")) -> dict:
     """Seconds per step of 1-16-16-1 tanh (MSE) on x² (seed 3), batch 32, float64.
 
-    Every contender is timed the same way: a Python loop of ``steps`` calls of its step on
-    one batch prepared before timing (indexnet (D, N) arrays, PyTorch (N, D) tensors, no
-    copies in the loop). Each step does the same work: forward, the loss, backward, and
-    plain SGD (lr 0.01) on all six parameter arrays, and returns the loss without further
+    Every contender is timed the same way: a Python loop of calls of its step on one batch
+    prepared before timing (indexnet (D, N) arrays, PyTorch (N, D) tensors, no copies in
+    the loop). Each step does the same work: forward, the loss, backward, and plain SGD
+    (lr 0.01) on all six parameter arrays, and returns the loss without further
     conversion: indexnet's steps return it as a Python float (the fast step converts its
     compiled call's result, the numpy step its ``loss``), PyTorch's returns the 0-d loss
-    tensor (no ``.item()``; on the CPU its value is already computed). ``thread_cpu_s``
-    holds each contender's median per-step CPU time of the calling thread (all three run
-    this net in that thread; on a loaded machine it is steadier than the wall time).
+    tensor (no ``.item()``; on the CPU its value is already computed).
+
+    The contenders run in ``rounds`` paired rounds (:func:`indexnet.bench.timing.paired`):
+    in each, every contender in turn runs about ``round_s`` seconds of steps (its count,
+    ``steps_per_round``, from an untimed calibration run), the pause only between rounds.
+    ``paired`` holds each contender's time over the reference's, round by round, and
+    their median, the row's ratio (this core's speed changes over seconds; one round's
+    contenders see the same speed). ``thread_cpu_s`` holds each contender's median
+    per-step CPU time of the calling thread (all run this net in that thread).
     """
+    import math
     import time
 
+    from indexnet.bench.timing import paired, paired_ratios
     from indexnet.data.synthetic import load_square
     from indexnet.nn.network import Network
 
+    if not round_s > 0:
+        raise ValueError(f"round_s: expected seconds > 0, got {round_s}")
     tr = load_square(n=1000, seed=3).train
     X = np.ascontiguousarray(tr.X[:, :32])
     Y = np.ascontiguousarray(tr.T[:, :32])
     sizes, acts = [1, 16, 16, 1], ["tanh", "tanh", "identity"]
+    steps: dict[str, int] = {}
     cpu: dict[str, list] = {}
 
     def many(name, step, a, b):
+        for _ in range(20):  # compiles and warms the step before its speed is measured
+            step(a, b)
+        t0 = time.perf_counter()
+        for _ in range(50):
+            step(a, b)
+        steps[name] = max(1, math.ceil(round_s * 50 / max(time.perf_counter() - t0, 1e-9)))
         cpu[name] = []
 
         def run():
             t0 = time.thread_time()
-            for _ in range(steps):
+            for _ in range(steps[name]):
                 step(a, b)
-            cpu[name].append((time.thread_time() - t0) / steps)
+            cpu[name].append((time.thread_time() - t0) / steps[name])
         return run
 
     c = {e: many(e, indexnet_step(Network.from_sizes(sizes, acts, "mse", dtype=np.float64), e, 0.01), X, Y)
@@ -198,11 +221,12 @@ def tiny_step(steps: int = 2000, repeats: int = 5, pause: float = 0.0, torch=Non
     if torch is not None:
         tstep = torch_dense(torch, Network.from_sizes(sizes, acts, "mse", dtype=np.float64), 0.01)
         c["pytorch"] = many("pytorch", tstep, torch.from_numpy(X.T.copy()), torch.from_numpy(Y.T.copy()))
-    t = interleaved(c, repeats, warmup=1, pause=pause)
-    per_step = {k: v.scaled(1.0 / steps) for k, v in t.items()}
-    thread_cpu = {k: Timing(v[-repeats:]).median for k, v in cpu.items()}  # the warm-up round left out
+    t = paired(c, rounds, warmup=1, pause=pause)
+    per_step = {k: v.scaled(1.0 / steps[k]) for k, v in t.items()}
+    thread_cpu = {k: Timing(v[-rounds:]).median for k, v in cpu.items()}  # the warm-up round left out
     return row("1-16-16-1 tanh MSE x^2 step", per_step, ref=engines[0], skipped=dict(skipped or {}),
-               steps_per_repeat=steps, batch=32, dtype="float64", thread_cpu_s=thread_cpu)
+               rounds=rounds, round_s=round_s, steps_per_round=steps, batch=32, dtype="float64",
+               thread_cpu_s=thread_cpu, paired=paired_ratios(per_step, engines[0]))
 
 
 def cnn_net(dtype=np.float32, seed: int = 0):

@@ -49,7 +49,7 @@ def add_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats, a 6000-sample epoch, no exact loops kernels, no cold compile")
     p.add_argument("--repeats", type=_positive, default=None,
-                   help="timed repeats per row (default 7, quick 3; epochs 3, quick 2)")
+                   help="timed repeats per row (default 7, quick 3; epochs 3, quick 2; the tiny step's paired rounds 15, quick 5)")
     p.add_argument("--threads", type=_positive, default=2, help="threads for Numba, OpenBLAS and PyTorch (default 2)")
     p.add_argument("--pause", type=_seconds, default=2.0,
                    help="seconds slept before each contender so the previous one's spinning threads park (default 2)")
