@@ -69,14 +69,16 @@ def serial(fn: Callable) -> numba.core.registry.CPUDispatcher:
     return numba.njit(cache=True, **EXACT_FLAGS)(fn)
 
 
-def renamed(fn: Callable, suffix: str) -> Callable:
+def renamed(fn: Callable, suffix: str, names: dict | None = None) -> Callable:
     """Return a copy of ``fn`` whose ``__qualname__`` ends in ``suffix``.
 
     The copy shares code, globals, defaults and closure; only the name differs, so
-    numba's cache stores its compiled form in a separate file.
+    numba's cache stores its compiled form in a separate file. With ``names``, its globals
+    are a copy of ``fn``'s updated by them (the names its body resolves differently).
     """
     copy = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+        fn.__code__, {**fn.__globals__, **names} if names else fn.__globals__, fn.__name__ + suffix,
+        fn.__defaults__, fn.__closure__
     )
     copy.__qualname__ = fn.__qualname__ + suffix
     copy.__doc__ = fn.__doc__
@@ -112,16 +114,57 @@ def fastinline(fn: Callable) -> numba.core.registry.CPUDispatcher:
     return numba.njit(inline="always", fastmath=set(FAST_FLAGS), cache=True, error_model="numpy")(fn)
 
 
+def fastrow(fn: Callable) -> numba.core.registry.CPUDispatcher:
+    """Compile a row helper of the fast forms (σ or σ'·Δ along one row, a branch per kind of
+    activation, each branch a vectorized loop): called, not inlined, from the parallel fast
+    forms, and inlined in their serial twins (:func:`serial_twin`).
+
+    Inlined at numba IR level, such a helper brings every kind's loop into each caller, and
+    numba types and lowers them again in every parallel form that uses it. Measured with
+    the helpers called from the parallel forms (2026-12-03): compiling what the digits
+    default needs in one process, 14.8 → 10.2 s; MNIST epoch 0.480 → 0.429 s and the preset
+    cnn epoch 1.07 → 0.96 s (one process, interleaved; a call gives the parallel loop a
+    smaller body). A call per row costs nothing next to an 800-row operation but about
+    7 ns against a 16-row one (the tiny step was 11 % slower with calls everywhere): the
+    serial twins, which run the small operations, inline the helper (``inline_twin``)."""
+    dispatcher = fastserial(fn)
+    dispatcher.inline_twin = fastinline(renamed(fn, "__inline"))
+    return dispatcher
+
+
+def _inline_rows(fn: Callable, done: dict) -> dict:
+    """The globals of ``fn`` to replace so that it inlines every row helper it reaches: each
+    row helper (:func:`fastrow`) by its inline twin, each inlined helper that reaches one by
+    a copy of itself that inlines it (``done``: the helpers looked at so far, mapped to
+    their replacement or to themselves)."""
+    names = {}
+    for name in fn.__code__.co_names:
+        value = fn.__globals__.get(name)
+        if hasattr(value, "inline_twin"):
+            names[name] = value.inline_twin
+        elif isinstance(value, numba.core.registry.CPUDispatcher) and value.targetoptions.get("inline") == "always":
+            if value not in done:
+                done[value] = value  # while it is being looked at (a cycle keeps it as it is)
+                inner = _inline_rows(value.py_func, done)
+                if inner:
+                    done[value] = fastinline(renamed(value.py_func, "__rows_inlined", inner))
+            if done[value] is not value:
+                names[name] = done[value]
+    return names
+
+
 _TWINS: dict = {}
 
 
 def serial_twin(dispatcher) -> numba.core.registry.CPUDispatcher:
     """The same source as a fast form compiled without threads (``prange`` runs as
-    ``range``), under its own cache name: for small operations, where waking threads costs
-    more than the arithmetic, and for calls from inside another compiled function. One
-    twin per dispatcher and process (every caller shares it, so it compiles once)."""
+    ``range``), under its own cache name, with the row helpers inlined (:func:`fastrow`):
+    for small operations, where waking threads costs more than the arithmetic, and for
+    calls from inside another compiled function. One twin per dispatcher and process
+    (every caller shares it, so it compiles once)."""
     if dispatcher not in _TWINS:
-        _TWINS[dispatcher] = fastserial(renamed(dispatcher.py_func, "__serial"))
+        fn = dispatcher.py_func
+        _TWINS[dispatcher] = fastserial(renamed(fn, "__serial", _inline_rows(fn, {})))
     return _TWINS[dispatcher]
 
 

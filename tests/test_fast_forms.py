@@ -465,3 +465,31 @@ def test_a_fast_form_compiled_first_leaves_the_exact_helpers_exact(tmp_path):
     for _ in range(2):
         done = subprocess.run([sys.executable, "-c", _FAST_FIRST], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", sorted(act.CODES))
+def test_serial_twins_inline_the_row_helpers_the_parallel_forms_call(kind, rng):
+    """The row helpers (σ and σ'·Δ along a row) are one compiled function each that the
+    parallel fast forms call, and the serial twins inline them instead, also through an
+    inlined helper between (D2.14's ``_hadamard_bias_row``); both builds give the same rows."""
+    from indexnet._jit import serial_twin
+
+    assert dense.forward_activation_fast.py_func.__globals__["activate_row"] is act.activate_row
+    fwd = serial_twin(dense.forward_activation_fast)
+    assert fwd.py_func.__globals__["activate_row"] is act.activate_row.inline_twin
+    hb = serial_twin(dense.hadamard_bias_sgd_fast)
+    row = hb.py_func.__globals__["_hadamard_bias_row"]
+    assert row is not dense._hadamard_bias_row and row.py_func.__globals__["hadamard_row"] is act.hadamard_row.inline_twin
+    assert dense._hadamard_bias_row.py_func.__globals__["hadamard_row"] is act.hadamard_row  # the original untouched
+
+    code, alpha = act.CODES[kind], 0.1
+    W, A_prev, b = rng.standard_normal((37, 9)), rng.standard_normal((9, 45)), rng.standard_normal(37)
+    out = {}
+    for name, f in (("parallel", dense.forward_activation_fast), ("twin", fwd)):
+        Z, A, AT = np.empty((37, 45)), np.empty((37, 45)), np.empty((45, 9))
+        f(W, A_prev, b, code, alpha, Z, A, AT)
+        H, bb = np.empty((37, 45)), b.copy()  # Δ = 1: H is σ'(Z), b steps by 0.5 Σ_n σ'
+        (dense.hadamard_bias_sgd_fast if name == "parallel" else hb)(np.ones((37, 45)), Z, A, code, alpha, 0.5, H, bb)
+        out[name] = (Z, A, H, bb)
+    for p, t in zip(out["parallel"], out["twin"]):
+        np.testing.assert_allclose(t, p, rtol=1e-13, atol=1e-15)

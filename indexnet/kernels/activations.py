@@ -13,7 +13,7 @@ from llvmlite import ir as llvm_ir
 from numba import prange
 from numba.extending import intrinsic
 
-from indexnet._jit import exact, fastform, fastinline, literal, renamed, serial
+from indexnet._jit import exact, fastform, fastinline, fastrow, literal, renamed, serial
 from indexnet.kernels._delta import kron
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTPLUS = 0, 1, 2, 3, 4, 5
@@ -154,7 +154,7 @@ _sigma_inline = fastinline(renamed(sigma.py_func, "__fast"))
 _sigma_prime_inline = fastinline(renamed(sigma_prime.py_func, "__fast"))
 
 
-@fastinline
+@fastrow
 def activate_row(z, a, kind, alpha):
     """a_n = σ(z_n) along one row (eq. A0), the branch on ``kind`` outside the loop so that
     the loop vectorizes; tanh by :func:`_tanh_fast`. ``a`` may be ``z`` (in place)."""
@@ -194,7 +194,7 @@ def row_sum(h):
     return acc
 
 
-@fastinline
+@fastrow
 def hadamard_row(d, z, a, kind, alpha, h):
     """h_n = d_n σ'(z_n) along one row and its sum Σ_n h_n: derivations/dense.md#D2.14 on one row
     (σ' from z or a as :data:`SIGMA_PRIME_FROM` declares, A6): the branch on ``kind`` outside the loop, each
