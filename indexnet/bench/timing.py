@@ -17,7 +17,7 @@ core, switching within a second; PyTorch's took 155-185 µs or 290-330 µs in th
 spells). A repeat of a few milliseconds sees one speed, and the next contender's repeat,
 two seconds later, may see the other, so the ratio of two medians mixes spells. Inside
 one short round both contenders see the same spell; the rounds' ratios and their range
-show the spells the run met (about 32-36 in the fast spell, 40-47 in the slow one).
+show the spells the run met (about 32-38 in the fast spell, 36-47 in the slow one, over the day).
 """
 from __future__ import annotations
 
