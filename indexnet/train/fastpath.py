@@ -78,14 +78,8 @@ SUPPORT_OF_WORK = 32
 # output passes: softmax + CE (L10), sigmoid + BCE (L11), squared errors (L12)
 SOFTMAX_CE, SIGMOID_BCE, SQUARED = 0, 1, 2
 
-_TWINS = {}
-
-
-def _twin(kernel):
-    """The serial twin of a fast form (compiled on first use)."""
-    if kernel not in _TWINS:
-        _TWINS[kernel] = serial_twin(kernel)
-    return _TWINS[kernel]
+#: the serial twin of a fast form (one per form and process, compiled on first use)
+_twin = serial_twin
 
 
 def _pick(kernel, work: int):
@@ -245,6 +239,18 @@ def small_step(X, Y, lr, context, code):
 
 
 # ------------------------------------------------------------------------ the builder
+def _output_pass(code, Z, Y, kind, alpha, scale, A, H, per_sample):
+    """The fused output pass ``code`` (L10 / L11 / L12) on the output layer's Z: A^(L), H^(L)
+    and the per-sample losses written, J returned; threads by its own work (elements ×
+    :data:`indexnet._jit.ELEMENT_WORK`)."""
+    out_work = Z.size * ELEMENT_WORK
+    if code == SOFTMAX_CE:
+        return _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Y, A, H, per_sample)
+    if code == SIGMOID_BCE:
+        return _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Y, A, H, per_sample)
+    return _pick(losses.squared_error_output_fast, out_work)(Z, Y, kind, alpha, scale, A, H, per_sample)
+
+
 def _output_code(net) -> int | None:
     """The fused output pass for the network's loss and output activation, or None."""
     act = net.layers[-1].activation
@@ -383,14 +389,7 @@ def make_fast_step(net, optimizer, decay_mask=None, defer_sync: bool = False):
                 _pick(dense.forward_activation_fast, work * N)(W, X if l == 0 else B.A[l - 1], b, kind, alphas[l],
                                                                B.Z[l], A_out, B.AT[l])
         Z, A, H = B.Z[L - 1], B.A[L - 1], B.H[L - 1]
-        out_work = Z.size * ELEMENT_WORK
-        if code == SOFTMAX_CE:
-            J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Y, A, H, B.per_sample)
-        elif code == SIGMOID_BCE:
-            J = _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Y, A, H, B.per_sample)
-        else:
-            J = _pick(losses.squared_error_output_fast, out_work)(Z, Y, kinds[L - 1], alphas[L - 1], r[SCALE], A, H,
-                                                                  B.per_sample)
+        J = _output_pass(code, Z, Y, kinds[L - 1], alphas[L - 1], r[SCALE], A, H, B.per_sample)
         wwork = work * N  # the largest layer's: one build per kernel (module docstring)
         if lr > 0:  # ∂J/∂b^(L) = Σ_n H^(L) (D2.14 with σ' = 1), stepped as it is summed (D2.15)
             _pick(dense.hadamard_bias_sgd_fast, wwork)(H, H, H, IDENTITY, 0.0, lr, H, bs[L - 1])
@@ -524,15 +523,8 @@ def make_fast_forward(net):
                                                            alphas[l], Z, A, bufs["T"][:sizes[l] * N].reshape(N, sizes[l]))
             A_prev = A
         A, H, per_sample = view(f"X{L}", sizes[-1], N), view("H", sizes[-1], N), bufs["per_sample"][:N]
-        out_work = Z.size * ELEMENT_WORK
-        if code == SOFTMAX_CE:
-            J = _pick(losses.softmax_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
-        elif code == SIGMOID_BCE:
-            J = _pick(losses.sigmoid_binary_cross_entropy_fast, out_work)(Z, Yb, A, H, per_sample)
-        else:
-            scale = net.loss_fn.scale(N)
-            J = _pick(losses.squared_error_output_fast, out_work)(Z, Yb, kinds[-1], alphas[-1], scale, A, H,
-                                                                  per_sample)
+        scale = net.loss_fn.scale(N) if code == SQUARED else 1.0
+        J = _output_pass(code, Z, Yb, kinds[-1], alphas[-1], scale, A, H, per_sample)
         return float(J), A
 
     return forward
